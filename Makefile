@@ -1,0 +1,46 @@
+# driftline: `make demo` and `make test` are the two set-up commands.
+# Both create .venv when missing, install the project into it, then run.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench lint check-java clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) check-java
+
+# pyspark 4 runs on Java 17 or 21; say how to get it rather than fail deep inside Spark.
+check-java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "driftline: Java 17 is required by Spark 4 but 'java' was not found."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
+	  echo "  macOS:         brew install openjdk@17"; \
+	  echo "  or set JAVA_HOME to a JDK 17 installation."; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	  if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+	    echo "driftline: Java 17+ is required by Spark 4, found '$$v'."; \
+	    echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
+
+demo: install
+	$(VENV)/bin/driftline demo
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check driftline tests bench jobs
+
+clean:
+	rm -rf $(VENV) .driftline demo-output .pytest_cache .hypothesis

@@ -1,0 +1,60 @@
+"""Durations written the way Spark writes intervals: ``"5 minutes"``, ``"30 seconds"``.
+
+>>> parse_duration("5 minutes").seconds
+300.0
+>>> parse_duration("1.5h").spark
+'5400 seconds'
+>>> parse_duration("soon")
+Traceback (most recent call last):
+...
+ValueError: 'soon' is not a duration; write a number and a unit, e.g. '30 seconds', '5 minutes' (units: ms, s, m, h, d)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNITS = {
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+}  # fmt: skip
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class Duration:
+    """A positive span of time; ``spark`` renders it for Spark's interval parser."""
+
+    seconds: float
+
+    @property
+    def milliseconds(self) -> int:
+        return round(self.seconds * 1000)
+
+    @property
+    def spark(self) -> str:
+        if self.seconds.is_integer():
+            return f"{int(self.seconds)} seconds"
+        return f"{self.milliseconds} milliseconds"
+
+    def __str__(self) -> str:
+        return self.spark
+
+
+def parse_duration(value: object) -> Duration:
+    """Parse ``"<number> <unit>"`` (or a number of seconds) into a :class:`Duration`."""
+    if isinstance(value, Duration):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return Duration(float(value))
+    match = _PATTERN.match(value.lower()) if isinstance(value, str) else None
+    if match is None or match.group(2) not in _UNITS or float(match.group(1)) <= 0:
+        raise ValueError(
+            f"{value!r} is not a duration; write a number and a unit, e.g. '30 seconds', "
+            f"'5 minutes' (units: ms, s, m, h, d)"
+        )
+    return Duration(float(match.group(1)) * _UNITS[match.group(2)])

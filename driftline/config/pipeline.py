@@ -1,0 +1,173 @@
+"""The pipeline definition's typed model. One TOML file, one :class:`PipelineConfig`.
+
+Sections (all documented in ``pipelines/README.md``):
+
+``[pipeline]``   name and description
+``[kafka]``      bootstrap servers, optional Schema Registry URL, topic prefix,
+                 librdkafka settings passed through to every client
+``[sources.<name>]`` one per Kafka source: schema subject and version, topics,
+                 event-time and entity-id fields, features with their kind
+``[windows]``    event-time window size, slide, watermark, trigger interval
+``[reference]``  where the reference profile lives
+``[drift]``      drift methods and the alert policy's thresholds
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from driftline.config.durations import Duration, parse_duration
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem")
+
+DurationField = Annotated[Duration, BeforeValidator(parse_duration)]
+FeatureKind = Literal["numeric", "categorical"]
+DriftMethod = Literal["psi", "ks", "chi2", "js"]
+LibrdkafkaValue = str | int | float | bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineSection(_Model):
+    name: str = Field(pattern=NAME_PATTERN, description="Pipeline name, used in topics and tables.")
+    description: str = ""
+
+
+def _librdkafka(settings: dict[str, Any]) -> dict[str, Any]:
+    """Secret-looking settings become SecretStr so they never print in reprs or logs."""
+    return {
+        key: SecretStr(str(value)) if any(s in key for s in SECRET_KEYS) else value
+        for key, value in settings.items()
+    }
+
+
+class KafkaConfig(_Model):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    schema_registry_url: str | None = None
+    topic_prefix: str = ""
+    replication_factor: int = Field(default=1, ge=1)
+    client: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
+    producer: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
+    consumer: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
+
+    @field_validator("client", "producer", "consumer")
+    @classmethod
+    def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _librdkafka(value)
+
+    def librdkafka(self, role: Literal["producer", "consumer", "admin"]) -> dict[str, Any]:
+        """The pass-through settings for one client role, secrets revealed."""
+        layers = [self.client] + ([getattr(self, role)] if role != "admin" else [])
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                merged[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return merged
+
+
+class FeatureConfig(_Model):
+    kind: FeatureKind
+    description: str = ""
+
+
+class SourceConfig(_Model):
+    subject: str
+    schema_version: int | Literal["latest"] = "latest"
+    topic: str | None = None
+    dead_letter_topic: str | None = None
+    partitions: int = Field(default=4, ge=1, le=1024)
+    event_time: str
+    entity_id: str | None = None
+    features: dict[str, FeatureConfig] = Field(min_length=1)
+
+
+class WindowConfig(_Model):
+    size: DurationField = parse_duration("5 minutes")
+    slide: DurationField | None = None
+    watermark: DurationField = parse_duration("10 minutes")
+    trigger: DurationField = parse_duration("10 seconds")
+
+    @model_validator(mode="after")
+    def _slide_fits(self) -> WindowConfig:
+        if self.slide is not None and self.slide > self.size:
+            raise ValueError(f"slide ({self.slide}) must not be longer than size ({self.size})")
+        return self
+
+
+class ReferenceConfig(_Model):
+    path: str = "references"
+    version: str | None = None
+
+
+class DriftConfig(_Model):
+    methods: list[DriftMethod] = Field(default_factory=lambda: ["psi", "ks", "chi2"], min_length=1)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    p_value: float = Field(default=0.01, gt=0, lt=1)
+    fdr: Literal["bh", "none"] = "bh"
+    min_rows: int = Field(default=200, ge=1)
+    effect_floor: float = Field(default=0.1, ge=0)
+    persistence_k: int = Field(default=2, ge=1)
+    persistence_n: int = Field(default=3, ge=1)
+    resolve_after: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> DriftConfig:
+        if self.persistence_k > self.persistence_n:
+            raise ValueError(
+                f"persistence_k ({self.persistence_k}) must be <= persistence_n "
+                f"({self.persistence_n})"
+            )
+        return self
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline definition. Relative paths resolve against ``base_dir``."""
+
+    pipeline: PipelineSection
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    schemas_dir: str = "schemas"
+    state_dir: str = ".driftline"
+    warehouse_dir: str = "warehouse"
+    sources: dict[str, SourceConfig] = Field(min_length=1)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    def path(self, relative: str) -> Path:
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+    def source(self, name: str) -> SourceConfig:
+        if name not in self.sources:
+            from driftline.errors import ConfigError
+
+            raise ConfigError(
+                f"pipeline {self.name!r} has no source {name!r}; "
+                f"valid sources: {', '.join(sorted(self.sources))}"
+            )
+        return self.sources[name]
+
+    def topic(self, source: str) -> str:
+        return self.kafka.topic_prefix + (self.source(source).topic or f"signals.{source}")
+
+    def dead_letter_topic(self, source: str) -> str:
+        return self.kafka.topic_prefix + (self.source(source).dead_letter_topic or f"dlq.{source}")

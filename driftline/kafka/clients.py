@@ -1,0 +1,126 @@
+"""Producer, consumer and admin construction with driftline's defaults.
+
+Every client takes the user's librdkafka settings (SASL / SSL included) on top of
+these defaults; user settings win.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from driftline.errors import BrokerError
+
+logger = logging.getLogger(__name__)
+librdkafka_logger = logging.getLogger("driftline.librdkafka")
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "compression.type": "zstd",
+    "linger.ms": 20,
+    "batch.size": 1_000_000,
+    "message.timeout.ms": 60_000,
+    "retries": 2_147_483_647,
+}
+
+
+def client_config(bootstrap: str, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """librdkafka settings: bootstrap, then each layer in order (later layers win)."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": librdkafka_logger}
+    for layer in layers:
+        config.update(layer or {})
+    return config
+
+
+def make_producer(bootstrap: str, *layers: Mapping[str, Any] | None) -> Producer:
+    return Producer(client_config(bootstrap, PRODUCER_DEFAULTS, *layers))
+
+
+def make_admin(bootstrap: str, *layers: Mapping[str, Any] | None) -> AdminClient:
+    return AdminClient(client_config(bootstrap, *layers))
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    replication_factor: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    An existing topic is left as it is (its partition count is not changed).
+    """
+    specs = list(specs)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot list topics: {exc}") from exc
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in missing],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {name!r}: {exc}") from exc
+    _wait_for_topics(admin, [s.name for s in missing], timeout)
+    logger.info("topics_created names=%s", ",".join(sorted(created)))
+    return created
+
+
+def _wait_for_topics(admin: AdminClient, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(n in topics and not topics[n].error for n in names):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics {names} did not appear in metadata within {timeout}s")
+        time.sleep(0.05)
+
+
+class DeliveryReport:
+    """Counts delivery outcomes per topic; keeps the first few errors for the message."""
+
+    def __init__(self, keep_errors: int = 5) -> None:
+        self.delivered: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self._keep = keep_errors
+
+    def __call__(self, error: KafkaError | None, message: Any) -> None:
+        if error is None:
+            self.delivered[message.topic()] += 1
+            return
+        self.failed[message.topic()] += 1
+        if len(self.errors) < self._keep:
+            self.errors.append(f"{message.topic()}: {error.str()}")
+
+
+def produce(producer: Producer, topic: str, **kwargs: Any) -> None:
+    """``Producer.produce`` that waits for room when the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.1)
