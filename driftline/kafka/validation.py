@@ -173,7 +173,7 @@ def _converter(name: str, avro_type: Any, text: bool) -> Callable[[Any], Any] | 
 
 
 class _FieldRule:
-    __slots__ = ("name", "nullable", "has_default", "default", "convert", "deferred")
+    __slots__ = ("name", "nullable", "has_default", "default", "convert", "deferred", "textual")
 
     def __init__(self, spec: dict[str, Any], text: bool) -> None:
         self.name = spec["name"]
@@ -184,6 +184,8 @@ class _FieldRule:
         self.default = spec.get("default")
         self.convert = _converter(self.name, non_null[0], text) if len(non_null) == 1 else None
         self.deferred = self.convert is None and bool(non_null)
+        # in CSV an empty cell is null, except for a required string, where "" is a value
+        self.textual = non_null in (["string"], [{"type": "string"}])
 
     def check(self, record: Mapping[str, Any], text: bool) -> Any:
         if self.name not in record:
@@ -191,12 +193,13 @@ class _FieldRule:
                 return self.default
             raise _Reject(ReasonCode.MISSING_FIELD, f"required field {self.name!r} is absent")
         value = record[self.name]
-        if text and value == "" and self.nullable:
+        if text and value == "" and (self.nullable or not self.textual):
             value = None
         if value is None or (isinstance(value, float) and math.isnan(value) and self.nullable):
             if self.nullable:
                 return None
-            raise _Reject(ReasonCode.MISSING_FIELD, f"required field {self.name!r} is null")
+            empty = "empty" if text else "null"
+            raise _Reject(ReasonCode.MISSING_FIELD, f"required field {self.name!r} is {empty}")
         return self.convert(value) if self.convert is not None else value
 
 

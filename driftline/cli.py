@@ -1,0 +1,294 @@
+"""The ``driftline`` command line. Thin: parse, build config, call the library, print.
+
+Exit codes are :class:`ExitCode`; messages for bad input go to stderr and name the
+option or key that was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from driftline.errors import BrokerError, ConfigError, DeliveryError, DriftlineError, SchemaError
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    CONFIG = 2
+    DELIVERY_FAILED = 3
+    BROKER_UNAVAILABLE = 4
+    SCHEMA_INCOMPATIBLE = 5
+
+
+app = typer.Typer(
+    name="driftline",
+    help="Streaming data-quality and drift detection on Kafka + Spark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+broker_app = typer.Typer(help="Run the embedded Kafka-compatible broker (tansu).", no_args_is_help=True)
+schemas_app = typer.Typer(help="Work with the Avro schemas under schemas/.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(schemas_app, name="schemas")
+
+PipelineOption = Annotated[
+    Path, typer.Option("--pipeline", "-p", help="Pipeline definition (TOML).", exists=False)
+]
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        envvar="DRIFTLINE_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers; overrides [kafka] bootstrap_servers.",
+    ),
+]
+StateDirOption = Annotated[
+    Path,
+    typer.Option("--state-dir", envvar="DRIFTLINE_STATE_DIR", help="Where the broker keeps pid and log."),
+]
+
+_EXIT_FOR = {
+    ConfigError: ExitCode.CONFIG,
+    SchemaError: ExitCode.CONFIG,
+    BrokerError: ExitCode.BROKER_UNAVAILABLE,
+    DeliveryError: ExitCode.DELIVERY_FAILED,
+}
+
+
+def _fail(exc: DriftlineError) -> typer.Exit:
+    typer.echo(f"driftline: error: {exc}", err=True)
+    return typer.Exit(next((code for kind, code in _EXIT_FOR.items() if isinstance(exc, kind)), ExitCode.FAILURE))
+
+
+def _load(pipeline: Path, bootstrap: str | None):
+    from driftline.config import load_pipeline
+
+    config = load_pipeline(pipeline)
+    if bootstrap:
+        kafka = config.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        config = config.model_copy(update={"kafka": kafka})
+    return config
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[str, typer.Option(help="Python log level (DEBUG, INFO, WARNING).")] = "WARNING",
+) -> None:
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+
+
+@broker_app.command("start")
+def broker_start(
+    state_dir: StateDirOption = Path(".driftline/broker"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9092,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 30.0,
+) -> None:
+    """Start tansu on 127.0.0.1 and print its bootstrap address."""
+    from driftline.kafka.broker import EmbeddedBroker
+
+    try:
+        state = EmbeddedBroker(state_dir, port=port).start(timeout=timeout)
+    except BrokerError as exc:
+        raise _fail(exc) from None
+    typer.echo(state.bootstrap)
+    typer.echo(f"pid {state.pid}, log {state.log_path}", err=True)
+
+
+@broker_app.command("stop")
+def broker_stop(state_dir: StateDirOption = Path(".driftline/broker")) -> None:
+    """Stop the broker started from this state directory."""
+    from driftline.kafka.broker import EmbeddedBroker
+
+    state = EmbeddedBroker(state_dir).stop()
+    typer.echo(f"stopped broker at {state.bootstrap} (pid {state.pid})" if state else "no broker running")
+
+
+@broker_app.command("status")
+def broker_status(state_dir: StateDirOption = Path(".driftline/broker")) -> None:
+    """Print the broker's address if it is running and answering; exit 4 otherwise."""
+    from driftline.kafka.broker import EmbeddedBroker, answers_metadata
+
+    state = EmbeddedBroker(state_dir).state()
+    if state is None:
+        typer.echo("not running", err=True)
+        raise typer.Exit(ExitCode.BROKER_UNAVAILABLE)
+    answering = answers_metadata(state.bootstrap)
+    typer.echo(json.dumps({"bootstrap": state.bootstrap, "pid": state.pid, "answering": answering,
+                           "log": state.log_path, "started_at": state.started_at}))
+    if not answering:
+        raise typer.Exit(ExitCode.BROKER_UNAVAILABLE)
+
+
+@schemas_app.command("check")
+def schemas_check(
+    schemas_dir: Annotated[Path, typer.Option(help="Directory of <subject>/v<N>.avsc.")] = Path("schemas"),
+    mode: Annotated[str, typer.Option(help="BACKWARD, FORWARD, FULL, their _TRANSITIVE forms, or NONE.")] = "BACKWARD",
+) -> None:
+    """Check that each subject's versions are compatible; exit 5 naming the field if not."""
+    from driftline.kafka.compat import CompatibilityMode, check_subject
+    from driftline.kafka.registry import FileSchemaRegistry
+
+    try:
+        chosen = CompatibilityMode(mode.upper())
+    except ValueError:
+        raise _fail(ConfigError(
+            f"--mode: {mode!r} is not a compatibility mode; valid: {', '.join(m.value for m in CompatibilityMode)}"
+        )) from None
+    try:
+        registry = FileSchemaRegistry(schemas_dir)
+    except SchemaError as exc:
+        raise _fail(exc) from None
+    broken = 0
+    for subject in registry.subjects():
+        problems = check_subject(registry, subject, chosen)
+        versions = ", ".join(f"v{v}" for v in registry.versions(subject))
+        if problems:
+            broken += 1
+            for problem in problems:
+                typer.echo(f"INCOMPATIBLE {problem}")
+        else:
+            typer.echo(f"ok {subject} ({versions}) {chosen.value}")
+    if broken:
+        raise typer.Exit(ExitCode.SCHEMA_INCOMPATIBLE)
+
+
+@app.command()
+def ingest(
+    pipeline: PipelineOption,
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name in the pipeline.")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="JSON Lines, CSV or Parquet file.")],
+    input_format: Annotated[str | None, typer.Option("--format", help="jsonl, csv or parquet.")] = None,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Validate FILE against the source's schema and produce it; print a JSON summary."""
+    from driftline.ingest import ingest_file
+    from driftline.ingest.readers import detect_format, input_size
+
+    try:
+        config = _load(pipeline, bootstrap)
+        config.source(source)
+        fmt = detect_format(input_path, input_format)
+        if not input_path.is_file():
+            raise ConfigError(f"--input: {input_path} does not exist or is not a file")
+        threshold = 20_000 if fmt.value == "parquet" else 2_000_000  # rows / bytes
+        with _progress(f"ingest {source}", input_size(input_path, fmt), threshold) as advance:
+            summary = ingest_file(config, source, input_path, input_format=fmt.value, progress=advance)
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(summary.to_json())
+    if summary.undelivered:
+        raise _fail(DeliveryError(
+            f"{summary.undelivered} record(s) were not acknowledged by {config.kafka.bootstrap_servers}: "
+            + "; ".join(summary.delivery_errors)
+        ))
+
+
+class _progress:
+    """A rich progress bar on a terminal for long inputs; nothing when piped or short."""
+
+    def __init__(self, label: str, total: int, threshold: int) -> None:
+        self.label, self.total, self.threshold, self._bar = label, total, threshold, None
+
+    def __enter__(self):
+        if not (sys.stderr.isatty() and self.total >= self.threshold):
+            return None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar.start()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda position: self._bar.update(task, completed=position)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@app.command()
+def generate(
+    pipeline: PipelineOption,
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name in the pipeline.")],
+    records: Annotated[int, typer.Option("--records", "-n", min=1, help="How many records.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl, .csv or .parquet.")],
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same records.")] = 0,
+    corrupt_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of corrupt records.")] = 0.0,
+    corrupt_kind: Annotated[
+        list[str] | None, typer.Option(help="Corruption kinds (repeatable); default: all a file can hold.")
+    ] = None,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(help="KIND:FEATURE:START[:MAGNITUDE[:CATEGORY]], e.g. mean_shift:amount:5000:1.5 (repeatable)."),
+    ] = None,
+    late_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of late records.")] = 0.0,
+) -> None:
+    """Write seeded demo records for SOURCE, with optional drift and corruption."""
+    from driftline.testing import FILE_CORRUPTIONS, Corruption, generator_for, write_records
+
+    try:
+        config = _load(pipeline, None)
+        kinds = tuple(corrupt_kind) if corrupt_kind else (
+            ("missing_field",) if out.suffix.lower() in (".parquet", ".pq") else FILE_CORRUPTIONS
+        )
+        try:
+            corruption = Corruption(corrupt_rate, kinds) if corrupt_rate else None
+            drifts = tuple(_parse_drift(text) for text in drift or [])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        generator, names = generator_for(
+            config, source, seed=seed, corruption=corruption, drifts=drifts, late_rate=late_rate
+        )
+        written = write_records(out, generator.records(records), names)
+    except (DriftlineError, KeyError) as exc:
+        raise _fail(exc if isinstance(exc, DriftlineError) else ConfigError(exc.args[0])) from None
+    typer.echo(json.dumps({"source": source, "records": records, "out": str(written)}))
+
+
+def _parse_drift(text: str):
+    from driftline.testing import Drift
+
+    parts = text.split(":")
+    if not 3 <= len(parts) <= 5:
+        raise ValueError(f"--drift {text!r}: expected KIND:FEATURE:START[:MAGNITUDE[:CATEGORY]]")
+    try:
+        start = int(parts[2])
+        magnitude = float(parts[3]) if len(parts) > 3 else 1.0
+    except ValueError:
+        raise ValueError(f"--drift {text!r}: START must be an integer and MAGNITUDE a number") from None
+    return Drift(parts[0], parts[1], start, magnitude, parts[4] if len(parts) > 4 else None)
+
+
+@app.command()
+def demo(
+    records: Annotated[int, typer.Option("--records", "-n", min=100, help="Records per source.")] = 20_000,
+    pipeline: PipelineOption = Path("pipelines/demo.toml"),
+    output_dir: Annotated[Path, typer.Option(help="Where inputs and the summary go.")] = Path("demo-output"),
+    keep_broker: Annotated[bool, typer.Option(help="Leave the broker running afterwards.")] = False,
+) -> None:
+    """Run the whole pipeline on the embedded defaults and show what it found."""
+    from driftline.demo import run_demo
+
+    try:
+        ok = run_demo(pipeline, records=records, output_dir=output_dir, keep_broker=keep_broker)
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+    if not ok:
+        raise typer.Exit(ExitCode.FAILURE)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Read a topic from the beginning to its current end, without consumer groups.
+
+The end of each partition is taken from the high watermark that fetch responses
+carry (``get_watermark_offsets(cached=True)``), not from a ListOffsets request:
+Kafka answers both correctly, but the embedded tansu broker can report the last
+batch's base offset + 1 from ListOffsets (1 where 1000 records exist), while its
+fetch high watermark is right. Partitions are ``assign()``-ed, so no group
+rebalance (tansu's first ``subscribe()`` takes ~20 s) is involved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from driftline.errors import BrokerError
+from driftline.kafka.clients import client_config
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    isolation: Literal["read_committed", "read_uncommitted"] = "read_committed",
+    timeout: float = 30.0,
+    settings: Mapping[str, Any] | None = None,
+) -> list[Message]:
+    """Every record now in ``topic``, ordered by (partition, offset)."""
+    consumer = Consumer(
+        client_config(
+            bootstrap,
+            {
+                "group.id": "driftline-reader",  # required by librdkafka; never joined
+                "enable.auto.commit": False,
+                "isolation.level": isolation,
+            },
+            settings,
+        )
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise BrokerError(f"topic {topic!r} does not exist on {bootstrap}")
+        partitions = sorted(metadata.partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records: list[Message] = []
+        next_offset = dict.fromkeys(partitions, 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in consumer.consume(10_000, 0.2):
+                if message.error() is not None:
+                    continue
+                records.append(message)
+                next_offset[message.partition()] = message.offset() + 1
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+                for p in partitions
+            }
+            if all(end >= 0 and _position(consumer, topic, p, next_offset[p]) >= end for p, end in ends.items()):
+                break
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"reading {topic!r} did not reach its end within {timeout}s "
+                    f"(at {next_offset}, ends {ends})"
+                )
+    finally:
+        consumer.close()
+    records.sort(key=lambda m: (m.partition(), m.offset()))
+    return records
+
+
+def _position(consumer: Consumer, topic: str, partition: int, seen: int) -> int:
+    """Where the consumer stands: past aborted / control records too, not just data."""
+    [position] = consumer.position([TopicPartition(topic, partition)])
+    return max(seen, position.offset)

@@ -1,0 +1,46 @@
+"""Shared fixtures: one real broker per test session, unique topics per test.
+
+Set ``DRIFTLINE_TEST_BOOTSTRAP`` to run the Kafka tests against an existing cluster
+(e.g. Apache Kafka from docker-compose.kafka.yml) instead of the embedded broker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from driftline.config import PipelineConfig, load_pipeline
+from driftline.kafka.broker import EmbeddedBroker, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_PIPELINE = REPO / "pipelines" / "demo.toml"
+SCHEMAS = REPO / "schemas"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
+    external = os.environ.get("DRIFTLINE_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("broker"), port=free_port())
+    state = broker.start(timeout=60)
+    yield state.bootstrap
+    broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix that makes every topic of one test unique."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def demo_config(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> PipelineConfig:
+    """The demo pipeline pointed at the session broker, with this test's own topics."""
+    config = load_pipeline(DEMO_PIPELINE)
+    kafka = config.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap, "topic_prefix": topic_prefix})
+    return config.model_copy(update={"kafka": kafka, "state_dir": str(tmp_path / "state")})
