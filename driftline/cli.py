@@ -105,11 +105,14 @@ def broker_start(
 
 
 @broker_app.command("stop")
-def broker_stop(state_dir: StateDirOption = Path(".driftline/broker")) -> None:
-    """Stop the broker started from this state directory."""
+def broker_stop(
+    state_dir: StateDirOption = Path(".driftline/broker"),
+    force: Annotated[bool, typer.Option(help="SIGKILL at once instead of letting clients drain.")] = False,
+) -> None:
+    """Stop the broker started from this state directory (its in-memory data is gone)."""
     from driftline.kafka.broker import EmbeddedBroker
 
-    state = EmbeddedBroker(state_dir).stop()
+    state = EmbeddedBroker(state_dir).stop(force=force)
     typer.echo(f"stopped broker at {state.bootstrap} (pid {state.pid})" if state else "no broker running")
 
 
@@ -171,7 +174,7 @@ def ingest(
     bootstrap: BootstrapOption = None,
 ) -> None:
     """Validate FILE against the source's schema and produce it; print a JSON summary."""
-    from driftline.ingest import ingest_file
+    from driftline.ingest.run import ingest_file
     from driftline.ingest.readers import detect_format, input_size
 
     try:

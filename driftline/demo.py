@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from driftline.config import load_pipeline
-from driftline.ingest import ingest_file
+from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import EmbeddedBroker, free_port, port_is_free
 from driftline.testing import Corruption, Drift, generator_for, write_records
 

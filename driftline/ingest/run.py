@@ -1,7 +1,7 @@
 """The ingest loop: read, validate, produce; count every record exactly once.
 
 Invariant, checked by the tests and printed in the summary:
-``read == valid + dead_lettered``. Delivery is tracked separately: a record that
+``read == valid + dead_lettered``. Delivery is tracked separately (``delivered + undelivered == read``): a record that
 the broker never acknowledged (after librdkafka's retries, within
 ``message.timeout.ms``) is counted in ``undelivered`` and makes the CLI exit non-zero.
 """
@@ -41,6 +41,7 @@ class IngestSummary:
     valid: int = 0
     dead_lettered: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
     undelivered: int = 0
     delivery_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -56,6 +57,7 @@ class IngestSummary:
             "valid": self.valid,
             "dead_lettered": self.dead_lettered,
             "by_reason": dict(sorted(self.by_reason.items())),
+            "delivered": self.delivered,
             "undelivered": self.undelivered,
             "seconds": round(self.seconds, 3),
         }
@@ -147,6 +149,7 @@ def ingest_file(
                 progress(record.position)
 
     remaining = producer.flush(flush_timeout)
+    summary.delivered = sum(report.delivered.values())
     summary.undelivered = sum(report.failed.values()) + remaining
     summary.delivery_errors = report.errors + ([f"{remaining} still queued after {flush_timeout}s"] if remaining else [])
     summary.seconds = time.monotonic() - started

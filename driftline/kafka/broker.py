@@ -181,12 +181,17 @@ class EmbeddedBroker:
                 )
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 10.0) -> BrokerState | None:
-        """Stop the recorded broker (SIGTERM, then SIGKILL); ``None`` if none was running."""
+    def stop(self, timeout: float = 10.0, *, force: bool = False) -> BrokerState | None:
+        """Stop the recorded broker; ``None`` if none was running.
+
+        SIGTERM makes tansu drain: it keeps serving connected clients until they
+        disconnect, so after ``timeout`` seconds SIGKILL follows. ``force`` sends
+        SIGKILL at once (what a crash looks like to clients).
+        """
         state = self.state()
         if state is None:
             return None
-        os.kill(state.pid, signal.SIGTERM)
+        os.kill(state.pid, signal.SIGKILL if force else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _alive(state.pid):
             if time.monotonic() > deadline:

@@ -1,0 +1,87 @@
+"""When the broker goes away mid-ingest nothing is silently lost: it is counted and reported."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from driftline.config import load_pipeline
+from driftline.ingest.run import ingest_file
+from driftline.kafka.broker import EmbeddedBroker, free_port
+from driftline.testing import generator_for, write_records
+from tests.conftest import DEMO_PIPELINE
+
+pytestmark = pytest.mark.kafka
+
+
+def _pipeline_for(bootstrap: str, tmp_path):
+    text = DEMO_PIPELINE.read_text().replace('bootstrap_servers = "127.0.0.1:9092"', f'bootstrap_servers = "{bootstrap}"')
+    text = text.replace('schemas_dir = "../schemas"', f'schemas_dir = "{DEMO_PIPELINE.parent.parent / "schemas"}"')
+    text = text.replace('"compression.type" = "zstd"', '"compression.type" = "zstd"\n"message.timeout.ms" = 3000')
+    path = tmp_path / "pipeline.toml"
+    path.write_text(text)
+    return path
+
+
+def _wait_for_records(bootstrap: str, topic: str, process, timeout: float = 60.0) -> bool:
+    """Until the broker holds some of ``topic``'s records (so the loss will be partial)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in metadata.partitions]
+                if sum(ends) > 0:
+                    return True
+            time.sleep(0.02)
+    finally:
+        consumer.close()
+    return False
+
+
+def test_records_not_acknowledged_are_counted_as_undelivered(tmp_path) -> None:
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    state = broker.start()
+    try:
+        config = load_pipeline(_pipeline_for(state.bootstrap, tmp_path))
+        generator, names = generator_for(config, "sensors", seed=3)
+        path = write_records(tmp_path / "in.jsonl", generator.records(30_000), names)
+        summary = ingest_file(config, "sensors", path, progress=lambda position: broker.stop(force=True))
+    finally:
+        broker.stop()
+    assert summary.read == 30_000 == summary.valid + summary.dead_lettered
+    assert summary.undelivered > 0
+    assert summary.delivered + summary.undelivered == summary.read
+    assert summary.delivery_errors
+
+
+def test_cli_exits_3_and_says_how_many_were_lost(tmp_path) -> None:
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    state = broker.start()
+    config_path = _pipeline_for(state.bootstrap, tmp_path)
+    generator, names = generator_for(load_pipeline(config_path), "payments", seed=4)
+    path = write_records(tmp_path / "in.jsonl", generator.records(150_000), names)
+    log = open(tmp_path / "ingest.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli", "ingest", "-p", str(config_path), "-s", "payments", "-i", str(path)],
+        stdout=subprocess.PIPE, stderr=log, text=True,
+    )  # fmt: skip
+    try:
+        assert _wait_for_records(state.bootstrap, "signals.payments", process), "ingest never produced"
+    finally:
+        broker.stop(force=True)
+    out, _ = process.communicate(timeout=120)
+    log.seek(0)
+    stderr = log.read()
+    assert process.returncode == 3, stderr
+    import json
+
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["read"] == 150_000 == summary["valid"] + summary["dead_lettered"]
+    assert summary["undelivered"] > 0 and summary["delivered"] > 0  # the broker died mid-way
+    assert summary["delivered"] + summary["undelivered"] == 150_000
+    assert f"{summary['undelivered']} record(s) were not acknowledged by {state.bootstrap}" in stderr
