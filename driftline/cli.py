@@ -65,7 +65,9 @@ _EXIT_FOR = {
 
 def _fail(exc: DriftlineError) -> typer.Exit:
     typer.echo(f"driftline: error: {exc}", err=True)
-    return typer.Exit(next((code for kind, code in _EXIT_FOR.items() if isinstance(exc, kind)), ExitCode.FAILURE))
+    return typer.Exit(
+        next((code for kind, code in _EXIT_FOR.items() if isinstance(exc, kind)), ExitCode.FAILURE)
+    )
 
 
 def _load(pipeline: Path, bootstrap: str | None):
@@ -126,8 +128,17 @@ def broker_status(state_dir: StateDirOption = Path(".driftline/broker")) -> None
         typer.echo("not running", err=True)
         raise typer.Exit(ExitCode.BROKER_UNAVAILABLE)
     answering = answers_metadata(state.bootstrap)
-    typer.echo(json.dumps({"bootstrap": state.bootstrap, "pid": state.pid, "answering": answering,
-                           "log": state.log_path, "started_at": state.started_at}))
+    typer.echo(
+        json.dumps(
+            {
+                "bootstrap": state.bootstrap,
+                "pid": state.pid,
+                "answering": answering,
+                "log": state.log_path,
+                "started_at": state.started_at,
+            }
+        )
+    )
     if not answering:
         raise typer.Exit(ExitCode.BROKER_UNAVAILABLE)
 
@@ -135,7 +146,9 @@ def broker_status(state_dir: StateDirOption = Path(".driftline/broker")) -> None
 @schemas_app.command("check")
 def schemas_check(
     schemas_dir: Annotated[Path, typer.Option(help="Directory of <subject>/v<N>.avsc.")] = Path("schemas"),
-    mode: Annotated[str, typer.Option(help="BACKWARD, FORWARD, FULL, their _TRANSITIVE forms, or NONE.")] = "BACKWARD",
+    mode: Annotated[
+        str, typer.Option(help="BACKWARD, FORWARD, FULL, their _TRANSITIVE forms, or NONE.")
+    ] = "BACKWARD",
 ) -> None:
     """Check that each subject's versions are compatible; exit 5 naming the field if not."""
     from driftline.kafka.compat import CompatibilityMode, check_subject
@@ -144,9 +157,8 @@ def schemas_check(
     try:
         chosen = CompatibilityMode(mode.upper())
     except ValueError:
-        raise _fail(ConfigError(
-            f"--mode: {mode!r} is not a compatibility mode; valid: {', '.join(m.value for m in CompatibilityMode)}"
-        )) from None
+        valid = ", ".join(m.value for m in CompatibilityMode)
+        raise _fail(ConfigError(f"--mode: {mode!r} is not a compatibility mode; valid: {valid}")) from None
     try:
         registry = FileSchemaRegistry(schemas_dir)
     except SchemaError as exc:
@@ -174,8 +186,8 @@ def ingest(
     bootstrap: BootstrapOption = None,
 ) -> None:
     """Validate FILE against the source's schema and produce it; print a JSON summary."""
-    from driftline.ingest.run import ingest_file
     from driftline.ingest.readers import detect_format, input_size
+    from driftline.ingest.run import ingest_file
 
     try:
         config = _load(pipeline, bootstrap)
@@ -190,10 +202,12 @@ def ingest(
         raise _fail(exc) from None
     typer.echo(summary.to_json())
     if summary.undelivered:
-        raise _fail(DeliveryError(
-            f"{summary.undelivered} record(s) were not acknowledged by {config.kafka.bootstrap_servers}: "
-            + "; ".join(summary.delivery_errors)
-        ))
+        raise _fail(
+            DeliveryError(
+                f"{summary.undelivered} record(s) were not acknowledged by {config.kafka.bootstrap_servers}: "
+                + "; ".join(summary.delivery_errors)
+            )
+        )
 
 
 class _progress:
@@ -231,7 +245,9 @@ def generate(
     ] = None,
     drift: Annotated[
         list[str] | None,
-        typer.Option(help="KIND:FEATURE:START[:MAGNITUDE[:CATEGORY]], e.g. mean_shift:amount:5000:1.5 (repeatable)."),
+        typer.Option(
+            help="KIND:FEATURE:START[:MAGNITUDE[:CATEGORY]], e.g. mean_shift:amount:5000:1.5 (repeatable)."
+        ),
     ] = None,
     late_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of late records.")] = 0.0,
 ) -> None:
@@ -240,8 +256,10 @@ def generate(
 
     try:
         config = _load(pipeline, None)
-        kinds = tuple(corrupt_kind) if corrupt_kind else (
-            ("missing_field",) if out.suffix.lower() in (".parquet", ".pq") else FILE_CORRUPTIONS
+        kinds = (
+            tuple(corrupt_kind)
+            if corrupt_kind
+            else (("missing_field",) if out.suffix.lower() in (".parquet", ".pq") else FILE_CORRUPTIONS)
         )
         try:
             corruption = Corruption(corrupt_rate, kinds) if corrupt_rate else None

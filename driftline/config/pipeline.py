@@ -128,8 +128,7 @@ class DriftConfig(_Model):
     def _k_of_n(self) -> DriftConfig:
         if self.persistence_k > self.persistence_n:
             raise ValueError(
-                f"persistence_k ({self.persistence_k}) must be <= persistence_n "
-                f"({self.persistence_n})"
+                f"persistence_k ({self.persistence_k}) must be <= persistence_n ({self.persistence_n})"
             )
         return self
 

@@ -1,9 +1,9 @@
 """The ingest loop: read, validate, produce; count every record exactly once.
 
-Invariant, checked by the tests and printed in the summary:
-``read == valid + dead_lettered``. Delivery is tracked separately (``delivered + undelivered == read``): a record that
-the broker never acknowledged (after librdkafka's retries, within
-``message.timeout.ms``) is counted in ``undelivered`` and makes the CLI exit non-zero.
+Invariants, checked by the tests and printed in the summary:
+``read == valid + dead_lettered`` and ``read == delivered + undelivered``. A record the
+broker never acknowledged (after librdkafka's retries, within ``message.timeout.ms``)
+is counted in ``undelivered`` and makes the CLI exit non-zero.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from typing import Any
 
 from driftline.config import PipelineConfig
 from driftline.ingest.readers import InputFormat, detect_format, read_records
-from driftline.kafka.clients import DeliveryReport, TopicSpec, ensure_topics, make_admin, make_producer, produce
+from driftline.kafka.clients import (
+    DeliveryReport,
+    TopicSpec,
+    ensure_topics,
+    make_admin,
+    make_producer,
+    produce,
+)
 from driftline.kafka.codec import AvroEncoder
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.registry import SchemaRegistry, open_registry
@@ -67,9 +74,7 @@ class IngestSummary:
 
 
 def open_pipeline_registry(config: PipelineConfig) -> SchemaRegistry:
-    return open_registry(
-        config.path(config.schemas_dir), config.kafka.schema_registry_url, None
-    )
+    return open_registry(config.path(config.schemas_dir), config.kafka.schema_registry_url, None)
 
 
 def ingest_file(
@@ -151,7 +156,9 @@ def ingest_file(
     remaining = producer.flush(flush_timeout)
     summary.delivered = sum(report.delivered.values())
     summary.undelivered = sum(report.failed.values()) + remaining
-    summary.delivery_errors = report.errors + ([f"{remaining} still queued after {flush_timeout}s"] if remaining else [])
+    summary.delivery_errors = report.errors + (
+        [f"{remaining} still queued after {flush_timeout}s"] if remaining else []
+    )
     summary.seconds = time.monotonic() - started
     logger.info(
         "ingest_done source=%s topic=%s read=%d valid=%d dead_lettered=%d undelivered=%d",

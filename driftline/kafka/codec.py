@@ -58,9 +58,7 @@ class AvroDecoder:
             return Invalid(ReasonCode.NOT_FRAMED, str(exc), raw=bytes(data or b""))
         writer = self.registry.by_id(schema_id)
         if writer is None:
-            return Invalid(
-                ReasonCode.UNKNOWN_SCHEMA, f"schema id {schema_id} is not registered", raw=data
-            )
+            return Invalid(ReasonCode.UNKNOWN_SCHEMA, f"schema id {schema_id} is not registered", raw=data)
         buffer = io.BytesIO(body)
         reader_schema = self.reader.parsed if self.reader is not None else None
         try:

@@ -76,9 +76,7 @@ def check_pair(reader: RegisteredSchema, writer: RegisteredSchema) -> Incompatib
     )
 
 
-def check_subject(
-    registry: SchemaRegistry, subject: str, mode: CompatibilityMode
-) -> list[Incompatibility]:
+def check_subject(registry: SchemaRegistry, subject: str, mode: CompatibilityMode) -> list[Incompatibility]:
     """Every incompatibility between the versions of ``subject`` under ``mode``."""
     if mode is CompatibilityMode.NONE:
         return []

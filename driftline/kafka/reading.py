@@ -59,7 +59,9 @@ def read_topic(
                 p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
                 for p in partitions
             }
-            if all(end >= 0 and _position(consumer, topic, p, next_offset[p]) >= end for p, end in ends.items()):
+            if all(
+                end >= 0 and _position(consumer, topic, p, next_offset[p]) >= end for p, end in ends.items()
+            ):
                 break
             if time.monotonic() > deadline:
                 raise BrokerError(

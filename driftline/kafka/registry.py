@@ -201,9 +201,7 @@ class ConfluentSchemaRegistry:
                 )
             except SchemaRegistryError as exc:
                 raise SchemaError(f"schema registry refused {subject} v{version}: {exc}") from exc
-            registered = RegisteredSchema(
-                subject, local.version, schema_id, local.definition, local.parsed
-            )
+            registered = RegisteredSchema(subject, local.version, schema_id, local.definition, local.parsed)
             self._registered[key] = registered
             self._by_id[schema_id] = registered
             logger.info("schema_registered subject=%s version=%s id=%s", subject, version, schema_id)

@@ -60,9 +60,7 @@ def _check_int(name: str, value: Any, bounds: tuple[int, int], avro: str, text: 
         else:
             raise _mismatch(name, avro, value)
     if not bounds[0] <= value <= bounds[1]:
-        raise _Reject(
-            ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is outside the Avro {avro} range"
-        )
+        raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is outside the Avro {avro} range")
     return value
 
 
@@ -76,9 +74,7 @@ def _check_float(name: str, value: Any, avro: str, text: bool) -> float:
         raise _mismatch(name, avro, value)
     value = float(value)
     if avro == "float" and math.isfinite(value) and abs(value) > FLOAT32_MAX:
-        raise _Reject(
-            ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is outside the Avro float range"
-        )
+        raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is outside the Avro float range")
     return value
 
 

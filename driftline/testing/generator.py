@@ -151,7 +151,9 @@ class SignalGenerator:
         if self.late_rate:
             late = rng.random(n) < self.late_rate
             kinds[late] = "late"
-            event_times = [t - self.late_by if is_late else t for t, is_late in zip(event_times, late, strict=True)]
+            event_times = [
+                t - self.late_by if is_late else t for t, is_late in zip(event_times, late, strict=True)
+            ]
         if self.corruption is not None and self.corruption.rate:
             corrupt = rng.random(n) < self.corruption.rate
             choice = rng.integers(0, len(self.corruption.kinds), n)

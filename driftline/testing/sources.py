@@ -134,7 +134,8 @@ CLICKSTREAM = SourceModel(
         IdField("session_id", "s-", 200_000),
         IdField("user_id", "u-", 20_000, null_rate=0.4),
         CategoricalField(
-            "page", ("home", "search", "product", "cart", "checkout", "help"),
+            "page",
+            ("home", "search", "product", "cart", "checkout", "help"),
             (0.25, 0.2, 0.3, 0.1, 0.05, 0.1),
         ),
         CategoricalField("device", ("desktop", "mobile", "tablet"), (0.45, 0.45, 0.1)),

@@ -25,7 +25,9 @@ _MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
 
 def _timestamps(unit: str) -> st.SearchStrategy[datetime]:
     moments = st.datetimes(
-        min_value=_MIN_TIME.replace(tzinfo=None), max_value=_MAX_TIME.replace(tzinfo=None), timezones=st.just(UTC)
+        min_value=_MIN_TIME.replace(tzinfo=None),
+        max_value=_MAX_TIME.replace(tzinfo=None),
+        timezones=st.just(UTC),
     )
     if unit == "millis":
         return moments.map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000))

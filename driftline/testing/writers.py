@@ -44,7 +44,9 @@ def write_records(
                 if record.text is not None:
                     out.write(record.text + "\n")
                 else:
-                    value = {k: iso_millis(v) if isinstance(v, datetime) else v for k, v in record.value.items()}
+                    value = {
+                        k: iso_millis(v) if isinstance(v, datetime) else v for k, v in record.value.items()
+                    }
                     out.write(json.dumps(value) + "\n")
     elif fmt is InputFormat.CSV:
         with open(path, "w", newline="") as out:

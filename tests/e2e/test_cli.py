@@ -15,7 +15,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 def driftline(*args, bootstrap=None, timeout=300):
     env = {**os.environ, **({"DRIFTLINE_BOOTSTRAP_SERVERS": bootstrap} if bootstrap else {})}
     return subprocess.run(
-        [sys.executable, "-m", "driftline.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+        [sys.executable, "-m", "driftline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
     )
 
 
@@ -35,7 +40,9 @@ def test_generate_then_ingest_prints_a_reconciling_summary(kafka_bootstrap, tmp_
     assert json.loads(generated.stdout) == {"source": "sensors", "records": 5000, "out": str(out)}
     assert len(out.read_text().splitlines()) == 5001
 
-    ingested = driftline("ingest", "-p", str(pipeline), "-s", "sensors", "-i", str(out), bootstrap=kafka_bootstrap)
+    ingested = driftline(
+        "ingest", "-p", str(pipeline), "-s", "sensors", "-i", str(out), bootstrap=kafka_bootstrap
+    )
     assert ingested.returncode == 0, ingested.stderr
     [line] = ingested.stdout.strip().splitlines()
     summary = json.loads(line)

@@ -16,9 +16,15 @@ pytestmark = pytest.mark.kafka
 
 
 def _pipeline_for(bootstrap: str, tmp_path):
-    text = DEMO_PIPELINE.read_text().replace('bootstrap_servers = "127.0.0.1:9092"', f'bootstrap_servers = "{bootstrap}"')
-    text = text.replace('schemas_dir = "../schemas"', f'schemas_dir = "{DEMO_PIPELINE.parent.parent / "schemas"}"')
-    text = text.replace('"compression.type" = "zstd"', '"compression.type" = "zstd"\n"message.timeout.ms" = 3000')
+    text = DEMO_PIPELINE.read_text().replace(
+        'bootstrap_servers = "127.0.0.1:9092"', f'bootstrap_servers = "{bootstrap}"'
+    )
+    text = text.replace(
+        'schemas_dir = "../schemas"', f'schemas_dir = "{DEMO_PIPELINE.parent.parent / "schemas"}"'
+    )
+    text = text.replace(
+        '"compression.type" = "zstd"', '"compression.type" = "zstd"\n"message.timeout.ms" = 3000'
+    )
     path = tmp_path / "pipeline.toml"
     path.write_text(text)
     return path
@@ -34,7 +40,10 @@ def _wait_for_records(bootstrap: str, topic: str, process, timeout: float = 60.0
         while time.monotonic() < deadline and process.poll() is None:
             metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
             if metadata is not None and metadata.error is None and metadata.partitions:
-                ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in metadata.partitions]
+                ends = [
+                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                    for p in metadata.partitions
+                ]
                 if sum(ends) > 0:
                     return True
             time.sleep(0.02)
@@ -65,18 +74,19 @@ def test_cli_exits_3_and_says_how_many_were_lost(tmp_path) -> None:
     config_path = _pipeline_for(state.bootstrap, tmp_path)
     generator, names = generator_for(load_pipeline(config_path), "payments", seed=4)
     path = write_records(tmp_path / "in.jsonl", generator.records(150_000), names)
-    log = open(tmp_path / "ingest.log", "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "driftline.cli", "ingest", "-p", str(config_path), "-s", "payments", "-i", str(path)],
-        stdout=subprocess.PIPE, stderr=log, text=True,
-    )  # fmt: skip
-    try:
-        assert _wait_for_records(state.bootstrap, "signals.payments", process), "ingest never produced"
-    finally:
-        broker.stop(force=True)
-    out, _ = process.communicate(timeout=120)
-    log.seek(0)
-    stderr = log.read()
+    # stderr to a file: librdkafka's connection errors could fill a pipe while we wait
+    with open(tmp_path / "ingest.log", "w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "driftline.cli", "ingest", "-p", str(config_path), "-s", "payments", "-i", str(path)],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )  # fmt: skip
+        try:
+            assert _wait_for_records(state.bootstrap, "signals.payments", process), "ingest never produced"
+        finally:
+            broker.stop(force=True)
+        out, _ = process.communicate(timeout=120)
+        log.seek(0)
+        stderr = log.read()
     assert process.returncode == 3, stderr
     import json
 

@@ -23,7 +23,9 @@ def _canonical(record: dict) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in record.items()))
 
 
-@pytest.mark.parametrize(("source", "fmt"), [("payments", "jsonl"), ("sensors", "csv"), ("clickstream", "parquet")])
+@pytest.mark.parametrize(
+    ("source", "fmt"), [("payments", "jsonl"), ("sensors", "csv"), ("clickstream", "parquet")]
+)
 def test_every_record_lands_once_on_the_right_side(demo_config, tmp_path, source, fmt) -> None:
     kinds = ("missing_field",) if fmt == "parquet" else None
     corruption = Corruption(0.08, kinds) if kinds else Corruption(0.08)
@@ -49,7 +51,11 @@ def test_every_record_lands_once_on_the_right_side(demo_config, tmp_path, source
 
     # valid side: decodes to exactly the generated records, keyed by entity id
     writer = REGISTRY.get(demo_config.sources[source].subject)
-    validator, decoder, encoder = RecordValidator(writer), AvroDecoder(REGISTRY, reader=writer), AvroEncoder(writer)
+    validator, decoder, encoder = (
+        RecordValidator(writer),
+        AvroDecoder(REGISTRY, reader=writer),
+        AvroEncoder(writer),
+    )
     # expected: the generated records through a local encode/decode (Avro float is 32-bit)
     expected = sorted(
         _canonical(decoder.decode(encoder.encode(validator.validate(r.value, raw=b"").value)).value)
@@ -84,7 +90,9 @@ def test_every_record_lands_once_on_the_right_side(demo_config, tmp_path, source
 
 
 def test_summary_json_is_one_line_with_the_documented_keys(demo_config, tmp_path) -> None:
-    generator, names = generator_for(demo_config, "sensors", seed=1, corruption=Corruption(0.5, ("wrong_type",)))
+    generator, names = generator_for(
+        demo_config, "sensors", seed=1, corruption=Corruption(0.5, ("wrong_type",))
+    )
     path = write_records(tmp_path / "s.jsonl", generator.records(200), names)
     summary = ingest_file(demo_config, "sensors", path)
     line = summary.to_json()

@@ -2,7 +2,14 @@
 
 import pytest
 
-from driftline.kafka.clients import DeliveryReport, TopicSpec, ensure_topics, make_admin, make_producer, produce
+from driftline.kafka.clients import (
+    DeliveryReport,
+    TopicSpec,
+    ensure_topics,
+    make_admin,
+    make_producer,
+    produce,
+)
 from driftline.kafka.codec import AvroDecoder, AvroEncoder
 from driftline.kafka.reading import read_topic
 from driftline.kafka.registry import FileSchemaRegistry

@@ -93,7 +93,10 @@ def test_unknown_schema_id_and_trailing_bytes_are_reported() -> None:
     )  # fmt: skip
     decoder = AvroDecoder(REGISTRY, reader=writer)
     unknown = decoder.decode(b"\x00\x7f\xff\xff\xff" + good[5:])
-    assert (unknown.reason, unknown.detail) == (ReasonCode.UNKNOWN_SCHEMA, "schema id 2147483647 is not registered")
+    assert (unknown.reason, unknown.detail) == (
+        ReasonCode.UNKNOWN_SCHEMA,
+        "schema id 2147483647 is not registered",
+    )
     trailing = decoder.decode(good + b"\x02")
     assert trailing.reason is ReasonCode.DECODE_FAILED
     assert "1 trailing bytes" in trailing.detail

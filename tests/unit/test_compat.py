@@ -55,7 +55,12 @@ def test_removed_field_without_default_breaks_forward_only(tmp_path) -> None:
 
 def test_type_change_is_reported_and_transitive_checks_all_predecessors(tmp_path) -> None:
     string_value = {**BASE, "fields": [BASE["fields"][0], {"name": "value", "type": "string"}]}
-    registry = _subject(tmp_path, string_value, BASE, _with_fields({"name": "unit", "type": ["null", "string"], "default": None}))
+    registry = _subject(
+        tmp_path,
+        string_value,
+        BASE,
+        _with_fields({"name": "unit", "type": ["null", "string"], "default": None}),
+    )
     plain = check_subject(registry, "readings", CompatibilityMode.BACKWARD)
     transitive = check_subject(registry, "readings", CompatibilityMode.BACKWARD_TRANSITIVE)
     assert [(p.reader_version, p.writer_version) for p in plain] == [(2, 1)]
@@ -90,4 +95,6 @@ def test_cli_rejects_an_unknown_mode_listing_the_valid_ones() -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 2
-    assert "--mode: 'SIDEWAYS' is not a compatibility mode; valid: BACKWARD, BACKWARD_TRANSITIVE" in run.stderr
+    assert (
+        "--mode: 'SIDEWAYS' is not a compatibility mode; valid: BACKWARD, BACKWARD_TRANSITIVE" in run.stderr
+    )

@@ -117,6 +117,8 @@ def test_missing_file_and_bad_toml_are_config_errors(tmp_path) -> None:
         load_pipeline(broken)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("500 ms", 0.5), ("30s", 30), ("2 minutes", 120), ("1 hour", 3600), (45, 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500 ms", 0.5), ("30s", 30), ("2 minutes", 120), ("1 hour", 3600), (45, 45)]
+)
 def test_durations(text, seconds) -> None:
     assert parse_duration(text).seconds == seconds

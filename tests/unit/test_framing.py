@@ -19,7 +19,7 @@ def test_frame_round_trip(schema_id: int, body: bytes) -> None:
         (b"", "0 bytes"),
         (b"\x00\x00\x00\x01", "4 bytes"),
         (b"\x01\x00\x00\x00\x01body", "magic byte is 0x01"),
-        (b"{\"json\": 1}", "magic byte is 0x7b"),
+        (b'{"json": 1}', "magic byte is 0x7b"),
     ],
 )
 def test_unframe_rejects_unframed_bytes(data: bytes, message: str) -> None:

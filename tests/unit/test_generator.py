@@ -51,7 +51,10 @@ def test_mean_shift_moves_the_mean_by_the_asked_standard_deviations_from_start_o
     spec = source_model("sensors").field("temperature_c")
     gen = SignalGenerator("sensors", seed=2, drifts=(Drift("mean_shift", "temperature_c", 5000, 1.5),))
     records = gen.records(10000)
-    before, after = np.mean(values(records, "temperature_c", 0, 5000)), np.mean(values(records, "temperature_c", 5000))
+    before, after = (
+        np.mean(values(records, "temperature_c", 0, 5000)),
+        np.mean(values(records, "temperature_c", 5000)),
+    )
     assert abs(before - spec.mean) < 0.2
     assert abs((after - before) / spec.std - 1.5) < 0.1
 
@@ -78,7 +81,12 @@ def test_corruption_rate_and_kinds() -> None:
     records = SignalGenerator("clickstream", seed=8, corruption=Corruption(0.1)).records(20000)
     kinds = [r.kind for r in records]
     assert 0.09 < sum(k != "valid" for k in kinds) / len(kinds) < 0.11
-    assert {k for k in kinds if k != "valid"} == {"not_parseable", "missing_field", "wrong_type", "out_of_range"}
+    assert {k for k in kinds if k != "valid"} == {
+        "not_parseable",
+        "missing_field",
+        "wrong_type",
+        "out_of_range",
+    }
     broken = next(r for r in records if r.kind == "not_parseable")
     assert broken.value is None and broken.text.startswith('{"session_id"')
 

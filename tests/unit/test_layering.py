@@ -9,12 +9,11 @@ import pytest
 HEAVY = ["pyspark", "confluent_kafka", "great_expectations"]
 
 
-@pytest.mark.parametrize("module", ["driftline", "driftline.quality", "driftline.config", "driftline.testing"])
+@pytest.mark.parametrize(
+    "module", ["driftline", "driftline.quality", "driftline.config", "driftline.testing"]
+)
 def test_pure_modules_load_no_edge_dependencies(module) -> None:
-    code = (
-        f"import sys, json, {module}; "
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
+    code = f"import sys, json, {module}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == []

@@ -43,13 +43,17 @@ def test_parquet_rows_are_typed_and_raw_is_canonical_json(tmp_path) -> None:
     assert records[1].raw == b'{"a": "y", "b": null}'
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("x.jsonl", "jsonl"), ("x.NDJSON", "jsonl"), ("x.csv", "csv"), ("x.pq", "parquet")])
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("x.jsonl", "jsonl"), ("x.NDJSON", "jsonl"), ("x.csv", "csv"), ("x.pq", "parquet")]
+)
 def test_format_from_extension(tmp_path, name, fmt) -> None:
     assert detect_format(tmp_path / name) is InputFormat(fmt)
 
 
 def test_unknown_format_lists_the_valid_ones(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"cannot tell the format of 'x.xlsx'.*--format \(jsonl, csv, parquet\)"):
+    with pytest.raises(
+        ConfigError, match=r"cannot tell the format of 'x.xlsx'.*--format \(jsonl, csv, parquet\)"
+    ):
         detect_format(tmp_path / "x.xlsx")
     with pytest.raises(ConfigError, match=r"--format: 'avro' is not supported; valid: jsonl, csv, parquet"):
         detect_format(tmp_path / "x.csv", "avro")

@@ -27,16 +27,31 @@ def with_(**changes):
 @pytest.mark.parametrize(
     ("record", "reason", "field", "detail"),
     [
-        (with_(temperature_c=...), ReasonCode.MISSING_FIELD, "temperature_c", "required field 'temperature_c' is absent"),
+        (
+            with_(temperature_c=...),
+            ReasonCode.MISSING_FIELD,
+            "temperature_c",
+            "required field 'temperature_c' is absent",
+        ),
         (with_(rpm=None), ReasonCode.MISSING_FIELD, "rpm", "required field 'rpm' is null"),
-        (with_(temperature_c="hot"), ReasonCode.TYPE_MISMATCH, "temperature_c", "expected double, got str 'hot'"),
+        (
+            with_(temperature_c="hot"),
+            ReasonCode.TYPE_MISMATCH,
+            "temperature_c",
+            "expected double, got str 'hot'",
+        ),
         (with_(rpm=1480.5), ReasonCode.TYPE_MISMATCH, "rpm", "expected int, got float 1480.5"),
         (with_(rpm=True), ReasonCode.TYPE_MISMATCH, "rpm", "expected int, got bool True"),
         (with_(site=7), ReasonCode.TYPE_MISMATCH, "site", "expected string, got int 7"),
         (with_(event_time="yesterday"), ReasonCode.TYPE_MISMATCH, "event_time", "expected a timestamp"),
         (with_(rpm=2**31), ReasonCode.OUT_OF_RANGE, "rpm", "2147483648 is outside the Avro int range"),
         (with_(rpm=-(2**31) - 1), ReasonCode.OUT_OF_RANGE, "rpm", "outside the Avro int range"),
-        (with_(humidity=0.4), ReasonCode.UNKNOWN_FIELD, "humidity", "field 'humidity' is not in schema sensors v1"),
+        (
+            with_(humidity=0.4),
+            ReasonCode.UNKNOWN_FIELD,
+            "humidity",
+            "field 'humidity' is not in schema sensors v1",
+        ),
     ],
 )
 def test_each_problem_gets_its_reason_and_names_the_field(record, reason, field, detail) -> None:
@@ -74,7 +89,10 @@ def test_csv_text_values_are_parsed_and_empty_means_null_or_missing() -> None:
     assert ok.ok
     assert ok.value["rpm"] == 1480 and ok.value["pressure_kpa"] is None and ok.value["temperature_c"] == 64.5
     missing = validator.validate({**text, "temperature_c": ""}, raw=b"")
-    assert (missing.reason, missing.detail) == (ReasonCode.MISSING_FIELD, "required field 'temperature_c' is empty")
+    assert (missing.reason, missing.detail) == (
+        ReasonCode.MISSING_FIELD,
+        "required field 'temperature_c' is empty",
+    )
     assert validator.validate({**text, "rpm": "n/a"}, raw=b"").reason is ReasonCode.TYPE_MISMATCH
     assert validator.validate({**text, "rpm": "99999999999"}, raw=b"").reason is ReasonCode.OUT_OF_RANGE
     assert validator.validate({**text, "site": ""}, raw=b"").value["site"] == ""
@@ -82,7 +100,10 @@ def test_csv_text_values_are_parsed_and_empty_means_null_or_missing() -> None:
 
 def test_non_object_input_is_not_parseable() -> None:
     outcome = RecordValidator(SENSORS).validate([1, 2], raw=b"[1, 2]")
-    assert (outcome.reason, outcome.detail) == (ReasonCode.NOT_PARSEABLE, "expected a record (object), got list")
+    assert (outcome.reason, outcome.detail) == (
+        ReasonCode.NOT_PARSEABLE,
+        "expected a record (object), got list",
+    )
 
 
 def test_float_field_range_is_the_float32_range() -> None:
