@@ -30,7 +30,7 @@ from pydantic import (
 from driftline.config.durations import Duration, parse_duration
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
-SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem")
+SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "user.info")
 
 DurationField = Annotated[Duration, BeforeValidator(parse_duration)]
 FeatureKind = Literal["numeric", "categorical"]
@@ -63,8 +63,9 @@ class KafkaConfig(_Model):
     client: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
     producer: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
     consumer: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
+    schema_registry: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
 
-    @field_validator("client", "producer", "consumer")
+    @field_validator("client", "producer", "consumer", "schema_registry")
     @classmethod
     def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _librdkafka(value)
@@ -72,11 +73,19 @@ class KafkaConfig(_Model):
     def librdkafka(self, role: Literal["producer", "consumer", "admin"]) -> dict[str, Any]:
         """The pass-through settings for one client role, secrets revealed."""
         layers = [self.client] + ([getattr(self, role)] if role != "admin" else [])
-        merged: dict[str, Any] = {}
-        for layer in layers:
-            for key, value in layer.items():
-                merged[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
-        return merged
+        return _reveal(*layers)
+
+    def schema_registry_client(self) -> dict[str, Any]:
+        """``SchemaRegistryClient`` settings (e.g. ``basic.auth.user.info``), secrets revealed."""
+        return _reveal(self.schema_registry)
+
+
+def _reveal(*layers: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            merged[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return merged
 
 
 class FeatureConfig(_Model):

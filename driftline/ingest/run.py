@@ -74,7 +74,10 @@ class IngestSummary:
 
 
 def open_pipeline_registry(config: PipelineConfig) -> SchemaRegistry:
-    return open_registry(config.path(config.schemas_dir), config.kafka.schema_registry_url, None)
+    kafka = config.kafka
+    return open_registry(
+        config.path(config.schemas_dir), kafka.schema_registry_url, kafka.schema_registry_client()
+    )
 
 
 def ingest_file(
