@@ -46,3 +46,13 @@ def demo_config(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Pipe
         update={"bootstrap_servers": kafka_bootstrap, "topic_prefix": topic_prefix}
     )
     return config.model_copy(update={"kafka": kafka, "state_dir": str(tmp_path / "state")})
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole run (JVM start-up is the expensive part)."""
+    from driftline.spark.session import build_session
+
+    session = build_session("driftline-tests", conf={"spark.sql.shuffle.partitions": "2"})
+    yield session
+    session.stop()
