@@ -290,6 +290,42 @@ def _parse_drift(text: str):
 
 
 @app.command()
+def run(
+    pipeline: PipelineOption,
+    until_idle: Annotated[bool, typer.Option(help="Process everything available, then exit.")] = False,
+    source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    max_records_per_batch: Annotated[
+        int | None, typer.Option(min=1, help="Cap on records per micro-batch and source.")
+    ] = None,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Run the quality stream job on local Spark; print a one-line JSON summary on exit."""
+    try:
+        config = _load(pipeline, bootstrap)
+        for name in source or []:
+            config.source(name)
+        from driftline.spark.job import run as run_job
+        from driftline.spark.session import build_session
+
+        spark = build_session(f"driftline-{config.name}")
+        try:
+            summary = run_job(
+                spark,
+                config,
+                until_idle=until_idle,
+                sources=source,
+                max_records_per_batch=max_records_per_batch,
+            )
+        finally:
+            spark.stop()
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(summary.to_json())
+    if not all(s.reconciles for s in summary.sources.values()):
+        raise typer.Exit(ExitCode.FAILURE)
+
+
+@app.command()
 def demo(
     records: Annotated[int, typer.Option("--records", "-n", min=100, help="Records per source.")] = 20_000,
     pipeline: PipelineOption = Path("pipelines/demo.toml"),

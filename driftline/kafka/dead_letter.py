@@ -18,6 +18,7 @@ header                              value
 ``driftline.error.schema.id``       schema id in the record's framing, when known
 ``driftline.error.input.file``      input file (ingest stage)
 ``driftline.error.input.location``  ``line N`` / ``row N`` in that file (ingest stage)
+``driftline.error.batch.id``        Spark micro-batch that wrote it (streaming stages)
 ==================================  ==================================================
 """
 
@@ -30,11 +31,11 @@ from driftline.quality.outcome import Invalid
 from driftline.quality.reasons import ReasonCode, Stage
 
 PREFIX = "driftline.error."
-_OPTIONAL = ("topic", "partition", "offset", "schema_id", "input_file", "input_location")
+_OPTIONAL = ("topic", "partition", "offset", "schema_id", "input_file", "input_location", "batch_id")
 
 
 def _header_name(attribute: str) -> str:
-    return PREFIX + attribute.replace("schema_id", "schema.id").replace("input_", "input.")
+    return PREFIX + attribute.replace("_id", ".id").replace("input_", "input.")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class DeadLetter:
     schema_id: int | None = None
     input_file: str | None = None
     input_location: str | None = None
+    batch_id: int | None = None
 
     @property
     def stage(self) -> Stage:
@@ -106,4 +108,10 @@ class DeadLetter:
             schema_id=optional("schema_id", int),
             input_file=optional("input_file"),
             input_location=optional("input_location"),
+            batch_id=optional("batch_id", int),
         )
+
+    @property
+    def origin(self) -> tuple[str | None, int | None, int | None]:
+        """The original record's Kafka coordinates: what makes a dead letter unique."""
+        return (self.topic, self.partition, self.offset)

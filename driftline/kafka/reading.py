@@ -27,8 +27,9 @@ def read_topic(
     isolation: Literal["read_committed", "read_uncommitted"] = "read_committed",
     timeout: float = 30.0,
     settings: Mapping[str, Any] | None = None,
+    start: Mapping[int, int] | None = None,
 ) -> list[Message]:
-    """Every record now in ``topic``, ordered by (partition, offset)."""
+    """Every record now in ``topic`` (from ``start[partition]``, default 0), by (partition, offset)."""
     consumer = Consumer(
         client_config(
             bootstrap,
@@ -45,9 +46,10 @@ def read_topic(
         if metadata is None or metadata.error is not None:
             raise BrokerError(f"topic {topic!r} does not exist on {bootstrap}")
         partitions = sorted(metadata.partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        first = {p: (start or {}).get(p, 0) for p in partitions}
+        consumer.assign([TopicPartition(topic, p, first[p]) for p in partitions])
         records: list[Message] = []
-        next_offset = dict.fromkeys(partitions, 0)
+        next_offset = dict(first)
         deadline = time.monotonic() + timeout
         while True:
             for message in consumer.consume(10_000, 0.2):

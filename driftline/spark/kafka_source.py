@@ -141,7 +141,11 @@ class SourceOptions:
         return Consumer(
             client_config(
                 self.bootstrap,
-                {"group.id": "driftline-source", "enable.auto.commit": False, "auto.offset.reset": "earliest"},
+                {
+                    "group.id": "driftline-source",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                },
                 self.librdkafka,
                 overrides,
             )
@@ -203,10 +207,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         """
         start = self._batch_start()
         ends = self._end_offsets(self._partitions(), from_offset(start))
-        capped = cap_offsets(start, ends, self.options.max_per_trigger) if start is not None else ends
-        merged = {**from_offset(self._last_end), **from_offset(capped)}
-        if self._last_end is not None:
-            merged = {tp: max(o, from_offset(self._last_end).get(tp, 0)) for tp, o in merged.items()}
+        capped = from_offset(cap_offsets(start, ends, self.options.max_per_trigger))
+        previous = from_offset(start)
+        merged = {tp: max(capped.get(tp, 0), previous.get(tp, 0)) for tp in {*capped, *previous}}
         self._last_end = to_offset(merged)
         return self._last_end
 
@@ -225,9 +228,10 @@ class KafkaStreamReader(DataSourceStreamReader):
             self._probe.close()
             self._probe = None
 
-    def _batch_start(self) -> Offsets | None:
+    def _batch_start(self) -> Offsets:
+        """Where the next batch starts: our last answer, else the checkpoint's, else the initial offset."""
         if self._last_end is None:
-            self._last_end = last_checkpointed_end(self.options.checkpoint)
+            self._last_end = last_checkpointed_end(self.options.checkpoint) or self.initialOffset()
         return self._last_end
 
     def _probe_consumer(self):
@@ -328,4 +332,3 @@ def _consume_range(consumer, offset_range: OffsetRange) -> Iterator[Any]:
                 f"{offset_range.topic}[{offset_range.partition}] stuck at {position}, "
                 f"expected records up to {offset_range.end}; failing the task so Spark retries it"
             )
-

@@ -42,21 +42,23 @@ def to_offset(positions: Mapping[tuple[str, int], int]) -> Offsets:
     out: dict[str, dict[str, int]] = {}
     for (topic, partition), offset in sorted(positions.items()):
         out.setdefault(topic, {})[str(partition)] = int(offset)
-    return {topic: dict(sorted(parts.items(), key=lambda kv: int(kv[0]))) for topic, parts in sorted(out.items())}
+    return {
+        topic: dict(sorted(parts.items(), key=lambda kv: int(kv[0]))) for topic, parts in sorted(out.items())
+    }
 
 
 def from_offset(offset: Mapping[str, Mapping[str, int]] | None) -> dict[tuple[str, int], int]:
     return {(topic, int(p)): int(o) for topic, parts in (offset or {}).items() for p, o in parts.items()}
 
 
-def plan_ranges(start: Offsets, end: Offsets, *, min_splits: int = 2, max_split: int = 500_000) -> list[OffsetRange]:
+def plan_ranges(
+    start: Offsets, end: Offsets, *, min_splits: int = 2, max_split: int = 500_000
+) -> list[OffsetRange]:
     """Split ``start..end`` into ranges: at least ``min_splits`` when there is work,
     none larger than ``max_split``. A partition missing from ``start`` starts at 0
     (a partition that appeared since the last batch is read from its beginning)."""
     begin, finish = from_offset(start), from_offset(end)
-    spans = [
-        (tp, begin.get(tp, 0), stop) for tp, stop in sorted(finish.items()) if stop > begin.get(tp, 0)
-    ]
+    spans = [(tp, begin.get(tp, 0), stop) for tp, stop in sorted(finish.items()) if stop > begin.get(tp, 0)]
     total = sum(stop - first for _, first, stop in spans)
     if total == 0:
         return []

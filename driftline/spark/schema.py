@@ -31,7 +31,7 @@ METADATA_COLUMNS: list[tuple[str, str]] = [
     ("_offset", "BIGINT"),
     ("_timestamp", "TIMESTAMP"),
     ("_key", "BINARY"),
-    ("_schema_id", "INT"),
+    ("_schema_id", "BIGINT"),
     ("_raw", "BINARY"),
     ("_reason", "STRING"),
     ("_detail", "STRING"),

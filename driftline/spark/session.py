@@ -26,11 +26,13 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",
     "spark.driver.memory": "2g",
     "spark.sql.adaptive.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
 }
 
 
-def build_session(app_name: str = "driftline", *, master: str | None = "local[*]",
-                  conf: Mapping[str, Any] | None = None):
+def build_session(
+    app_name: str = "driftline", *, master: str | None = "local[*]", conf: Mapping[str, Any] | None = None
+):
     """Return a SparkSession with driftline's data sources registered.
 
     Parameters

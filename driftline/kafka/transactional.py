@@ -1,0 +1,151 @@
+"""Exactly-once batches of records to Kafka: one transaction per batch, with a marker.
+
+Each batch is written in one Kafka transaction together with a *commit marker*
+(``{"batch_id": N, "ends": {partition: offset}}``, keyed by the writer's name) on a
+markers topic. A batch whose marker is already committed is skipped, so a replayed
+Spark micro-batch never writes twice; a batch interrupted mid-way is aborted (the
+next ``init_transactions`` with the same ``transactional.id`` fences and aborts it)
+and written again.
+
+The embedded tansu broker hands records of *aborted* transactions to
+``read_committed`` readers (seen here: an aborted record came back), so the first
+batch a (re)started writer writes is checked: it reads the topic from the last
+marker's end offsets and leaves out the records a ``read_committed`` reader can already see. On Kafka that
+set is empty (aborted records are invisible) and everything is written again; on
+tansu the leaked copies are not doubled. Either way each record is visible once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaException, Message
+
+from driftline.errors import DeliveryError
+from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer, produce
+from driftline.kafka.reading import read_topic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    value: bytes | None
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    identity: Hashable = None  # what makes it unique, for the resume check
+
+
+@dataclass
+class TransactionalBatchWriter:
+    """Writes batches of records to ``topic`` exactly once per batch id.
+
+    Parameters
+    ----------
+    name:
+        Stable writer name, e.g. ``"demo/payments/dlq"``: the marker key and the
+        ``transactional.id`` (so a restarted writer fences its predecessor).
+    identity_of:
+        How to recognise a record already in the topic (for tansu's leaked aborts).
+    """
+
+    bootstrap: str
+    topic: str
+    markers_topic: str
+    name: str
+    identity_of: Callable[[Message], Hashable]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    partitions: int = 1
+    _producer: Any = field(default=None, init=False, repr=False)
+    _marker: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _resumed: bool = field(default=False, init=False, repr=False)
+
+    def _start(self) -> None:
+        if self._producer is not None:
+            return
+        ensure_topics(
+            make_admin(self.bootstrap, self.settings),
+            [TopicSpec(self.topic, self.partitions), TopicSpec(self.markers_topic, 1)],
+        )
+        self._producer = make_producer(
+            self.bootstrap, self.settings, {"transactional.id": f"driftline.{self.name}", "linger.ms": 5}
+        )
+        try:
+            self._producer.init_transactions(60)
+        except KafkaException as exc:
+            raise DeliveryError(f"cannot start Kafka transactions for {self.name}: {exc}") from exc
+        self._marker = self._last_marker()
+
+    def _last_marker(self) -> dict[str, Any] | None:
+        marker = None
+        for message in read_topic(self.bootstrap, self.markers_topic, settings=self.settings):
+            if message.key() == self.name.encode():
+                marker = json.loads(message.value())
+        return marker
+
+    @property
+    def committed_batch(self) -> int | None:
+        self._start()
+        return None if self._marker is None else self._marker["batch_id"]
+
+    def write(self, batch_id: int, records: Iterable[OutgoingRecord]) -> int:
+        """Write ``records`` as batch ``batch_id``; return how many were written now.
+
+        Returns 0 without writing when the batch's marker is already committed.
+        """
+        self._start()
+        if self._marker is not None and self._marker["batch_id"] >= batch_id:
+            logger.info(
+                "batch_skipped writer=%s batch=%d committed=%d", self.name, batch_id, self._marker["batch_id"]
+            )
+            return 0
+        # Only the first batch after a (re)start can follow an interrupted attempt.
+        visible = set() if self._resumed else self._visible_since_marker()
+        self._resumed = True
+        producer, written, ends = self._producer, 0, {}
+
+        def delivered(error, message) -> None:
+            if error is None:
+                part = message.partition()
+                ends[part] = max(ends.get(part, 0), message.offset() + 1)
+
+        try:
+            producer.begin_transaction()
+            for record in records:
+                if record.identity is not None and record.identity in visible:
+                    continue
+                produce(producer, self.topic, value=record.value, key=record.key, headers=record.headers,
+                        on_delivery=delivered)  # fmt: skip
+                written += 1
+            producer.flush(60)  # data acknowledged before the marker is sent (tansu shows it early)
+            previous = (self._marker or {}).get("ends", {})
+            marker = {"batch_id": batch_id, "ends": {**previous, **{str(p): o for p, o in ends.items()}}}
+            produce(producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            try:
+                producer.abort_transaction(30)
+            except KafkaException:
+                logger.exception("abort_failed writer=%s batch=%d", self.name, batch_id)
+            raise DeliveryError(
+                f"{self.name}: batch {batch_id} was not committed to {self.topic}: {exc}"
+            ) from exc
+        self._marker = marker
+        logger.info("batch_committed writer=%s batch=%d records=%d", self.name, batch_id, written)
+        return written
+
+    def _visible_since_marker(self) -> set[Hashable]:
+        start = {int(p): o for p, o in ((self._marker or {}).get("ends") or {}).items()}
+        return {
+            self.identity_of(m)
+            for m in read_topic(self.bootstrap, self.topic, settings=self.settings, start=start)
+        }
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(30)
+            self._producer = None

@@ -1,0 +1,290 @@
+"""One micro-batch of one source, from decoded rows to tables and dead letters.
+
+``BatchProcessor`` is the ``foreachBatch`` function of a source's streaming query. It
+runs on the driver once per micro-batch (Spark calls it again with the same batch id
+and the same rows if the batch is replayed after a failure); all row work in it is
+Spark SQL executed by the executors. Per batch:
+
+1. split the rows: decode failures (``_reason`` set by the source), rule failures
+   (first failed expectation), late rows, valid rows;
+2. late means the row's (last) window ended at or before the watermark, where the
+   watermark for batch N is ``max(event time of valid rows in batches < N) - delay``
+   (read from the progress table, so a replay sees the same watermark);
+3. write this batch's mergeable partials, its dead letters (table and Kafka topic,
+   the latter in one transaction with a commit marker) and its progress row;
+4. re-merge every window the batch touched from all partials so far and overwrite
+   those windows' partitions of ``feature_stats``.
+
+Every count reconciles per batch: ``read == valid + dead_lettered + late`` where
+``dead_lettered`` counts decode and rule failures and ``late`` the LATE_DATA rows
+(which also go to the dead-letter topic).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
+from driftline.quality.reasons import ReasonCode
+from driftline.spark import window_stats as ws
+from driftline.spark.tables import Warehouse, overwrite, overwrite_partitions, read_batches
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_COLUMNS = ["reason", "stage", "message", "rule", "_topic", "_partition", "_offset",
+                       "_schema_id", "_key", "event_time", "_raw"]  # fmt: skip
+
+
+@contextmanager
+def _timed(step: str, source: str, batch_id: int):
+    started = time.monotonic()
+    yield
+    logger.info("batch_step source=%s batch=%d step=%s seconds=%.2f", source, batch_id, step,
+                time.monotonic() - started)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """Everything the per-batch work of one source needs, fixed when the query starts."""
+
+    pipeline: str
+    source: str
+    event_time: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    rules: tuple = ()
+    window_seconds: int = 300
+    slide_seconds: int | None = None
+    watermark_seconds: int = 600
+    warehouse: Warehouse | None = None
+
+    @property
+    def window(self) -> str:
+        return f"{self.window_seconds} seconds"
+
+    @property
+    def slide(self) -> str | None:
+        return f"{self.slide_seconds} seconds" if self.slide_seconds else None
+
+
+class BatchProcessor:
+    """``foreachBatch`` function for one source (driver side; see the module docstring)."""
+
+    def __init__(self, plan: SourcePlan, dead_letters: TransactionalBatchWriter | None) -> None:
+        self.plan = plan
+        self.dead_letters = dead_letters
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        rows = batch.persist()
+        try:
+            self._process(rows, batch_id)
+        finally:
+            rows.unpersist()
+
+    # -- the steps ---------------------------------------------------------------------
+    def _process(self, rows: DataFrame, batch_id: int) -> None:
+        plan, warehouse = self.plan, self.plan.warehouse
+        spark = rows.sparkSession
+        with _timed("read_and_watermark", plan.source, batch_id):
+            rows.count()  # materialise the cached batch: the source read and decode happen here
+            watermark = self._watermark(spark, before=batch_id)
+        decode_failed = rows.where(F.col("_reason").isNotNull())
+        checked = self._with_rules(rows.where(F.col("_reason").isNull()))
+        rule_failed = checked.where(F.col("_rule").isNotNull())
+        passing = checked.where(F.col("_rule").isNull()).withColumn("source", F.lit(plan.source))
+        passing = passing.withColumn("_late", self._is_late(watermark))
+        valid = passing.where(~F.col("_late"))
+        late = passing.where(F.col("_late"))
+
+        windowed = ws.with_window(valid, plan.event_time, plan.window, plan.slide)
+        late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
+        state = lambda name: warehouse.batch_path(warehouse.state(name), plan.source, batch_id)  # noqa: E731
+        timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
+        with timed("partials"):
+            if plan.numeric:
+                overwrite(ws.numeric_partials(windowed, plan.numeric), state("numeric"))
+            if plan.categorical:
+                overwrite(ws.categorical_partials(windowed, plan.categorical), state("categorical"))
+            overwrite(ws.window_partials(windowed), state("windows"))
+            late_counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("late_rows"))
+            overwrite(late_counts, state("late"))
+        with timed("dead_letters_table"):
+            dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
+            dead_path = warehouse.batch_path(warehouse.table("dead_letters"), plan.source, batch_id)
+            overwrite(dead, dead_path)
+            dead = spark.read.parquet(str(dead_path))
+        if self.dead_letters is not None:
+            with timed("dead_letters_topic"):
+                self.dead_letters.write(batch_id, self._outgoing(dead))
+        with timed("progress"):
+            overwrite(self._progress(rows, valid, dead, batch_id, watermark), state("progress"))
+        with timed("merge_windows"):
+            self._merge_windows(spark, batch_id, windowed, late_windowed)
+
+    def _with_rules(self, decoded: DataFrame) -> DataFrame:
+        if not self.plan.rules:
+            none = F.lit(None).cast("string")
+            return decoded.withColumn("_rule", none).withColumn("_rule_detail", none)
+        from driftline.spark.rules import failure_detail, first_failed_rule
+
+        rules = list(self.plan.rules)
+        return decoded.withColumn("_rule", first_failed_rule(rules)).withColumn(
+            "_rule_detail", failure_detail(rules)
+        )
+
+    def _last_window_end(self) -> Column:
+        """End of the latest window containing the event time (tumbling or sliding)."""
+        slide = self.plan.slide_seconds or self.plan.window_seconds
+        seconds = F.unix_micros(F.col(self.plan.event_time)) / 1_000_000
+        return F.timestamp_seconds(F.floor(seconds / slide) * slide + self.plan.window_seconds)
+
+    def _is_late(self, watermark: datetime | None) -> Column:
+        if watermark is None:
+            return F.lit(False)
+        return self._last_window_end() <= F.lit(watermark)
+
+    def _watermark(self, spark, *, before: int | None = None, through: int | None = None) -> datetime | None:
+        progress = read_batches(spark, self.plan.warehouse.state("progress"), self.plan.source,
+                                before=before, through=through)  # fmt: skip
+        if progress is None:
+            return None
+        newest = progress.agg(F.max("max_event_time")).first()[0]
+        if newest is None:
+            return None
+        return newest.astimezone(UTC) - timedelta(seconds=self.plan.watermark_seconds)
+
+    def _dead_letters(self, decode_failed, rule_failed, late, watermark, batch_id) -> DataFrame:
+        plan = self.plan
+        none_string, event_time = F.lit(None).cast("string"), F.col(plan.event_time)
+        decode = decode_failed.select(
+            F.col("_reason").alias("reason"), F.lit("decode").alias("stage"),
+            F.col("_detail").alias("message"), none_string.alias("rule"),
+            "_topic", "_partition", "_offset", "_schema_id", "_key",
+            F.lit(None).cast("timestamp").alias("event_time"), "_raw",
+        )  # fmt: skip
+        rule = rule_failed.select(
+            F.lit(ReasonCode.RULE_FAILED.value).alias("reason"), F.lit("rule").alias("stage"),
+            F.col("_rule_detail").alias("message"), F.col("_rule").alias("rule"),
+            "_topic", "_partition", "_offset", "_schema_id", "_key", event_time.alias("event_time"), "_raw",
+        )  # fmt: skip
+        late_message = F.concat(
+            F.lit("event time "), F.date_format(event_time, "yyyy-MM-dd'T'HH:mm:ss.SSSX"),
+            F.lit(" is behind the watermark "), F.lit(watermark.isoformat() if watermark else ""),
+            F.lit("; its window ended "), F.date_format(self._last_window_end(), "yyyy-MM-dd'T'HH:mm:ssX"),
+        )  # fmt: skip
+        lateness = late.select(
+            F.lit(ReasonCode.LATE_DATA.value).alias("reason"), F.lit("late").alias("stage"),
+            late_message.alias("message"), none_string.alias("rule"),
+            "_topic", "_partition", "_offset", "_schema_id", "_key", event_time.alias("event_time"), "_raw",
+        )  # fmt: skip
+        return (
+            decode.unionByName(rule)
+            .unionByName(lateness)
+            .withColumn("pipeline", F.lit(plan.pipeline))
+            .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
+        )
+
+    def _outgoing(self, dead: DataFrame):
+        plan = self.plan
+        for row in dead.orderBy("_topic", "_partition", "_offset").toLocalIterator():
+            letter = DeadLetter(
+                raw=bytes(row["_raw"] or b""),
+                reason=ReasonCode(row["reason"]),
+                message=row["message"] or "",
+                pipeline=plan.pipeline,
+                source=plan.source,
+                topic=row["_topic"],
+                partition=row["_partition"],
+                offset=row["_offset"],
+                schema_id=row["_schema_id"],
+                batch_id=row["batch_id"],
+            )
+            yield OutgoingRecord(
+                value=letter.raw,
+                key=None if row["_key"] is None else bytes(row["_key"]),
+                headers=letter.headers(),
+                identity=letter.origin,
+            )
+
+    def _progress(self, rows, valid, dead, batch_id, watermark) -> DataFrame:
+        spark = rows.sparkSession
+        read = rows.count()
+        by_reason = {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
+        late = by_reason.pop(ReasonCode.LATE_DATA.value, 0)
+        totals = valid.agg(F.count(F.lit(1)).alias("valid"), F.max(self.plan.event_time).alias("t")).first()
+        record = {
+            "batch_id": batch_id,
+            "read": read,
+            "valid": totals["valid"],
+            "dead_lettered": sum(by_reason.values()),
+            "late": late,
+            "by_reason": by_reason,
+            "max_event_time": totals["t"],
+            "watermark": watermark,
+        }
+        if record["read"] != record["valid"] + record["dead_lettered"] + record["late"]:
+            raise AssertionError(f"batch {batch_id} does not reconcile: {record}")  # a programming error
+        logger.info(
+            "batch_done source=%s batch=%d read=%d valid=%d dead_lettered=%d late=%d",
+            self.plan.source, batch_id, read, record["valid"], record["dead_lettered"], late,
+        )  # fmt: skip
+        schema = ("batch_id BIGINT, read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
+                  "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP")  # fmt: skip
+        return spark.createDataFrame([record], schema).coalesce(1)
+
+    def _merge_windows(self, spark, batch_id: int, windowed: DataFrame, late_windowed: DataFrame) -> None:
+        plan, warehouse = self.plan, self.plan.warehouse
+        touched = [
+            r["window_start"]
+            for r in windowed.select("window_start")
+            .union(late_windowed.select("window_start"))
+            .distinct()
+            .collect()
+        ]
+        if not touched:
+            return
+        in_touched = F.col("window_start").isin(touched)
+
+        def merged(name: str):
+            frame = read_batches(spark, warehouse.state(name), plan.source, through=batch_id)
+            return None if frame is None else frame.where(in_touched)
+
+        stats = []
+        if plan.numeric and (numeric := merged("numeric")) is not None:
+            stats.append(ws.merge_numeric(numeric).withColumn("kind", F.lit("numeric")))
+        if plan.categorical and (categorical := merged("categorical")) is not None:
+            stats.append(ws.merge_categorical(categorical).withColumn("kind", F.lit("categorical")))
+        if not stats:
+            return
+        features = stats[0]
+        for more in stats[1:]:
+            features = features.unionByName(more, allowMissingColumns=True)
+        windows = merged("windows").groupBy(*ws.WINDOW_KEY, "_topic", "_partition").agg(
+            F.min("first_offset").alias("first_offset"), F.max("last_offset").alias("last_offset")
+        ).groupBy(*ws.WINDOW_KEY).agg(
+            F.array_sort(F.collect_list(F.struct(
+                F.col("_topic").alias("topic"), F.col("_partition").alias("partition"),
+                "first_offset", "last_offset",
+            ))).alias("offset_ranges")
+        )  # fmt: skip
+        late = merged("late").groupBy(*ws.WINDOW_KEY).agg(F.sum("late_rows").alias("late_rows"))
+        watermark_after = self._watermark(spark, through=batch_id)
+        is_final = (F.col("window_end") <= F.lit(watermark_after)) if watermark_after else F.lit(False)
+        table = (
+            features.join(windows, ws.WINDOW_KEY, "left")
+            .join(late, ws.WINDOW_KEY, "left")
+            .withColumn("late_rows", F.coalesce(F.col("late_rows"), F.lit(0)).cast("bigint"))
+            .withColumn("pipeline", F.lit(plan.pipeline))
+            .withColumn("is_final", is_final)
+            .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
+            .withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
+        )
+        overwrite_partitions(table, warehouse.table("feature_stats"), ["source", "window_key"])

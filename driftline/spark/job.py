@@ -1,0 +1,207 @@
+"""The quality stream job: one streaming query per source, all in one SparkSession.
+
+``run(spark, config)`` is what ``driftline run`` and ``jobs/quality_stream.py`` call.
+With ``until_idle`` it processes everything available now and returns (a
+processing-time trigger plus ``processAllAvailable``: ``availableNow`` would run a
+single batch and ignore the per-batch cap); otherwise it runs until stopped, one
+micro-batch per ``[windows] trigger``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from driftline.config import PipelineConfig
+from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.transactional import TransactionalBatchWriter
+from driftline.spark.batch import BatchProcessor, SourcePlan
+from driftline.spark.kafka_source import FORMAT
+from driftline.spark.tables import Warehouse, read_batches
+
+logger = logging.getLogger(__name__)
+MARKERS_TOPIC = "driftline.markers"
+
+
+@dataclass
+class SourceSummary:
+    read: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    late: int = 0
+    windows: int = 0
+    batches: int = 0
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.valid + self.dead_lettered + self.late
+
+
+@dataclass
+class RunSummary:
+    pipeline: str
+    sources: dict[str, SourceSummary]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "sources": {
+                name: {
+                    **s.__dict__,
+                    "by_reason": dict(sorted(s.by_reason.items())),
+                    "reconciles": s.reconciles,
+                }
+                for name, s in self.sources.items()
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+
+def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
+    """The per-batch plan of ``source``: features, rules, windows, where tables go."""
+    spec = config.source(source)
+    rules: tuple = ()
+    if getattr(spec, "expectations", None):
+        from driftline.expectations import load_expectation_suite
+
+        rules = tuple(r for r in load_expectation_suite(config.path(spec.expectations)) if r.row_level)
+    windows = config.windows
+    return SourcePlan(
+        pipeline=config.name,
+        source=source,
+        event_time=spec.event_time,
+        numeric=tuple(f for f, c in spec.features.items() if c.kind == "numeric"),
+        categorical=tuple(f for f, c in spec.features.items() if c.kind == "categorical"),
+        rules=rules,
+        window_seconds=round(windows.size.seconds),
+        slide_seconds=round(windows.slide.seconds) if windows.slide else None,
+        watermark_seconds=round(windows.watermark.seconds),
+        warehouse=Warehouse(config.path(config.warehouse_dir)),
+    )
+
+
+def _identity(message) -> Any:
+    try:
+        return DeadLetter.from_message(message.value(), message.headers()).origin
+    except (KeyError, ValueError):
+        return None  # not one of ours
+
+
+def start_query(
+    spark: SparkSession,
+    config: PipelineConfig,
+    source: str,
+    *,
+    trigger_seconds: float,
+    max_records_per_batch: int | None = None,
+):
+    """Start the streaming query of one source and return it."""
+    spec = config.source(source)
+    checkpoint = config.path(config.state_dir) / "checkpoints" / config.name / source
+    bootstrap = config.kafka.bootstrap_servers
+    reader = (
+        spark.readStream.format(FORMAT)
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("kafka.isolation.level", "read_committed")
+        .option("subscribe", config.topic(source))
+        .option("startingOffsets", "earliest")
+        .option("schemasDir", str(config.path(config.schemas_dir)))
+        .option("subject", spec.subject)
+        .option("schemaVersion", str(spec.schema_version))
+        .option("checkpointLocation", str(checkpoint))
+    )
+    for key, value in config.kafka.librdkafka("consumer").items():
+        reader = reader.option(f"kafka.{key}", str(value))
+    if config.kafka.schema_registry_url:
+        reader = reader.option("schemaRegistryUrl", config.kafka.schema_registry_url)
+    if max_records_per_batch:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_records_per_batch))
+    writer = TransactionalBatchWriter(
+        bootstrap=bootstrap,
+        topic=config.dead_letter_topic(source),
+        markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
+        name=f"{config.name}.{source}.dlq",
+        identity_of=_identity,
+        settings=config.kafka.librdkafka("producer"),
+        partitions=spec.partitions,
+    )
+    processor = BatchProcessor(source_plan(config, source), writer)
+    return (
+        reader.load()
+        .writeStream.queryName(f"{config.name}.{source}")
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(processingTime=f"{trigger_seconds} seconds")
+        .foreachBatch(processor)
+        .start()
+    )
+
+
+def run(
+    spark: SparkSession,
+    config: PipelineConfig,
+    *,
+    until_idle: bool = True,
+    sources: list[str] | None = None,
+    max_records_per_batch: int | None = None,
+) -> RunSummary:
+    """Run the job for ``sources`` (default all) and return the summary of their tables."""
+    names = sources or list(config.sources)
+    for name in names:
+        config.source(name)
+    trigger = 0.0 if until_idle else config.windows.trigger.seconds
+    queries = [
+        start_query(spark, config, name, trigger_seconds=trigger, max_records_per_batch=max_records_per_batch)
+        for name in names
+    ]
+    try:
+        if until_idle:
+            for query in queries:
+                query.processAllAvailable()
+        else:
+            spark.streams.awaitAnyTermination()
+    finally:
+        for query in queries:
+            query.stop()
+    for query in queries:
+        if query.exception() is not None:
+            raise RuntimeError(f"query {query.name} failed: {query.exception()}")
+    return summarize(spark, config, names)
+
+
+def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -> RunSummary:
+    """Totals over every batch each source's query has committed tables for."""
+    warehouse = Warehouse(config.path(config.warehouse_dir))
+    out: dict[str, SourceSummary] = {}
+    for source in sources:
+        summary = SourceSummary()
+        progress = read_batches(spark, warehouse.state("progress"), source)
+        if progress is not None:
+            for row in progress.collect():
+                summary.batches += 1
+                summary.read += row["read"]
+                summary.valid += row["valid"]
+                summary.dead_lettered += row["dead_lettered"]
+                summary.late += row["late"]
+                for reason, count in (row["by_reason"] or {}).items():
+                    summary.by_reason[reason] = summary.by_reason.get(reason, 0) + count
+        stats = warehouse.table("feature_stats") / f"source={source}"
+        if stats.exists():
+            summary.windows = spark.read.parquet(str(stats)).select("window_start").distinct().count()
+        out[source] = summary
+    return RunSummary(config.name, out)
+
+
+def feature_stats(spark: SparkSession, config: PipelineConfig):
+    """The ``feature_stats`` table as a DataFrame (for ``driftline sql`` and tests)."""
+    return spark.read.parquet(str(Path(config.path(config.warehouse_dir)) / "feature_stats")).drop("sketch")
+
+
+__all__ = ["RunSummary", "SourceSummary", "feature_stats", "run", "source_plan", "start_query"]

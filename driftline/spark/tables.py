@@ -1,0 +1,68 @@
+"""Where the quality tables and the job's own state live, and how they are written.
+
+Under the pipeline's warehouse directory:
+
+``feature_stats/``   one row per (source, window, feature); partitioned by
+                     ``source`` / ``window_key``, a window's partition is rewritten
+                     whenever a batch touches it (dynamic partition overwrite)
+``dead_letters/``    one row per dead-lettered record; ``source`` / ``batch_id``
+``_state/<name>/``   mergeable partials and per-batch progress; ``source`` / ``batch_id``
+
+Every write replaces exactly the partition(s) its batch owns, so writing batch N again
+gives the same files (exactly once across replays). Parquet throughout: DuckDB,
+pandas or Spark read any of them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    root: Path
+
+    def table(self, name: str) -> Path:
+        return self.root / name
+
+    def state(self, name: str) -> Path:
+        return self.root / "_state" / name
+
+    def batch_path(self, base: Path, source: str, batch_id: int) -> Path:
+        return base / f"source={source}" / f"batch_id={batch_id}"
+
+
+def overwrite(frame: DataFrame, path: Path) -> None:
+    """Replace whatever is at ``path`` with ``frame`` (one batch's own partition)."""
+    frame.write.mode("overwrite").parquet(str(path))
+
+
+def overwrite_partitions(frame: DataFrame, path: Path, partition_by: list[str]) -> None:
+    """Replace only the partitions present in ``frame`` (dynamic partition overwrite)."""
+    (
+        frame.write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy(*partition_by)
+        .parquet(str(path))
+    )
+
+
+def read_batches(
+    spark: SparkSession, base: Path, source: str, *, before: int | None = None, through: int | None = None
+) -> DataFrame | None:
+    """Rows of ``source`` written by batches ``< before`` or ``<= through`` (None if none)."""
+    folder = base / f"source={source}"
+    batches = sorted(
+        int(p.name.split("=", 1)[1]) for p in folder.glob("batch_id=*") if (p / "_SUCCESS").exists()
+    )
+    if before is not None:
+        batches = [b for b in batches if b < before]
+    if through is not None:
+        batches = [b for b in batches if b <= through]
+    if not batches:
+        return None
+    paths = [str(folder / f"batch_id={b}") for b in batches]
+    return spark.read.option("basePath", str(base)).parquet(*paths)
