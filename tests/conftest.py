@@ -20,6 +20,40 @@ DEMO_PIPELINE = REPO / "pipelines" / "demo.toml"
 SCHEMAS = REPO / "schemas"
 
 
+def pipeline_copy(
+    tmp_path: Path,
+    *,
+    bootstrap: str | None = None,
+    prefix: str | None = None,
+    name: str = "p",
+    replace: dict[str, str] | None = None,
+    extra: str = "",
+) -> Path:
+    """Write the demo pipeline to ``tmp_path/<name>.toml`` with absolute schema and suite
+    paths, its own state and warehouse folders, and optionally another broker and topic
+    prefix; ``replace`` edits the text further, ``extra`` appends tables."""
+    edits = {
+        'schemas_dir = "../schemas"': f'schemas_dir = "{SCHEMAS}"',
+        'state_dir = "../.driftline"': f'state_dir = "{tmp_path / name / "state"}"',
+        'warehouse_dir = "../.driftline/warehouse"': f'warehouse_dir = "{tmp_path / name / "warehouse"}"',
+        'expectations = "expectations/': f'expectations = "{DEMO_PIPELINE.parent}/expectations/',
+        **(
+            {'bootstrap_servers = "127.0.0.1:9092"': f'bootstrap_servers = "{bootstrap}"'}
+            if bootstrap
+            else {}
+        ),
+        **({'topic_prefix = ""': f'topic_prefix = "{prefix}"'} if prefix is not None else {}),
+        **(replace or {}),
+    }
+    text = DEMO_PIPELINE.read_text()
+    for old, new in edits.items():
+        assert old in text, f"the demo pipeline no longer contains {old!r}"
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text + extra)
+    return path
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
     external = os.environ.get("DRIFTLINE_TEST_BOOTSTRAP")

@@ -122,12 +122,32 @@ def check_against_schemas(config: PipelineConfig, origin: str) -> None:
             problems.append(f"  {where}.{key}: {exc}")
             continue
         problems.extend(_check_fields(where, source, schema))
+        if source.expectations is not None:
+            problems.extend(_check_expectations(where, config.path(source.expectations), schema))
         for topic in (config.topic(name), config.dead_letter_topic(name)):
             if topic in topics:
                 problems.append(f"  {where}: topic {topic!r} is also used by source {topics[topic]!r}")
             topics[topic] = name
     if problems:
         raise ConfigError("\n".join([f"{origin}: the definition does not fit its schemas:", *problems]))
+
+
+def _check_expectations(where: str, suite_path: Path, schema) -> list[str]:
+    """The suite exists, parses, and its columns are reader-schema fields (GE itself validates
+    it when the job starts: importing it costs seconds on every command)."""
+    from driftline.expectations import load_expectation_suite
+    from driftline.quality.rules import check_columns
+
+    key = f"{where}.expectations"
+    if not suite_path.is_file():
+        return [f"  {key}: expectation suite {suite_path} does not exist"]
+    try:
+        rules = load_expectation_suite(suite_path, with_great_expectations=False)
+        fields = [f["name"] for f in schema.definition.get("fields", [])]
+        check_columns(rules, fields, origin=f"{suite_path} against {schema.subject} v{schema.version}")
+    except ConfigError as exc:
+        return [f"  {key}: " + str(exc).replace("\n", "\n    ")]
+    return []
 
 
 def _check_fields(where: str, source: SourceConfig, schema) -> list[str]:

@@ -102,6 +102,11 @@ class SourceConfig(_Model):
     event_time: str
     entity_id: str | None = None
     features: dict[str, FeatureConfig] = Field(min_length=1)
+    expectations: str | None = Field(
+        default=None,
+        description="Great Expectations 1.x suite (JSON) with the source's row rules; "
+        "relative to the pipeline file. Rows violating a row-level expectation are dead-lettered.",
+    )
 
 
 class WindowConfig(_Model):

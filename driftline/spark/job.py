@@ -133,7 +133,12 @@ def start_query(
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,
     )
-    processor = BatchProcessor(source_plan(config, source), writer)
+    plan = source_plan(config, source)
+    if plan.rules:
+        from driftline.spark.rules import check_regexes
+
+        check_regexes(spark, plan.rules, origin=str(config.path(spec.expectations)))
+    processor = BatchProcessor(plan, writer)
     return (
         reader.load()
         .writeStream.queryName(f"{config.name}.{source}")

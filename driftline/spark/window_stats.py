@@ -135,11 +135,15 @@ def merge_categorical(partials: DataFrame) -> DataFrame:
     )
     rank = F.row_number().over(Window.partitionBy(*key).orderBy(F.desc("count"), F.asc("value")))
     ranked = counts.where(non_null).withColumn("_rank", rank)
-    top = ranked.where(F.col("_rank") <= TOP_CATEGORIES).groupBy(*key).agg(
-        F.transform(
-            F.array_sort(F.collect_list(F.struct("_rank", "value", "count"))),
-            lambda entry: F.struct(entry["value"].alias("value"), entry["count"].alias("count")),
-        ).alias("top_categories")
+    top = (
+        ranked.where(F.col("_rank") <= TOP_CATEGORIES)
+        .groupBy(*key)
+        .agg(
+            F.transform(
+                F.array_sort(F.collect_list(F.struct("_rank", "value", "count"))),
+                lambda entry: F.struct(entry["value"].alias("value"), entry["count"].alias("count")),
+            ).alias("top_categories")
+        )
     )
     bucket = F.when(F.col("_rank") <= MAX_CATEGORIES, F.col("value")).otherwise(F.lit(OTHER))
     buckets = (

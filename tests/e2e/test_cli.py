@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import DEMO_PIPELINE, REPO
+from tests.conftest import DEMO_PIPELINE, REPO, pipeline_copy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -25,12 +25,7 @@ def driftline(*args, bootstrap=None, timeout=300):
 
 
 def test_generate_then_ingest_prints_a_reconciling_summary(kafka_bootstrap, tmp_path, topic_prefix) -> None:
-    pipeline = tmp_path / "p.toml"
-    pipeline.write_text(
-        DEMO_PIPELINE.read_text()
-        .replace('topic_prefix = ""', f'topic_prefix = "{topic_prefix}"')
-        .replace('schemas_dir = "../schemas"', f'schemas_dir = "{REPO / "schemas"}"')
-    )
+    pipeline = pipeline_copy(tmp_path, prefix=topic_prefix)
     out = tmp_path / "sensors.csv"
     generated = driftline(
         "generate", "-p", str(pipeline), "-s", "sensors", "-n", "5000", "-o", str(out), "--seed", "3",
@@ -84,11 +79,7 @@ def test_unreachable_broker_exits_4(tmp_path) -> None:
 
     data = tmp_path / "in.jsonl"
     data.write_text("{}\n")
-    pipeline = tmp_path / "p.toml"
-    pipeline.write_text(
-        DEMO_PIPELINE.read_text().replace('schemas_dir = "../schemas"', f'schemas_dir = "{REPO / "schemas"}"')
-        + '\n[kafka.client]\n"socket.timeout.ms" = 2000\n'
-    )
+    pipeline = pipeline_copy(tmp_path, extra='\n[kafka.client]\n"socket.timeout.ms" = 2000\n')
     run = driftline("ingest", "-p", str(pipeline), "-s", "sensors", "-i", str(data),
                     bootstrap=f"127.0.0.1:{free_port()}", timeout=120)  # fmt: skip
     assert run.returncode == 4, run.stderr

@@ -10,24 +10,14 @@ from driftline.config import load_pipeline
 from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.testing import generator_for, write_records
-from tests.conftest import DEMO_PIPELINE
+from tests.conftest import pipeline_copy
 
 pytestmark = pytest.mark.kafka
 
 
 def _pipeline_for(bootstrap: str, tmp_path):
-    text = DEMO_PIPELINE.read_text().replace(
-        'bootstrap_servers = "127.0.0.1:9092"', f'bootstrap_servers = "{bootstrap}"'
-    )
-    text = text.replace(
-        'schemas_dir = "../schemas"', f'schemas_dir = "{DEMO_PIPELINE.parent.parent / "schemas"}"'
-    )
-    text = text.replace(
-        '"compression.type" = "zstd"', '"compression.type" = "zstd"\n"message.timeout.ms" = 3000'
-    )
-    path = tmp_path / "pipeline.toml"
-    path.write_text(text)
-    return path
+    timeout = {'"compression.type" = "zstd"': '"compression.type" = "zstd"\n"message.timeout.ms" = 3000'}
+    return pipeline_copy(tmp_path, bootstrap=bootstrap, replace=timeout)
 
 
 def _wait_for_records(bootstrap: str, topic: str, process, timeout: float = 60.0) -> bool:

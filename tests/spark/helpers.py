@@ -1,0 +1,62 @@
+"""Shared pieces of the Spark-tier tests: pipelines on the session broker, producing known mixes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from driftline.kafka.clients import (
+    DeliveryReport,
+    TopicSpec,
+    ensure_topics,
+    make_admin,
+    make_producer,
+    produce,
+)
+from driftline.kafka.codec import AvroEncoder
+from driftline.kafka.registry import FileSchemaRegistry
+from driftline.testing import corrupt_frame
+from tests.conftest import REPO, SCHEMAS
+
+REGISTRY = FileSchemaRegistry(SCHEMAS)
+
+
+def produce_frames(
+    bootstrap: str, topic: str, frames: list[bytes], keys: list[bytes | None], partitions: int = 4
+):
+    """Produce ``frames`` as they are; return {(partition, offset): value} from delivery reports."""
+    ensure_topics(make_admin(bootstrap), [TopicSpec(topic, partitions)])
+    placed: dict[tuple[int, int], bytes] = {}
+
+    def delivered(error, message) -> None:
+        assert error is None, error
+        placed[(message.partition(), message.offset())] = message.value()
+
+    producer, report = make_producer(bootstrap), DeliveryReport()
+    for frame, key in zip(frames, keys, strict=True):
+        produce(producer, topic, value=frame, key=key, on_delivery=delivered)
+    assert producer.flush(60) == 0
+    assert len(placed) == len(frames)
+    del report
+    return placed
+
+
+def encode_mix(source: str, records, frame_kinds: dict[int, str], seed: int = 0) -> list[bytes]:
+    """Encode records with the latest schema; damage those whose index is in ``frame_kinds``."""
+    encoder = AvroEncoder(REGISTRY.get(source))
+    rng = np.random.default_rng(seed)
+    out = []
+    for index, record in enumerate(records):
+        frame = encoder.encode(record)
+        out.append(corrupt_frame(frame_kinds[index], frame, rng) if index in frame_kinds else frame)
+    return out
+
+
+def driftline_run(pipeline: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipeline), "--until-idle", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )  # fmt: skip
