@@ -123,7 +123,7 @@ class BatchProcessor:
             dead = spark.read.parquet(str(dead_path))
         if self.dead_letters is not None:
             with timed("dead_letters_topic"):
-                self.dead_letters.write(batch_id, self._outgoing(dead))
+                self.dead_letters.write(batch_id, self._outgoing(dead, batch_id))
         with timed("progress"):
             overwrite(self._progress(rows, valid, dead, batch_id, watermark), state("progress"))
         with timed("merge_windows"):
@@ -185,14 +185,10 @@ class BatchProcessor:
             late_message.alias("message"), none_string.alias("rule"),
             "_topic", "_partition", "_offset", "_schema_id", "_key", event_time.alias("event_time"), "_raw",
         )  # fmt: skip
-        return (
-            decode.unionByName(rule)
-            .unionByName(lateness)
-            .withColumn("pipeline", F.lit(plan.pipeline))
-            .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
-        )
+        # batch_id is the table's partition folder (batch_id=N), not a column of the rows
+        return decode.unionByName(rule).unionByName(lateness).withColumn("pipeline", F.lit(plan.pipeline))
 
-    def _outgoing(self, dead: DataFrame):
+    def _outgoing(self, dead: DataFrame, batch_id: int):
         plan = self.plan
         for row in dead.orderBy("_topic", "_partition", "_offset").toLocalIterator():
             letter = DeadLetter(
@@ -205,7 +201,7 @@ class BatchProcessor:
                 partition=row["_partition"],
                 offset=row["_offset"],
                 schema_id=row["_schema_id"],
-                batch_id=row["batch_id"],
+                batch_id=batch_id,
             )
             yield OutgoingRecord(
                 value=letter.raw,
@@ -221,7 +217,6 @@ class BatchProcessor:
         late = by_reason.pop(ReasonCode.LATE_DATA.value, 0)
         totals = valid.agg(F.count(F.lit(1)).alias("valid"), F.max(self.plan.event_time).alias("t")).first()
         record = {
-            "batch_id": batch_id,
             "read": read,
             "valid": totals["valid"],
             "dead_lettered": sum(by_reason.values()),
@@ -230,15 +225,30 @@ class BatchProcessor:
             "max_event_time": totals["t"],
             "watermark": watermark,
         }
-        if record["read"] != record["valid"] + record["dead_lettered"] + record["late"]:
-            raise AssertionError(f"batch {batch_id} does not reconcile: {record}")  # a programming error
+        if (
+            record["read"] != record["valid"] + record["dead_lettered"] + record["late"]
+        ):  # a programming error
+            raise AssertionError(f"batch {batch_id} does not reconcile: {record}")
         logger.info(
             "batch_done source=%s batch=%d read=%d valid=%d dead_lettered=%d late=%d",
             self.plan.source, batch_id, read, record["valid"], record["dead_lettered"], late,
         )  # fmt: skip
-        schema = ("batch_id BIGINT, read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
+        schema = ("read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
                   "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP")  # fmt: skip
         return spark.createDataFrame([record], schema).coalesce(1)
+
+    def _late_only_windows(self, spark, late: DataFrame, features: DataFrame) -> DataFrame:
+        """Zero-count rows for windows that only ever saw late rows, so their lateness shows."""
+        plan = self.plan
+        kinds = [(f, "numeric") for f in plan.numeric] + [(f, "categorical") for f in plan.categorical]
+        names = spark.createDataFrame(kinds, "feature STRING, kind STRING")
+        empty = late.select(*ws.WINDOW_KEY).join(
+            features.select(*ws.WINDOW_KEY).distinct(), ws.WINDOW_KEY, "left_anti"
+        )
+        zero = F.lit(0).cast("bigint")
+        return empty.crossJoin(names).select(
+            *ws.WINDOW_KEY, "feature", "kind", zero.alias("rows"), zero.alias("nulls"), zero.alias("n")
+        )
 
     def _merge_windows(self, spark, batch_id: int, windowed: DataFrame, late_windowed: DataFrame) -> None:
         plan, warehouse = self.plan, self.plan.warehouse
@@ -267,6 +277,10 @@ class BatchProcessor:
         features = stats[0]
         for more in stats[1:]:
             features = features.unionByName(more, allowMissingColumns=True)
+        late = merged("late").groupBy(*ws.WINDOW_KEY).agg(F.sum("late_rows").alias("late_rows"))
+        features = features.unionByName(
+            self._late_only_windows(spark, late, features), allowMissingColumns=True
+        )
         windows = merged("windows").groupBy(*ws.WINDOW_KEY, "_topic", "_partition").agg(
             F.min("first_offset").alias("first_offset"), F.max("last_offset").alias("last_offset")
         ).groupBy(*ws.WINDOW_KEY).agg(
@@ -275,7 +289,6 @@ class BatchProcessor:
                 "first_offset", "last_offset",
             ))).alias("offset_ranges")
         )  # fmt: skip
-        late = merged("late").groupBy(*ws.WINDOW_KEY).agg(F.sum("late_rows").alias("late_rows"))
         watermark_after = self._watermark(spark, through=batch_id)
         is_final = (F.col("window_end") <= F.lit(watermark_after)) if watermark_after else F.lit(False)
         table = (

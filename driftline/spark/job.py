@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,21 @@ def _identity(message) -> Any:
         return None  # not one of ours
 
 
+def query_id(checkpoint: Path) -> str:
+    """The streaming query's id, stable across restarts from ``checkpoint``.
+
+    Spark keeps it in ``<checkpoint>/metadata`` (``{"id": "<uuid>"}``) and uses an
+    existing file as is; writing it before the first start lets outputs that must be
+    keyed by (query id, batch id), such as Kafka commit markers, know it from batch 0.
+    A new checkpoint is a new query: its batch ids restart at 0 under a new key.
+    """
+    metadata = checkpoint / "metadata"
+    if not metadata.exists():
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        metadata.write_text(json.dumps({"id": str(uuid.uuid4())}) + "\n")
+    return json.loads(metadata.read_text().splitlines()[0])["id"]
+
+
 def start_query(
     spark: SparkSession,
     config: PipelineConfig,
@@ -128,7 +144,7 @@ def start_query(
         bootstrap=bootstrap,
         topic=config.dead_letter_topic(source),
         markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
-        name=f"{config.name}.{source}.dlq",
+        name=f"{config.name}.{source}.dlq.{query_id(checkpoint)}",
         identity_of=_identity,
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,

@@ -1,0 +1,134 @@
+"""SIGKILL the job at random points, restart it from its checkpoint, and compare every
+output with a clean run on the same input: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.reading import read_topic
+from driftline.testing import SignalGenerator
+from tests.conftest import REPO, pipeline_copy
+from tests.spark.helpers import driftline_run, encode_mix, produce_frames
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
+RECORDS = 9000
+KLL_RANK_BOUND = 0.0165 + 1 / 1000  # k=200 bound, plus one step of the empirical CDF
+PER_BATCH = "1500"
+
+
+def _committed_batches(pipeline_dir) -> int:
+    folder = pipeline_dir / "warehouse" / "_state" / "progress" / "source=sensors"
+    return len(list(folder.glob("batch_id=*/_SUCCESS")))
+
+
+def _run_until_killed(pipeline, pipeline_dir, kill_after: int, rng: random.Random) -> int | None:
+    """Start the job; SIGKILL its whole process group (driver, JVM, Python workers) once
+    ``kill_after`` batches are committed plus a random moment (often mid-batch)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipeline), "--until-idle",
+         "--source", "sensors", "--max-records-per-batch", PER_BATCH],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while process.poll() is None and _committed_batches(pipeline_dir) < kill_after:
+        assert time.monotonic() < deadline, "the job made no progress"
+        time.sleep(0.1)
+    if process.poll() is not None:
+        return process.returncode
+    time.sleep(rng.uniform(0.0, 4.0))  # the fault lands anywhere in the next batch
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return None
+
+
+def _table(pipeline_dir, name: str) -> pd.DataFrame:
+    return pd.read_parquet(pipeline_dir / "warehouse" / name)
+
+
+def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
+    letters = [DeadLetter.from_message(m.value(), m.headers()) for m in read_topic(bootstrap, topic)]
+    return Counter((letter.origin, letter.reason.value, letter.raw) for letter in letters)
+
+
+def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path) -> None:
+    generated = SignalGenerator("sensors", seed=31).records(RECORDS)
+    records = [r.value for r in generated]
+    for index in range(7, RECORDS, 97):
+        records[index]["temperature_c"] = 900.0  # breaks the suite's temperature rule
+    kinds = {i: ("wrong_schema_id", "truncated", "not_framed")[i % 3] for i in range(13, RECORDS, 151)}
+    frames = encode_mix("sensors", records, kinds)
+    keys = [r["sensor_id"].encode() for r in records]
+    produce_frames(kafka_bootstrap, topic_prefix + "signals.sensors", frames, keys)
+
+    clean = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="clean")
+    crash_dlq = {'subject = "sensors"': 'subject = "sensors"\ndead_letter_topic = "dlq.sensors.crash"'}
+    crashed = pipeline_copy(
+        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_dlq
+    )
+
+    baseline = driftline_run(clean, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
+    assert baseline.returncode == 0, baseline.stderr[-3000:]
+    clean_summary = json.loads(baseline.stdout.strip().splitlines()[-1])["sources"]["sensors"]
+    assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
+    assert clean_summary["batches"] >= 5
+
+    rng = random.Random(7)
+    kills = 0
+    for kill_after in (1, 3, 4):
+        if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is None:
+            kills += 1
+    assert kills >= 2, "the job finished before it could be killed"
+    final = driftline_run(crashed, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
+    assert final.returncode == 0, final.stderr[-3000:]
+    crash_summary = json.loads(final.stdout.strip().splitlines()[-1])["sources"]["sensors"]
+    for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows"):
+        assert crash_summary[key] == clean_summary[key], key
+
+    ignore = ["batch_id", "sketch"]
+    stats = {
+        name: _table(tmp_path / name, "feature_stats").drop(columns=ignore)
+        .sort_values(["window_start", "feature"]).reset_index(drop=True)
+        for name in ("clean", "crashed")
+    }  # fmt: skip
+    assert len(stats["clean"]) == len(stats["crashed"]) > 0
+    assert not stats["crashed"].duplicated(["window_start", "feature"]).any()
+    exact = ["window_start", "feature", "rows", "nulls", "n", "mean", "stddev", "min", "max", "late_rows",
+             "distinct_count", "is_final"]  # fmt: skip
+    pd.testing.assert_frame_equal(stats["clean"][exact], stats["crashed"][exact], rtol=1e-12)
+    # KLL compaction is randomised: quantiles are compared with the truth, within the bound
+    assert clean_summary["late"] == 0
+    truth = pd.DataFrame([r for i, r in enumerate(records) if i not in kinds and i % 97 != 7])
+    truth["window_start"] = truth["event_time"].dt.floor("5min").dt.tz_localize(None)
+    for name, table in stats.items():
+        for row in table[table["kind"] == "numeric"].itertuples():
+            values = truth.loc[truth["window_start"] == row.window_start, row.feature].dropna().to_numpy()
+            for column, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95)):
+                rank = (values <= getattr(row, column)).mean()
+                assert abs(rank - q) <= KLL_RANK_BOUND, (name, row.window_start, row.feature, column, rank)
+
+    key = ["_topic", "_partition", "_offset"]
+    dead = {name: _table(tmp_path / name, "dead_letters") for name in ("clean", "crashed")}
+    assert not dead["crashed"].duplicated(key).any()
+    assert (
+        len(dead["clean"]) == len(dead["crashed"]) == clean_summary["dead_lettered"] + clean_summary["late"]
+    )
+    merged = dead["clean"].merge(dead["crashed"], on=key, suffixes=("", "_crash"))
+    assert len(merged) == len(dead["clean"])
+    assert (merged["reason"] == merged["reason_crash"]).all()
+
+    topic_clean = _dead_letter_topic(kafka_bootstrap, topic_prefix + "dlq.sensors")
+    topic_crash = _dead_letter_topic(kafka_bootstrap, topic_prefix + "dlq.sensors.crash")
+    assert set(topic_crash.values()) == {1}, "a dead letter is in the topic twice"
+    assert topic_crash == topic_clean
+    assert sum(topic_clean.values()) == len(dead["clean"])
