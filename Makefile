@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint check-java clean
+.PHONY: install demo test bench lint check-java clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -36,8 +36,11 @@ demo: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: install
+	$(PY) -m bench
+
 lint: install
-	$(VENV)/bin/ruff check driftline tests
+	$(VENV)/bin/ruff check driftline tests bench jobs
 
 clean:
 	rm -rf $(VENV) .driftline demo-output .pytest_cache .hypothesis

@@ -1,8 +1,10 @@
 """``make demo``: the whole pipeline on the embedded defaults, with a readable ending.
 
-At this stage: start the embedded broker, generate the three demo sources (one per
-input format) with corrupt records and injected drift, ingest them, and show per
-source what was read, produced and dead-lettered, checking that counts reconcile.
+Start the embedded broker; generate the three demo sources (one per input format) with
+corrupt records and injected drift and ingest them; add what a buggy producer would
+send straight to Kafka (frames with an unknown schema id, truncated, not framed) and
+records that break the expectation suites; run the quality stream job until idle; and
+show per source what was read, dead-lettered (by reason) and computed per window.
 """
 
 from __future__ import annotations
@@ -17,13 +19,35 @@ from rich.table import Table
 from driftline.config import load_pipeline
 from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import EmbeddedBroker, free_port, port_is_free
-from driftline.testing import Corruption, Drift, generator_for, write_records
+from driftline.testing import (
+    FRAME_CORRUPTIONS,
+    Corruption,
+    Drift,
+    corrupt_frame,
+    generator_for,
+    write_records,
+)
 
 logger = logging.getLogger(__name__)
 
 #: One format per source, so the demo exercises every reader.
 DEMO_INPUTS = {"payments": "jsonl", "sensors": "csv", "clickstream": "parquet"}
 CORRUPT_RATE = 0.02
+#: Per source: a field and a value that breaks the source's expectation suite.
+RULE_BREAKERS = {
+    "payments": ("amount", -5.0),
+    "sensors": ("temperature_c", 900.0),
+    "clickstream": ("scroll_depth", 3.0),
+}
+BYPASS_RECORDS = 60  # records a buggy producer sends straight to each topic
+
+
+def _clear_previous_run(config) -> None:
+    """The broker keeps nothing between demos, so neither may the checkpoints and tables."""
+    import shutil
+
+    for folder in (config.path(config.state_dir) / "checkpoints", config.path(config.warehouse_dir)):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
@@ -45,10 +69,13 @@ def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
 def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: bool = False) -> bool:
     """Run the demo; return whether every source's counts reconciled."""
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # logs and CI: wide enough for the tables
     config = load_pipeline(pipeline)
     state_dir = config.path(config.state_dir) / "demo-broker"
     broker = EmbeddedBroker(state_dir, port=9092 if port_is_free("127.0.0.1", 9092) else free_port())
     broker.stop()  # a broker left over from an interrupted demo
+    _clear_previous_run(config)
     state = broker.start()
     console.print(f"[bold]embedded broker[/] tansu at {state.bootstrap} (pid {state.pid})")
     config = config.model_copy(
@@ -67,18 +94,103 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
             summary = ingest_file(config, source, path)
             summaries.append(summary)
             console.print(f"ingested {path} -> {config.topic(source)}: {summary.to_json()}")
+            clean, _ = generator_for(config, source, seed=seed, drifts=drifts[source])
+            _bypass_ingest(config, source, clean, records)
+        _show(console, summaries, config)
+        console.print("[bold]running the quality stream job until idle[/] (local Spark) ...")
+        job = _run_job(config)
     finally:
         if not keep_broker:
             broker.stop()
-    _show(console, summaries, config)
+    _show_job(console, job, config)
     output_dir.mkdir(parents=True, exist_ok=True)
     result = {
         "pipeline": config.name,
-        "sources": {s.source: s.as_dict() | {"reconciles": s.reconciles} for s in summaries},
+        "ingest": {s.source: s.as_dict() | {"reconciles": s.reconciles} for s in summaries},
+        "job": job.as_dict()["sources"],
+        "tables": {
+            "feature_stats": str(config.path(config.warehouse_dir) / "feature_stats"),
+            "dead_letters": str(config.path(config.warehouse_dir) / "dead_letters"),
+        },
     }
-    (output_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    (output_dir / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     console.print(f"summary written to {output_dir / 'summary.json'}")
-    return all(s.reconciles and not s.undelivered for s in summaries)
+    ingest_ok = all(s.reconciles and not s.undelivered for s in summaries)
+    return ingest_ok and all(s.reconciles for s in job.sources.values())
+
+
+def _bypass_ingest(config, source: str, generator, records: int) -> None:
+    """What a buggy producer sends: damaged frames and suite-breaking records, straight to Kafka."""
+    import numpy as np
+
+    from driftline.kafka.clients import make_producer, produce
+    from driftline.kafka.codec import AvroEncoder
+    from driftline.kafka.registry import FileSchemaRegistry
+
+    writer = FileSchemaRegistry(config.path(config.schemas_dir)).get(config.source(source).subject)
+    encoder, rng = AvroEncoder(writer), np.random.default_rng(99)
+    field, bad_value = RULE_BREAKERS[source]
+    producer = make_producer(config.kafka.bootstrap_servers, config.kafka.librdkafka("producer"))
+    for n, record in enumerate(generator.records(BYPASS_RECORDS, first_index=records)):
+        if n % 2:
+            value = encoder.encode({**record.value, field: bad_value})
+        else:
+            value = corrupt_frame(FRAME_CORRUPTIONS[n // 2 % 3], encoder.encode(record.value), rng)
+        produce(producer, config.topic(source), value=value)
+    producer.flush(30)
+
+
+def _run_job(config):
+    from driftline.spark.job import run
+    from driftline.spark.session import build_session
+
+    spark = build_session(f"driftline-{config.name}-demo")
+    try:
+        return run(spark, config, until_idle=True)
+    finally:
+        spark.stop()
+
+
+def _show_job(console: Console, job, config) -> None:
+    table = Table(title=f"pipeline {config.name}: quality stream job")
+    for column in (
+        "source",
+        "read",
+        "valid",
+        "dead-lettered",
+        "by reason",
+        "late",
+        "windows",
+        "batches",
+        "reconciles",
+    ):
+        table.add_column(column)
+    for name, s in job.sources.items():
+        reasons = "\n".join(f"{k}={v}" for k, v in sorted(s.by_reason.items()))
+        mark = "[green]yes[/]" if s.reconciles else "[red]NO[/]"
+        table.add_row(name, str(s.read), str(s.valid), str(s.dead_lettered), reasons, str(s.late),
+                      str(s.windows), str(s.batches), mark)  # fmt: skip
+    console.print(table)
+    _show_windows(console, config)
+
+
+def _show_windows(console: Console, config) -> None:
+    """Per source, the first numeric feature's statistics per window (from feature_stats)."""
+    import pandas as pd
+
+    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats").drop(columns=["sketch"])
+    for source, spec in config.sources.items():
+        feature = next(f for f, c in spec.features.items() if c.kind == "numeric")
+        rows = stats[(stats["source"] == source) & (stats["feature"] == feature)].sort_values("window_start")
+        table = Table(title=f"{source}.{feature} per 5-minute window (feature_stats)")
+        for column in ("window", "rows", "nulls", "mean", "stddev", "p05", "p50", "p95", "late", "final"):
+            table.add_column(column, justify="right")
+        for row in rows.itertuples():
+            numbers = [f"{getattr(row, c):.2f}" for c in ("mean", "stddev", "p05", "p50", "p95")]
+            final = "yes" if row.is_final else "open"
+            counts = [str(row.rows), str(row.nulls)]
+            table.add_row(f"{row.window_start:%H:%M}", *counts, *numbers, str(row.late_rows), final)
+        console.print(table)
 
 
 def _show(console: Console, summaries, config) -> None:

@@ -127,7 +127,7 @@ class BatchProcessor:
         with timed("progress"):
             overwrite(self._progress(rows, valid, dead, batch_id, watermark), state("progress"))
         with timed("merge_windows"):
-            self._merge_windows(spark, batch_id, windowed, late_windowed)
+            self._merge_windows(spark, batch_id, windowed, late_windowed, watermark)
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -246,21 +246,42 @@ class BatchProcessor:
             features.select(*ws.WINDOW_KEY).distinct(), ws.WINDOW_KEY, "left_anti"
         )
         zero = F.lit(0).cast("bigint")
+        distinct = F.when(F.col("kind") == "categorical", zero).alias("distinct_count")
         return empty.crossJoin(names).select(
-            *ws.WINDOW_KEY, "feature", "kind", zero.alias("rows"), zero.alias("nulls"), zero.alias("n")
+            *ws.WINDOW_KEY,
+            "feature",
+            "kind",
+            zero.alias("rows"),
+            zero.alias("nulls"),
+            zero.alias("n"),
+            distinct,
         )
 
-    def _merge_windows(self, spark, batch_id: int, windowed: DataFrame, late_windowed: DataFrame) -> None:
+    def _merge_windows(
+        self, spark, batch_id: int, windowed: DataFrame, late_windowed: DataFrame, watermark: datetime | None
+    ) -> None:
+        """Rewrite the windows this batch changed: those it added rows to, and those the
+        watermark passed during it (they become final even if no row of theirs came)."""
         plan, warehouse = self.plan, self.plan.warehouse
-        touched = [
+        touched = {
             r["window_start"]
             for r in windowed.select("window_start")
             .union(late_windowed.select("window_start"))
             .distinct()
             .collect()
-        ]
+        }
+        watermark_after = self._watermark(spark, through=batch_id)
+        known = read_batches(spark, warehouse.state("windows"), plan.source, through=batch_id)
+        if watermark_after is not None and known is not None:
+            crossed = F.col("window_end") <= F.lit(watermark_after)
+            if watermark is not None:
+                crossed = crossed & (F.col("window_end") > F.lit(watermark))
+            touched |= {
+                r["window_start"] for r in known.where(crossed).select("window_start").distinct().collect()
+            }
         if not touched:
             return
+        touched = sorted(touched)
         in_touched = F.col("window_start").isin(touched)
 
         def merged(name: str):
@@ -289,7 +310,6 @@ class BatchProcessor:
                 "first_offset", "last_offset",
             ))).alias("offset_ranges")
         )  # fmt: skip
-        watermark_after = self._watermark(spark, through=batch_id)
         is_final = (F.col("window_end") <= F.lit(watermark_after)) if watermark_after else F.lit(False)
         table = (
             features.join(windows, ws.WINDOW_KEY, "left")

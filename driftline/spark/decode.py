@@ -9,6 +9,7 @@ column order, int64 for BIGINT, tz-aware microsecond timestamps).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,6 +37,9 @@ class RangeDecoder:
     """Decodes chunks of messages of one offset range into Arrow record batches."""
 
     def __init__(self, registry: SchemaRegistry, reader: RegisteredSchema) -> None:
+        # A damaged block makes polars panic and BulkDecoder falls back per record: that is
+        # expected data, not a crash, so keep Rust's panic message to one line in task logs.
+        os.environ["RUST_BACKTRACE"] = "0"
         self._decoder = BulkDecoder(registry, reader)
 
     def batches(self, messages: Iterable[Any], chunk_rows: int) -> Iterator[pa.RecordBatch]:

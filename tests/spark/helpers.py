@@ -60,3 +60,13 @@ def driftline_run(pipeline: Path, *args: str, timeout: float = 900) -> subproces
         [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipeline), "--until-idle", *args],
         capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )  # fmt: skip
+
+
+def within_rank_bound(values, quantile: float, rank: float, bound: float) -> bool:
+    """Whether ``quantile`` is a valid ``rank`` quantile of ``values`` up to ``bound`` in rank.
+
+    With ties (integer features) a value q is an exact rank-r quantile when
+    ``P(X < q) <= r <= P(X <= q)``; the sketch may be off by ``bound`` on either side.
+    """
+    below, at_or_below = (values < quantile).mean(), (values <= quantile).mean()
+    return below - bound <= rank <= at_or_below + bound

@@ -378,7 +378,9 @@ def test_a_broken_suite_fails_the_pipeline_load_naming_the_key(tmp_path) -> None
         load_demo(lambda d: d["sources"]["sensors"].update(expectations=str(tmp_path / "bad.json")))
     message = str(caught.value)
     assert "  sources.sensors.expectations: " in message
-    assert "expectations[0] (expect_column_values_to_be_in_set): 'value_set' must be a non-empty list" in message
+    assert (
+        "expectations[0] (expect_column_values_to_be_in_set): 'value_set' must be a non-empty list" in message
+    )
 
 
 def test_the_pure_rules_module_loads_no_edge_dependency() -> None:

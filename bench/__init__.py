@@ -1,0 +1,1 @@
+"""driftline benchmarks: ``make bench`` (``python -m bench``). Ratios, measured side by side."""

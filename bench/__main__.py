@@ -1,0 +1,133 @@
+"""Throughput of the streaming path, each stage measured on the same topic in one run.
+
+1. raw consume: confluent-kafka reading the topic, no processing (the ceiling);
+2. decode only: the same read plus ``BulkDecoder`` into Arrow (what the source does);
+3. record-by-record decode with fastavro (``AvroDecoder``), for reference;
+4. end to end: ``driftline.spark.job.run`` until idle (source, rules, windows,
+   tables, dead letters), timed after the SparkSession is up.
+
+Each rate is printed as records/s and as a ratio to the raw consume rate. Run on
+the embedded broker; ``--records`` sets the size (default 200,000 payments records).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from driftline.config import load_pipeline
+from driftline.kafka.broker import EmbeddedBroker, free_port
+from driftline.kafka.bulk_decode import BulkDecoder
+from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer, produce
+from driftline.kafka.codec import AvroDecoder, AvroEncoder
+from driftline.kafka.registry import FileSchemaRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+PARTITIONS = 4
+
+
+def _produce(bootstrap: str, topic: str, records: int) -> None:
+    from driftline.testing import SignalGenerator
+
+    registry = FileSchemaRegistry(REPO / "schemas")
+    encoder = AvroEncoder(registry.get("payments"))
+    ensure_topics(make_admin(bootstrap), [TopicSpec(topic, PARTITIONS)])
+    producer = make_producer(bootstrap)
+    generator = SignalGenerator("payments", seed=1)
+    for first in range(0, records, 50_000):
+        for record in generator.records(min(50_000, records - first), first_index=first):
+            produce(producer, topic, value=encoder.encode(record.value), key=record.value["card_id"].encode())
+        producer.poll(0)
+    assert producer.flush(120) == 0
+
+
+def _consume(bootstrap: str, topic: str, records: int, on_chunk=None) -> float:
+    """Seconds to read every record of ``topic`` (optionally handing 50k-record chunks on)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    seen, chunk = 0, []
+    started = time.perf_counter()
+    while seen < records:
+        for message in consumer.consume(10_000, 1.0):
+            if message.error() is None:
+                seen += 1
+                if on_chunk is not None:
+                    chunk.append(message.value())
+                    if len(chunk) >= 50_000:
+                        on_chunk(chunk)
+                        chunk = []
+    if chunk and on_chunk is not None:
+        on_chunk(chunk)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    args = parser.parse_args()
+    n = args.records
+    registry = FileSchemaRegistry(REPO / "schemas")
+    reader = registry.get("payments")
+    with tempfile.TemporaryDirectory() as scratch:
+        broker = EmbeddedBroker(Path(scratch) / "broker", port=free_port())
+        state = broker.start()
+        try:
+            topic = "bench.signals.payments"
+            _produce(state.bootstrap, topic, n)
+            results = {"raw consume": n / _consume(state.bootstrap, topic, n)}
+            bulk = BulkDecoder(registry, reader)
+            results["consume + bulk decode"] = n / _consume(state.bootstrap, topic, n, bulk.decode)
+            per_record = AvroDecoder(registry, reader)
+            sample = min(n, 50_000)
+            results["consume + fastavro per record"] = sample / _consume(
+                state.bootstrap, topic, sample, lambda values: [per_record.decode(v) for v in values]
+            )
+            results["end-to-end job"] = n / _job_seconds(state.bootstrap, Path(scratch), topic)
+        finally:
+            broker.stop(force=True)
+    raw = results["raw consume"]
+    print(f"driftline bench: {n:,} payments records, {PARTITIONS} partitions, embedded broker")
+    for name, rate in results.items():
+        print(f"  {name:<32} {rate:>12,.0f} records/s   {rate / raw:6.3f} x raw")
+    print(json.dumps({k: round(v) for k, v in results.items()}))
+
+
+def _job_seconds(bootstrap: str, scratch: Path, topic: str) -> float:
+    from driftline.spark.job import run
+    from driftline.spark.session import build_session
+
+    config = load_pipeline(REPO / "pipelines" / "demo.toml")
+    kafka = config.kafka.model_copy(update={"bootstrap_servers": bootstrap, "topic_prefix": "bench."})
+    config = config.model_copy(
+        update={
+            "kafka": kafka,
+            "state_dir": str(scratch / "state"),
+            "warehouse_dir": str(scratch / "warehouse"),
+        }
+    )
+    assert config.topic("payments") == topic
+    spark = build_session("driftline-bench")
+    try:
+        started = time.perf_counter()
+        summary = run(spark, config, sources=["payments"])
+        elapsed = time.perf_counter() - started
+    finally:
+        spark.stop()
+    assert (
+        summary.sources["payments"].read
+        == summary.sources["payments"].valid
+        + summary.sources["payments"].dead_lettered
+        + summary.sources["payments"].late
+    )
+    return elapsed
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The quality stream job on a known mix: every record accounted for, every dead letter
+right, and window statistics equal to an independent pandas / numpy computation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from driftline.config import load_pipeline
+from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.reading import read_topic
+from driftline.spark.job import run
+from driftline.testing import EXPECTED_REASON, SignalGenerator
+from tests.conftest import pipeline_copy
+from tests.spark.helpers import encode_mix, produce_frames, within_rank_bound
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka]
+N, LATE = 6000, 200
+KLL_RANK_BOUND = 0.0165 + 1 / 250  # k=200 bound, plus one step of a ~300-row window's CDF
+NUMERIC = ["amount", "risk_score", "installments"]
+CATEGORICAL = ["merchant_category", "country", "is_online"]
+
+
+@pytest.fixture
+def mix(kafka_bootstrap, topic_prefix):
+    """Payments records: frame corruptions, rule violations, then late arrivals."""
+    one_second = timedelta(seconds=1)  # 6000 records over 100 minutes: 20 windows, most of them closed
+    generated = SignalGenerator("payments", seed=17, interval=one_second).records(N)
+    records = [r.value for r in generated]
+    frame_kinds = {i: ("wrong_schema_id", "truncated", "not_framed")[i % 3] for i in range(5, N, 101)}
+    violating = {i for i in range(3, N, 89) if i not in frame_kinds}
+    for i in violating:
+        records[i]["amount"] = -5.0
+    late_source = SignalGenerator("payments", seed=18, interval=one_second)
+    late_records = [r.value for r in late_source.records(LATE, first_index=N)]
+    for j, record in enumerate(late_records):
+        # half land in windows closed long ago that have data, half an hour before any data
+        behind = timedelta(hours=2) if j % 2 else (record["event_time"] - records[j * 13]["event_time"])
+        record["event_time"] -= behind
+    return records, frame_kinds, violating, late_records
+
+
+def test_known_mix_reconciles_and_statistics_match_pandas(
+    spark, kafka_bootstrap, topic_prefix, tmp_path, mix
+):
+    records, frame_kinds, violating, late_records = mix
+    config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
+    topic = config.topic("payments")
+    keys = [str(i).encode() for i in range(N + LATE)]
+    placed = produce_frames(kafka_bootstrap, topic, encode_mix("payments", records, frame_kinds), keys[:N])
+
+    first = run(spark, config, sources=["payments"], max_records_per_batch=2500).sources["payments"]
+    assert first.read == N and first.batches >= 3 and first.late == 0
+    placed |= produce_frames(kafka_bootstrap, topic, encode_mix("payments", late_records, {}), keys[N:])
+    summary = run(spark, config, sources=["payments"], max_records_per_batch=2500).sources["payments"]
+
+    expected_reasons = Counter(EXPECTED_REASON[k] for k in frame_kinds.values()) + Counter(
+        {"RULE_FAILED": len(violating)}
+    )
+    assert summary.read == N + LATE == summary.valid + summary.dead_lettered + summary.late
+    assert summary.by_reason == dict(expected_reasons)
+    assert summary.late == LATE
+    assert summary.valid == N - len(frame_kinds) - len(violating)
+
+    # dead letters: right reason, right stage, the exact original bytes, traceable to the source
+    letters = [
+        DeadLetter.from_message(m.value(), m.headers())
+        for m in read_topic(kafka_bootstrap, config.dead_letter_topic("payments"))
+    ]
+    assert len(letters) == summary.dead_lettered + summary.late
+    by_index = {}
+    for message, letter in zip(
+        read_topic(kafka_bootstrap, config.dead_letter_topic("payments")), letters, strict=True
+    ):
+        index = int(message.key())
+        by_index[index] = letter
+        assert letter.topic == topic and letter.raw == placed[(letter.partition, letter.offset)]
+        assert letter.batch_id is not None and letter.pipeline == "demo" and letter.source == "payments"
+    assert len(by_index) == len(letters)
+    for index, letter in by_index.items():
+        if index in frame_kinds:
+            assert (letter.reason.value, letter.stage.value) == (
+                EXPECTED_REASON[frame_kinds[index]],
+                "decode",
+            )
+        elif index in violating:
+            assert (letter.reason.value, letter.stage.value) == ("RULE_FAILED", "rule")
+            assert letter.message.startswith("amount:between: amount=-5.0 is not between 0 and ")
+        else:
+            assert index >= N and (letter.reason.value, letter.stage.value) == ("LATE_DATA", "late")
+            assert "is behind the watermark" in letter.message
+
+    # window statistics against pandas on the valid records
+    valid = pd.DataFrame([r for i, r in enumerate(records) if i not in frame_kinds and i not in violating])
+    valid["window_start"] = valid["event_time"].dt.floor("5min").dt.tz_localize(None)
+    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats").drop(columns=["sketch"])
+    stats = stats[stats["source"] == "payments"]
+    assert set(stats["feature"]) == set(NUMERIC + CATEGORICAL)
+    late = pd.DataFrame(late_records)
+    late["window_start"] = late["event_time"].dt.floor("5min").dt.tz_localize(None)
+    windows = set(valid["window_start"]) | set(late["window_start"])
+    assert len(stats) == len(windows) * 6 and set(stats["window_start"]) == windows
+    for row in stats.itertuples():
+        column = valid.loc[valid["window_start"] == row.window_start, row.feature]
+        values = column.dropna()
+        assert (row.rows, row.nulls, row.n) == (len(column), column.isna().sum(), len(values))
+        if row.kind == "numeric" and row.n:
+            x = values.to_numpy(dtype=float)
+            assert row.mean == pytest.approx(x.mean(), rel=1e-9)
+            assert row.stddev == pytest.approx(x.std(ddof=1), rel=1e-9)
+            assert (row.min, row.max) == (x.min(), x.max())
+            for name, q in (("p01", 0.01), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p99", 0.99)):
+                assert within_rank_bound(x, getattr(row, name), q, KLL_RANK_BOUND), (row.feature, name)
+        elif row.kind == "categorical":
+            counts = values.astype(str).str.lower().value_counts().to_dict()
+            assert {k.lower(): v for k, v in dict(row.category_counts or {}).items()} == counts
+            assert row.distinct_count == len(counts)
+            if counts:
+                assert row.top_categories[0]["value"].lower() == max(counts, key=counts.get)
+        if row.rows:
+            offsets = row.offset_ranges
+            assert offsets is not None and all(r["first_offset"] <= r["last_offset"] for r in offsets)
+
+    # the late rows are counted in the (long closed) windows they belonged to
+    late_per_window = late["window_start"].value_counts()
+    got = stats[stats["feature"] == "amount"].set_index("window_start")["late_rows"]
+    for window, count in late_per_window.items():
+        assert got.get(window, 0) == count
+    assert got.sum() == LATE
+    watermark = valid["event_time"].max().tz_localize(None) - timedelta(minutes=10)
+    expected_final = stats["window_end"] <= watermark
+    assert (stats["is_final"] == expected_final).all()
+    assert 0 < expected_final.sum() < len(stats)
