@@ -87,11 +87,22 @@ def test_unreachable_broker_exits_4(tmp_path) -> None:
 
 
 def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
-    run = driftline("demo", "--records", "3000", "--output-dir", str(tmp_path / "out"), timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
+    from driftline.demo import BYPASS_RECORDS
+
+    run = driftline("demo", "--records", "3000", "--output-dir", str(tmp_path / "out"), timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert sorted(summary["sources"]) == ["clickstream", "payments", "sensors"]
-    for source in summary["sources"].values():
-        assert source["read"] == 3000 == source["valid"] + source["dead_lettered"]
-        assert source["reconciles"] and source["undelivered"] == 0 and source["dead_lettered"] > 0
-    assert "pipeline demo: ingest" in run.stdout
+    assert sorted(summary["ingest"]) == sorted(summary["job"]) == ["clickstream", "payments", "sensors"]
+    for name, ingest in summary["ingest"].items():
+        assert ingest["read"] == 3000 == ingest["valid"] + ingest["dead_lettered"]
+        assert ingest["reconciles"] and ingest["undelivered"] == 0 and ingest["dead_lettered"] > 0
+        job = summary["job"][name]
+        assert job["read"] == ingest["valid"] + BYPASS_RECORDS
+        assert job["read"] == job["valid"] + job["dead_lettered"] + job["late"] and job["reconciles"]
+        half = BYPASS_RECORDS // 2
+        assert job["by_reason"] == {
+            "RULE_FAILED": half, "UNKNOWN_SCHEMA": half // 3, "DECODE_FAILED": half // 3, "NOT_FRAMED": half // 3
+        }  # fmt: skip
+        assert job["windows"] >= 1
+    assert "pipeline demo: ingest" in run.stdout and "pipeline demo: quality stream job" in run.stdout
+    assert "payments.amount per 5-minute window" in run.stdout
