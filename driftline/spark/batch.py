@@ -83,11 +83,16 @@ class BatchProcessor:
         self.dead_letters = dead_letters
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.persist()
+        self._cached: list[DataFrame] = []
         try:
-            self._process(rows, batch_id)
+            self._process(self._cache(batch), batch_id)
         finally:
-            rows.unpersist()
+            for frame in self._cached:  # only this batch's: other sources' queries share the session
+                frame.unpersist()
+
+    def _cache(self, frame: DataFrame) -> DataFrame:
+        self._cached.append(frame.persist())
+        return frame
 
     # -- the steps ---------------------------------------------------------------------
     def _process(self, rows: DataFrame, batch_id: int) -> None:
@@ -97,7 +102,8 @@ class BatchProcessor:
             rows.count()  # materialise the cached batch: the source read and decode happen here
             watermark = self._watermark(spark, before=batch_id)
         decode_failed = rows.where(F.col("_reason").isNotNull())
-        checked = self._with_rules(rows.where(F.col("_reason").isNull()))
+        # rules are evaluated once: the checked rows feed partials, tables and counts
+        checked = self._cache(self._with_rules(rows.where(F.col("_reason").isNull())))
         rule_failed = checked.where(F.col("_rule").isNotNull())
         passing = checked.where(F.col("_rule").isNull()).withColumn("source", F.lit(plan.source))
         passing = passing.withColumn("_late", self._is_late(watermark))
@@ -110,12 +116,12 @@ class BatchProcessor:
         timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
         with timed("partials"):
             if plan.numeric:
-                overwrite(ws.numeric_partials(windowed, plan.numeric), state("numeric"))
+                overwrite(ws.numeric_partials(windowed, plan.numeric), state("numeric"), files=1)
             if plan.categorical:
-                overwrite(ws.categorical_partials(windowed, plan.categorical), state("categorical"))
-            overwrite(ws.window_partials(windowed), state("windows"))
+                overwrite(ws.categorical_partials(windowed, plan.categorical), state("categorical"), files=1)
+            overwrite(ws.window_partials(windowed), state("windows"), files=1)
             late_counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("late_rows"))
-            overwrite(late_counts, state("late"))
+            overwrite(late_counts, state("late"), files=1)
         with timed("dead_letters_table"):
             dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
             dead_path = warehouse.batch_path(warehouse.table("dead_letters"), plan.source, batch_id)

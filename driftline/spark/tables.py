@@ -35,15 +35,20 @@ class Warehouse:
         return base / f"source={source}" / f"batch_id={batch_id}"
 
 
-def overwrite(frame: DataFrame, path: Path) -> None:
-    """Replace whatever is at ``path`` with ``frame`` (one batch's own partition)."""
-    frame.write.mode("overwrite").parquet(str(path))
+def overwrite(frame: DataFrame, path: Path, *, files: int | None = None) -> None:
+    """Replace whatever is at ``path`` with ``frame`` (one batch's own partition).
+
+    ``files`` coalesces small outputs (partials, progress) so a batch writes a few
+    files, not one per shuffle partition.
+    """
+    (frame.coalesce(files) if files else frame).write.mode("overwrite").parquet(str(path))
 
 
 def overwrite_partitions(frame: DataFrame, path: Path, partition_by: list[str]) -> None:
     """Replace only the partitions present in ``frame`` (dynamic partition overwrite)."""
     (
-        frame.write.mode("overwrite")
+        frame.repartition(*partition_by)  # one file per partition (window), not one per task
+        .write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
         .partitionBy(*partition_by)
         .parquet(str(path))
