@@ -104,10 +104,8 @@ def _job_seconds(bootstrap: str, scratch: Path, topic: str) -> float:
     from driftline.spark.session import build_session
 
     config = load_pipeline(REPO / "pipelines" / "demo.toml")
-    kafka = config.kafka.model_copy(update={"bootstrap_servers": bootstrap, "topic_prefix": "bench."})
-    config = config.model_copy(
+    config = config.with_kafka(bootstrap_servers=bootstrap, topic_prefix="bench.").model_copy(
         update={
-            "kafka": kafka,
             "state_dir": str(scratch / "state"),
             "warehouse_dir": str(scratch / "warehouse"),
         }

@@ -74,10 +74,7 @@ def _load(pipeline: Path, bootstrap: str | None):
     from driftline.config import load_pipeline
 
     config = load_pipeline(pipeline)
-    if bootstrap:
-        kafka = config.kafka.model_copy(update={"bootstrap_servers": bootstrap})
-        config = config.model_copy(update={"kafka": kafka})
-    return config
+    return config.with_kafka(bootstrap_servers=bootstrap) if bootstrap else config
 
 
 @app.callback()

@@ -78,9 +78,7 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     _clear_previous_run(config)
     state = broker.start()
     console.print(f"[bold]embedded broker[/] tansu at {state.bootstrap} (pid {state.pid})")
-    config = config.model_copy(
-        update={"kafka": config.kafka.model_copy(update={"bootstrap_servers": state.bootstrap})}
-    )
+    config = config.with_kafka(bootstrap_servers=state.bootstrap)
     summaries = []
     try:
         drifts = demo_drifts(records)

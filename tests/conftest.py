@@ -76,10 +76,8 @@ def topic_prefix() -> str:
 def demo_config(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> PipelineConfig:
     """The demo pipeline pointed at the session broker, with this test's own topics."""
     config = load_pipeline(DEMO_PIPELINE)
-    kafka = config.kafka.model_copy(
-        update={"bootstrap_servers": kafka_bootstrap, "topic_prefix": topic_prefix}
-    )
-    return config.model_copy(update={"kafka": kafka, "state_dir": str(tmp_path / "state")})
+    config = config.with_kafka(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    return config.model_copy(update={"state_dir": str(tmp_path / "state")})
 
 
 @pytest.fixture(scope="session")

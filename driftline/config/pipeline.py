@@ -179,6 +179,10 @@ class PipelineConfig(_Model):
             )
         return self.sources[name]
 
+    def with_kafka(self, **changes: Any) -> PipelineConfig:
+        """A copy with ``[kafka]`` settings replaced, e.g. ``with_kafka(bootstrap_servers=...)``."""
+        return self.model_copy(update={"kafka": self.kafka.model_copy(update=changes)})
+
     def topic(self, source: str) -> str:
         return self.kafka.topic_prefix + (self.source(source).topic or f"signals.{source}")
 

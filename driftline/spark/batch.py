@@ -43,6 +43,17 @@ DEAD_LETTER_COLUMNS = ["reason", "stage", "message", "rule", "_topic", "_partiti
                        "_schema_id", "_key", "event_time", "_raw"]  # fmt: skip
 
 
+PROGRESS_SCHEMA = (
+    "read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
+    "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP"
+)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Spark hands timestamps back naive in the session time zone (UTC, see session.py)."""
+    return moment.astimezone(UTC)
+
+
 @contextmanager
 def _timed(step: str, source: str, batch_id: int):
     started = time.monotonic()
@@ -99,7 +110,7 @@ class BatchProcessor:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
         with _timed("read_and_watermark", plan.source, batch_id):
-            rows.count()  # materialise the cached batch: the source read and decode happen here
+            read = rows.count()  # materialises the cached batch: the source read and decode happen here
             watermark = self._watermark(spark, before=batch_id)
         decode_failed = rows.where(F.col("_reason").isNotNull())
         # rules are evaluated once: the checked rows feed partials, tables and counts
@@ -131,9 +142,14 @@ class BatchProcessor:
             with timed("dead_letters_topic"):
                 self.dead_letters.write(batch_id, self._outgoing(dead, batch_id))
         with timed("progress"):
-            overwrite(self._progress(rows, valid, dead, batch_id, watermark), state("progress"))
+            record = self._progress(read, valid, dead, batch_id, watermark)
+            overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), state("progress"))
+        # the watermark after this batch, derived rather than read back from the progress table
+        newest = record["max_event_time"]
+        candidates = [watermark, newest and _utc(newest) - timedelta(seconds=plan.watermark_seconds)]
+        watermark_after = max((w for w in candidates if w is not None), default=None)
         with timed("merge_windows"):
-            self._merge_windows(spark, batch_id, windowed, late_windowed, watermark)
+            self._merge_windows(spark, batch_id, windowed, late_windowed, watermark, watermark_after)
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -165,7 +181,7 @@ class BatchProcessor:
         newest = progress.agg(F.max("max_event_time")).first()[0]
         if newest is None:
             return None
-        return newest.astimezone(UTC) - timedelta(seconds=self.plan.watermark_seconds)
+        return _utc(newest) - timedelta(seconds=self.plan.watermark_seconds)
 
     def _dead_letters(self, decode_failed, rule_failed, late, watermark, batch_id) -> DataFrame:
         plan = self.plan
@@ -216,9 +232,8 @@ class BatchProcessor:
                 identity=letter.origin,
             )
 
-    def _progress(self, rows, valid, dead, batch_id, watermark) -> DataFrame:
-        spark = rows.sparkSession
-        read = rows.count()
+    def _progress(self, read: int, valid, dead, batch_id, watermark) -> dict:
+        """This batch's counts (checked to reconcile) and newest valid event time."""
         by_reason = {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
         late = by_reason.pop(ReasonCode.LATE_DATA.value, 0)
         totals = valid.agg(F.count(F.lit(1)).alias("valid"), F.max(self.plan.event_time).alias("t")).first()
@@ -231,17 +246,14 @@ class BatchProcessor:
             "max_event_time": totals["t"],
             "watermark": watermark,
         }
-        if (
-            record["read"] != record["valid"] + record["dead_lettered"] + record["late"]
-        ):  # a programming error
+        accounted = record["valid"] + record["dead_lettered"] + record["late"]
+        if record["read"] != accounted:  # a programming error, never bad data
             raise AssertionError(f"batch {batch_id} does not reconcile: {record}")
         logger.info(
             "batch_done source=%s batch=%d read=%d valid=%d dead_lettered=%d late=%d",
             self.plan.source, batch_id, read, record["valid"], record["dead_lettered"], late,
         )  # fmt: skip
-        schema = ("read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
-                  "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP")  # fmt: skip
-        return spark.createDataFrame([record], schema).coalesce(1)
+        return record
 
     def _late_only_windows(self, spark, late: DataFrame, features: DataFrame) -> DataFrame:
         """Zero-count rows for windows that only ever saw late rows, so their lateness shows."""
@@ -264,7 +276,13 @@ class BatchProcessor:
         )
 
     def _merge_windows(
-        self, spark, batch_id: int, windowed: DataFrame, late_windowed: DataFrame, watermark: datetime | None
+        self,
+        spark,
+        batch_id: int,
+        windowed: DataFrame,
+        late_windowed: DataFrame,
+        watermark: datetime | None,
+        watermark_after: datetime | None,
     ) -> None:
         """Rewrite the windows this batch changed: those it added rows to, and those the
         watermark passed during it (they become final even if no row of theirs came)."""
@@ -276,7 +294,6 @@ class BatchProcessor:
             .distinct()
             .collect()
         }
-        watermark_after = self._watermark(spark, through=batch_id)
         known = read_batches(spark, warehouse.state("windows"), plan.source, through=batch_id)
         if watermark_after is not None and known is not None:
             crossed = F.col("window_end") <= F.lit(watermark_after)
@@ -308,7 +325,7 @@ class BatchProcessor:
         features = features.unionByName(
             self._late_only_windows(spark, late, features), allowMissingColumns=True
         )
-        windows = merged("windows").groupBy(*ws.WINDOW_KEY, "_topic", "_partition").agg(
+        windows = known.where(in_touched).groupBy(*ws.WINDOW_KEY, "_topic", "_partition").agg(
             F.min("first_offset").alias("first_offset"), F.max("last_offset").alias("last_offset")
         ).groupBy(*ws.WINDOW_KEY).agg(
             F.array_sort(F.collect_list(F.struct(

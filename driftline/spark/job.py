@@ -220,9 +220,4 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
     return RunSummary(config.name, out)
 
 
-def feature_stats(spark: SparkSession, config: PipelineConfig):
-    """The ``feature_stats`` table as a DataFrame (for ``driftline sql`` and tests)."""
-    return spark.read.parquet(str(Path(config.path(config.warehouse_dir)) / "feature_stats")).drop("sketch")
-
-
-__all__ = ["RunSummary", "SourceSummary", "feature_stats", "run", "source_plan", "start_query"]
+__all__ = ["RunSummary", "SourceSummary", "run", "source_plan", "start_query"]

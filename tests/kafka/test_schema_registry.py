@@ -21,8 +21,7 @@ pytestmark = pytest.mark.kafka
 def test_ingest_frames_with_registry_ids_and_decodes_by_looking_them_up(demo_config, tmp_path) -> None:
     with SchemaRegistryDouble() as server:
         server.register("unrelated", '{"type": "string"}')  # so ids here start at 2
-        kafka = demo_config.kafka.model_copy(update={"schema_registry_url": server.url})
-        config = demo_config.model_copy(update={"kafka": kafka})
+        config = demo_config.with_kafka(schema_registry_url=server.url)
         registry = open_pipeline_registry(config)
         assert isinstance(registry, ConfluentSchemaRegistry)
 

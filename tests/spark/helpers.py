@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from driftline.kafka.clients import (
-    DeliveryReport,
     TopicSpec,
     ensure_topics,
     make_admin,
@@ -35,12 +34,11 @@ def produce_frames(
         assert error is None, error
         placed[(message.partition(), message.offset())] = message.value()
 
-    producer, report = make_producer(bootstrap), DeliveryReport()
+    producer = make_producer(bootstrap)
     for frame, key in zip(frames, keys, strict=True):
         produce(producer, topic, value=frame, key=key, on_delivery=delivered)
     assert producer.flush(60) == 0
     assert len(placed) == len(frames)
-    del report
     return placed
 
 
