@@ -1,0 +1,132 @@
+"""The alert policy: when a drift measure becomes an alert, and when the alert ends.
+
+Per window, each (feature, method) gets a :class:`Verdict`:
+
+``insufficient``  fewer than ``min_rows`` values in the window: not judged at all
+``drifted``       effect >= threshold and (no p-value, or BH-adjusted p <= ``p_value``)
+``elevated``      not drifted, but effect >= ``resolve_ratio`` * threshold (and significant)
+``clear``         anything else
+
+The threshold is ``psi_threshold`` for PSI and ``effect_floor`` for the effect sizes
+of KS (D), chi-square (Cramer's V) and JS (distance): at large sample sizes every
+p-value is tiny, so the effect-size floor is what keeps trivial shifts quiet.
+
+Across windows (in event-time order, insufficient windows skipped) an
+:class:`AlertTrack` *fires* when at least ``persistence_k`` of the last
+``persistence_n`` judged windows were ``drifted``, and *resolves* with hysteresis:
+only after ``resolve_after`` consecutive ``clear`` windows (``elevated`` ones reset
+the count), so a score hovering around the threshold does not flap.
+
+Examples
+--------
+>>> policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=2)
+>>> state = PolicyState()
+>>> [state.observe(policy, "amount/ks", w, v) for w, v in
+...  [("w1", Verdict.DRIFTED), ("w2", Verdict.CLEAR), ("w3", Verdict.DRIFTED),
+...   ("w4", Verdict.ELEVATED), ("w5", Verdict.CLEAR), ("w6", Verdict.CLEAR)]]
+[None, None, 'fired', None, None, 'resolved']
+>>> state.tracks["amount/ks"].firing
+False
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    INSUFFICIENT = "insufficient"
+    DRIFTED = "drifted"
+    ELEVATED = "elevated"
+    CLEAR = "clear"
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """Thresholds of the alert policy (the ``[drift]`` section of a pipeline)."""
+
+    p_value: float = 0.01
+    fdr: str = "bh"
+    min_rows: int = 200
+    effect_floor: float = 0.1
+    psi_threshold: float = 0.2
+    persistence_k: int = 2
+    persistence_n: int = 3
+    resolve_after: int = 3
+    resolve_ratio: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.persistence_k <= self.persistence_n:
+            raise ValueError(f"need 1 <= persistence_k ({self.persistence_k}) <= persistence_n "
+                             f"({self.persistence_n})")  # fmt: skip
+        if not 0 < self.resolve_ratio <= 1:
+            raise ValueError(f"resolve_ratio must be in (0, 1], got {self.resolve_ratio}")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AlertPolicy:
+        """From any object (e.g. the pipeline's ``DriftConfig``) with these attribute names."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
+
+    def threshold(self, method: str) -> float:
+        return self.psi_threshold if method == "psi" else self.effect_floor
+
+    def verdict(self, method: str, effect: float, p_adjusted: float | None, n: int) -> Verdict:
+        if n < self.min_rows or effect is None or math.isnan(effect):
+            return Verdict.INSUFFICIENT
+        significant = p_adjusted is None or p_adjusted <= self.p_value
+        threshold = self.threshold(method)
+        if significant and effect >= threshold:
+            return Verdict.DRIFTED
+        if significant and effect >= self.resolve_ratio * threshold:
+            return Verdict.ELEVATED
+        return Verdict.CLEAR
+
+
+@dataclass
+class AlertTrack:
+    """Where one (feature, method) stands: its recent judged windows and whether it fires."""
+
+    recent: list[tuple[str, bool]] = field(default_factory=list)  # (window, drifted), oldest first
+    firing: bool = False
+    since: str | None = None  # first drifted window of the current episode
+    clear_streak: int = 0
+
+    def observe(self, policy: AlertPolicy, window: str, verdict: Verdict) -> str | None:
+        """Feed one window's verdict; return ``"fired"``, ``"resolved"`` or ``None``."""
+        if verdict is Verdict.INSUFFICIENT:
+            return None
+        self.recent = [*self.recent, (window, verdict is Verdict.DRIFTED)][-policy.persistence_n :]
+        if not self.firing:
+            drifted = [w for w, flagged in self.recent if flagged]
+            if len(drifted) >= policy.persistence_k:
+                self.firing, self.since, self.clear_streak = True, drifted[0], 0
+                return "fired"
+            return None
+        self.clear_streak = self.clear_streak + 1 if verdict is Verdict.CLEAR else 0
+        if self.clear_streak >= policy.resolve_after:
+            self.recent, self.firing, self.clear_streak = [], False, 0
+            return "resolved"
+        return None
+
+
+@dataclass
+class PolicyState:
+    """Every track of one source, keyed ``"<feature>/<method>"``; round-trips through dicts."""
+
+    tracks: dict[str, AlertTrack] = field(default_factory=dict)
+
+    def observe(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> str | None:
+        return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: asdict(track) for key, track in sorted(self.tracks.items())}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicyState:
+        return cls({
+            key: AlertTrack([tuple(r) for r in t["recent"]], t["firing"], t["since"], t["clear_streak"])
+            for key, t in data.items()
+        })  # fmt: skip
