@@ -154,7 +154,13 @@ class Moments:
                 if self.n > 1 else math.nan, "min": self.minimum, "max": self.maximum}  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": self.mean, "m2": self.m2, "minimum": self.minimum, "maximum": self.maximum}
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "m2": self.m2,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Moments:

@@ -79,7 +79,9 @@ class NumericBinning:
             raise ValueError(f"bin edges must be non-empty and strictly increasing, got {self.edges[:5]}...")
 
     @classmethod
-    def fit(cls, values: Iterable[Any], *, grid: int = DEFAULT_GRID, bins: int = DEFAULT_BINS) -> NumericBinning:
+    def fit(
+        cls, values: Iterable[Any], *, grid: int = DEFAULT_GRID, bins: int = DEFAULT_BINS
+    ) -> NumericBinning:
         """Fit on the finite reference values: fine edges at levels ``j / grid``, coarse
         edges at ``k / bins`` (``grid`` must be a multiple of ``bins``)."""
         if bins < 2 or grid < bins or grid % bins:

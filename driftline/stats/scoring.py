@@ -52,12 +52,14 @@ class FeatureScore:
         return f"{self.feature}/{self.method}"
 
     def as_row(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in ("feature", "kind", "method", "score", "effect",
-                                                       "p_value", "p_adjusted", "threshold", "n")}  # fmt: skip
+        names = ("feature", "kind", "method", "score", "effect", "p_value", "p_adjusted", "threshold", "n")
+        row = {name: getattr(self, name) for name in names}
         return {**row, "verdict": str(self.verdict), "drifted": self.drifted}
 
 
-def counts_for(profile: FeatureProfile, counts: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def counts_for(
+    profile: FeatureProfile, counts: np.ndarray, which: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(reference, current, labels) over the bins a method needs: ``coarse``, ``fine`` or ``slots``."""
     binning, reference = profile.binning, profile.counts
     if isinstance(binning, CategoricalBinning):
@@ -74,8 +76,10 @@ def top_shifted(reference: np.ndarray, current: np.ndarray, labels: Sequence[str
         return []
     share_e, share_a = reference / reference.sum(), current / current.sum()
     order = np.argsort(-np.abs(share_a - share_e), kind="stable")[:TOP_SHIFTED]
-    return [{"bin": labels[i], "reference": round(float(share_e[i]), 6), "current": round(float(share_a[i]), 6)}
-            for i in order]  # fmt: skip
+    return [
+        {"bin": labels[i], "reference": round(float(share_e[i]), 6), "current": round(float(share_a[i]), 6)}
+        for i in order
+    ]
 
 
 def score_window(
