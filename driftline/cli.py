@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -284,6 +285,68 @@ def _parse_drift(text: str):
     except ValueError:
         raise ValueError(f"--drift {text!r}: START must be an integer and MAGNITUDE a number") from None
     return Drift(parts[0], parts[1], start, magnitude, parts[4] if len(parts) > 4 else None)
+
+
+def _moment(text: str | None, option: str):
+    """An ISO-8601 time; naive times are UTC."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not an ISO-8601 time (e.g. 2026-01-05T08:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def baseline(
+    pipeline: PipelineOption,
+    source: Annotated[str, typer.Option("--source", "-s", help="Source name in the pipeline.")],
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Reference data: JSON Lines, CSV or Parquet.")
+    ] = None,
+    from_topic: Annotated[
+        bool, typer.Option("--from-topic", help="Build it from the source's topic.")
+    ] = False,
+    start_time: Annotated[str | None, typer.Option(help="--from-topic: first event time (ISO-8601).")] = None,
+    end_time: Annotated[str | None, typer.Option(help="--from-topic: event times before this.")] = None,
+    start_offset: Annotated[int | None, typer.Option(min=0, help="--from-topic: first offset.")] = None,
+    end_offset: Annotated[int | None, typer.Option(min=0, help="--from-topic: offsets before this.")] = None,
+    input_format: Annotated[str | None, typer.Option("--format", help="jsonl, csv or parquet.")] = None,
+    version: Annotated[str | None, typer.Option(help="Version label; default: the UTC time.")] = None,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Write a versioned reference profile for a source; print a JSON summary."""
+    from driftline.reference import baseline_from_file, baseline_from_topic
+
+    try:
+        if (input_path is None) == (not from_topic):
+            raise ConfigError("give exactly one of --input FILE or --from-topic")
+        if input_path is not None and any(
+            v is not None for v in (start_time, end_time, start_offset, end_offset)
+        ):
+            raise ConfigError(
+                "--start-time/--end-time/--start-offset/--end-offset only apply with --from-topic"
+            )
+        if version is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", version):
+            raise ConfigError(f"--version: {version!r} must be letters, digits, '.', '_' or '-'")
+        config = _load(pipeline, bootstrap)
+        config.source(source)
+        if input_path is not None:
+            summary = baseline_from_file(
+                config, source, input_path, input_format=input_format, version=version
+            )
+        else:
+            summary = baseline_from_topic(
+                config, source, start_time=_moment(start_time, "--start-time"),
+                end_time=_moment(end_time, "--end-time"), start_offset=start_offset,
+                end_offset=end_offset, version=version,
+            )  # fmt: skip
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(summary.to_json())
 
 
 @app.command()

@@ -36,6 +36,7 @@ def pipeline_copy(
         'schemas_dir = "../schemas"': f'schemas_dir = "{SCHEMAS}"',
         'state_dir = "../.driftline"': f'state_dir = "{tmp_path / name / "state"}"',
         'warehouse_dir = "../.driftline/warehouse"': f'warehouse_dir = "{tmp_path / name / "warehouse"}"',
+        'path = "../.driftline/references"': f'path = "{tmp_path / name / "references"}"',
         'expectations = "expectations/': f'expectations = "{DEMO_PIPELINE.parent}/expectations/',
         **(
             {'bootstrap_servers = "127.0.0.1:9092"': f'bootstrap_servers = "{bootstrap}"'}

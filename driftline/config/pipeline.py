@@ -123,8 +123,20 @@ class WindowConfig(_Model):
 
 
 class ReferenceConfig(_Model):
+    """Where reference profiles live (``<path>/<source>/<version>.json``) and how they are fitted."""
+
     path: str = "references"
-    version: str | None = None
+    version: str | None = Field(default=None, description="Pin a version; default: the newest.")
+    grid: int = Field(default=1000, ge=10, le=100_000, description="Fine quantile bins (KS, quantiles).")
+    bins: int = Field(default=10, ge=2, le=1000, description="Coarse bins for PSI and JS.")
+    max_categories: int = Field(default=1000, ge=1, description="Vocabulary size kept per categorical.")
+
+    @model_validator(mode="after")
+    def _bins_nest(self) -> ReferenceConfig:
+        if self.grid % self.bins:
+            raise ValueError(f"grid ({self.grid}) must be a multiple of bins ({self.bins}) so PSI bins "
+                             f"are unions of grid bins")  # fmt: skip
+        return self
 
 
 class DriftConfig(_Model):
@@ -137,6 +149,8 @@ class DriftConfig(_Model):
     persistence_k: int = Field(default=2, ge=1)
     persistence_n: int = Field(default=3, ge=1)
     resolve_after: int = Field(default=3, ge=1)
+    resolve_ratio: float = Field(default=0.8, gt=0, le=1)
+    alerts_topic: str = "alerts.drift"
 
     @model_validator(mode="after")
     def _k_of_n(self) -> DriftConfig:

@@ -13,7 +13,9 @@ Spark SQL executed by the executors. Per batch:
 3. write this batch's mergeable partials, its dead letters (table and Kafka topic,
    the latter in one transaction with a commit marker) and its progress row;
 4. re-merge every window the batch touched from all partials so far and overwrite
-   those windows' partitions of ``feature_stats``.
+   those windows' partitions of ``feature_stats``;
+5. score the windows that closed in this batch against the reference and advance the
+   alert policy (:mod:`driftline.spark.drift`).
 
 Every count reconciles per batch: ``read == valid + dead_lettered + late`` where
 ``dead_lettered`` counts decode and rule failures and ``late`` the LATE_DATA rows
@@ -35,6 +37,7 @@ from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import window_stats as ws
+from driftline.spark.drift import DriftScorer, bin_partials
 from driftline.spark.tables import Warehouse, overwrite, overwrite_partitions, read_batches
 
 logger = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ class SourcePlan:
     slide_seconds: int | None = None
     watermark_seconds: int = 600
     warehouse: Warehouse | None = None
+    drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
 
     @property
     def window(self) -> str:
@@ -133,6 +137,8 @@ class BatchProcessor:
             overwrite(ws.window_partials(windowed), state("windows"), files=1)
             late_counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("late_rows"))
             overwrite(late_counts, state("late"), files=1)
+            if plan.drift is not None and plan.drift.binnings:
+                overwrite(bin_partials(windowed, plan.drift.binnings), state("bins"), files=1)
         with timed("dead_letters_table"):
             dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
             dead_path = warehouse.batch_path(warehouse.table("dead_letters"), plan.source, batch_id)
@@ -149,7 +155,10 @@ class BatchProcessor:
         candidates = [watermark, newest and _utc(newest) - timedelta(seconds=plan.watermark_seconds)]
         watermark_after = max((w for w in candidates if w is not None), default=None)
         with timed("merge_windows"):
-            self._merge_windows(spark, batch_id, windowed, late_windowed, watermark, watermark_after)
+            closed = self._merge_windows(spark, batch_id, windowed, late_windowed, watermark, watermark_after)
+        if plan.drift is not None:
+            with timed("drift"):
+                plan.drift.score_closed(spark, batch_id, [(_utc(a), _utc(b)) for a, b in closed])
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -283,9 +292,11 @@ class BatchProcessor:
         late_windowed: DataFrame,
         watermark: datetime | None,
         watermark_after: datetime | None,
-    ) -> None:
+    ) -> list[tuple[datetime, datetime]]:
         """Rewrite the windows this batch changed: those it added rows to, and those the
-        watermark passed during it (they become final even if no row of theirs came)."""
+        watermark passed during it (they become final even if no row of theirs came).
+
+        Returns the windows that closed in this batch, ``(start, end)`` in order."""
         plan, warehouse = self.plan, self.plan.warehouse
         touched = {
             r["window_start"]
@@ -295,15 +306,18 @@ class BatchProcessor:
             .collect()
         }
         known = read_batches(spark, warehouse.state("windows"), plan.source, through=batch_id)
+        closed: list[tuple[datetime, datetime]] = []
         if watermark_after is not None and known is not None:
             crossed = F.col("window_end") <= F.lit(watermark_after)
             if watermark is not None:
                 crossed = crossed & (F.col("window_end") > F.lit(watermark))
-            touched |= {
-                r["window_start"] for r in known.where(crossed).select("window_start").distinct().collect()
-            }
+            closed = sorted(
+                (r["window_start"], r["window_end"])
+                for r in known.where(crossed).select("window_start", "window_end").distinct().collect()
+            )
+            touched |= {start for start, _ in closed}
         if not touched:
-            return
+            return closed
         touched = sorted(touched)
         in_touched = F.col("window_start").isin(touched)
 
@@ -317,7 +331,7 @@ class BatchProcessor:
         if plan.categorical and (categorical := merged("categorical")) is not None:
             stats.append(ws.merge_categorical(categorical).withColumn("kind", F.lit("categorical")))
         if not stats:
-            return
+            return closed
         features = stats[0]
         for more in stats[1:]:
             features = features.unionByName(more, allowMissingColumns=True)
@@ -344,3 +358,4 @@ class BatchProcessor:
             .withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
         )
         overwrite_partitions(table, warehouse.table("feature_stats"), ["source", "window_key"])
+        return closed

@@ -12,18 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from driftline.config import PipelineConfig
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.spark.batch import BatchProcessor, SourcePlan
+from driftline.spark.drift import DriftScorer, identity_of_alert
 from driftline.spark.kafka_source import FORMAT
 from driftline.spark.tables import Warehouse, read_batches
+from driftline.stats import AlertPolicy
 
 logger = logging.getLogger(__name__)
 MARKERS_TOPIC = "driftline.markers"
@@ -38,6 +42,10 @@ class SourceSummary:
     late: int = 0
     windows: int = 0
     batches: int = 0
+    reference_version: str | None = None
+    scored_windows: int = 0
+    alerts_fired: int = 0
+    drifted: dict[str, str] = field(default_factory=dict)  # feature -> first flagged window (ISO)
 
     @property
     def reconciles(self) -> bool:
@@ -75,6 +83,7 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
 
         rules = tuple(r for r in load_expectation_suite(config.path(spec.expectations)) if r.row_level)
     windows = config.windows
+    warehouse = Warehouse(config.path(config.warehouse_dir))
     return SourcePlan(
         pipeline=config.name,
         source=source,
@@ -85,7 +94,35 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         window_seconds=round(windows.size.seconds),
         slide_seconds=round(windows.slide.seconds) if windows.slide else None,
         watermark_seconds=round(windows.watermark.seconds),
-        warehouse=Warehouse(config.path(config.warehouse_dir)),
+        warehouse=warehouse,
+        drift=drift_scorer(config, source, warehouse),
+    )
+
+
+def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> DriftScorer | None:
+    """The source's drift scorer, or None (with a warning) when it has no reference profile yet."""
+    from driftline.reference import find_profile, load_reference
+
+    reference = load_reference(config, source)
+    if reference is None:
+        logger.warning(
+            "no_reference source=%s path=%s: drift is not scored; build one with "
+            "driftline baseline -p <pipeline> -s %s -i <training data>",
+            source, config.path(config.reference.path) / source, source,
+        )  # fmt: skip
+        return None
+    features = config.source(source).features
+    reference = replace(reference, features={k: v for k, v in reference.features.items() if k in features})
+    logger.info(
+        "reference source=%s version=%s path=%s", source, reference.version, find_profile(config, source)
+    )
+    return DriftScorer(
+        pipeline=config.name,
+        source=source,
+        reference=reference,
+        methods=tuple(config.drift.methods),
+        policy=AlertPolicy.from_settings(config.drift),
+        warehouse=warehouse,
     )
 
 
@@ -154,6 +191,16 @@ def start_query(
         from driftline.spark.rules import check_regexes
 
         check_regexes(spark, plan.rules, origin=str(config.path(spec.expectations)))
+    if plan.drift is not None:
+        plan.drift.alerts = TransactionalBatchWriter(
+            bootstrap=bootstrap,
+            topic=config.kafka.topic_prefix + config.drift.alerts_topic,
+            markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
+            name=f"{config.name}.{source}.alerts.{query_id(checkpoint)}",
+            identity_of=identity_of_alert,
+            settings=config.kafka.librdkafka("producer"),
+            partitions=1,
+        )
     processor = BatchProcessor(plan, writer)
     return (
         reader.load()
@@ -216,8 +263,29 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
         stats = warehouse.table("feature_stats") / f"source={source}"
         if stats.exists():
             summary.windows = spark.read.parquet(str(stats)).select("window_start").distinct().count()
+        _summarize_drift(spark, warehouse, source, summary)
         out[source] = summary
     return RunSummary(config.name, out)
+
+
+def _summarize_drift(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:
+    scores = read_batches(spark, warehouse.table("drift_scores"), source)
+    if scores is None:
+        return
+    summary.scored_windows = scores.select("window_start").distinct().count()
+    versions = [r[0] for r in scores.select("reference_version").distinct().collect()]
+    summary.reference_version = ",".join(sorted(versions)) or None
+    alerts = read_batches(spark, warehouse.table("alerts"), source)
+    if alerts is None:
+        return
+    fired = alerts.where(F.col("event") == "fired")
+    summary.alerts_fired = fired.count()
+    for row in fired.groupBy("feature").agg(F.min("first_flagged_window").alias("first")).collect():
+        summary.drifted[row["feature"]] = _utc_iso(row["first"])
+
+
+def _utc_iso(moment) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["RunSummary", "SourceSummary", "run", "source_plan", "start_query"]

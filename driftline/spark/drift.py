@@ -1,0 +1,276 @@
+"""Streaming drift: per-window bin counts in Spark, scores and alerts from them on the driver.
+
+Per micro-batch, inside the source's ``foreachBatch`` (driver side; the row work is
+Spark SQL and Spark ML's JVM ``Bucketizer``, no Python UDF):
+
+1. :func:`bin_partials` counts the batch's valid rows per (window, numeric feature,
+   reference grid bin); they are written under ``_state/bins`` like the other partials.
+   Categorical counts per value are already in ``_state/categorical``.
+2. When windows *close* (the watermark passes their end, which happens once per
+   window), :class:`DriftScorer` sums those partials over all batches for the closed
+   windows only, collects the counts (at most ``grid + 2`` numbers per feature and
+   window), and hands them to :func:`driftline.stats.score_window`: the one place the
+   formulas live. No raw row is re-scanned.
+3. The alert policy's state (k-of-n history, firing, hysteresis) is read from the
+   newest batch before this one, advanced window by window in event-time order, and
+   written for this batch. A replayed batch reads the same state and closes the same
+   windows, so it writes the same rows.
+4. ``drift_scores`` and ``alerts`` rows go to the batch's own partitions
+   (``source=<s>/batch_id=<n>``, overwritten on replay); alert events go to the alerts
+   topic in one Kafka transaction with a commit marker (skipped if already committed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
+from driftline.spark import window_stats as ws
+from driftline.spark.tables import Warehouse, overwrite, read_batches
+from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
+from driftline.stats.binning import NumericBinning
+from driftline.stats.scoring import FeatureScore
+
+logger = logging.getLogger(__name__)
+
+SHIFTED = "ARRAY<STRUCT<bin: STRING, reference: DOUBLE, current: DOUBLE>>"
+RANGES = "ARRAY<STRUCT<topic: STRING, partition: INT, first_offset: BIGINT, last_offset: BIGINT>>"
+DRIFT_SCORES_SCHEMA = (
+    "pipeline STRING, window_start TIMESTAMP, window_end TIMESTAMP, feature STRING, kind STRING, "
+    "method STRING, score DOUBLE, effect DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, threshold DOUBLE, "
+    f"verdict STRING, drifted BOOLEAN, n BIGINT, ks_bound DOUBLE, psi_smoothing DOUBLE, "
+    f"reference_version STRING, top_shifted {SHIFTED}, offset_ranges {RANGES}"
+)
+ALERTS_SCHEMA = (
+    "pipeline STRING, event STRING, alert_id STRING, feature STRING, method STRING, "
+    "window_start TIMESTAMP, window_end TIMESTAMP, first_flagged_window TIMESTAMP, score DOUBLE, "
+    "effect DOUBLE, threshold DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, n BIGINT, "
+    f"reference_version STRING, top_shifted {SHIFTED}, offset_ranges {RANGES}"
+)
+
+
+def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> DataFrame:
+    """Per (window, feature, bin): rows of ``windowed`` in that reference grid bin.
+
+    Bins are Spark ML ``Bucketizer`` buckets over ``[-inf, *edges, +inf]``, the same
+    bins as :class:`~driftline.stats.binning.NumericBinning`; null and NaN are fed as
+    NaN and land in the extra ``keep`` bucket, which is the null slot.
+    """
+    from pyspark.ml.feature import Bucketizer
+
+    names = sorted(binnings)
+    nan = F.lit(float("nan"))
+    prepared = windowed.select(
+        *ws.WINDOW_KEY,
+        *[F.coalesce(F.col(f).cast("double"), nan).alias(f"_x_{i}") for i, f in enumerate(names)],
+    )
+    bucketizer = Bucketizer(
+        splitsArray=[binnings[f].splits for f in names],
+        inputCols=[f"_x_{i}" for i in range(len(names))],
+        outputCols=[f"_b_{i}" for i in range(len(names))],
+        handleInvalid="keep",
+    )
+    pairs = F.array(*[
+        F.struct(F.lit(f).alias("feature"), F.col(f"_b_{i}").cast("int").alias("bin"))
+        for i, f in enumerate(names)
+    ])  # fmt: skip
+    return (
+        bucketizer.transform(prepared)
+        .select(*ws.WINDOW_KEY, F.explode(pairs).alias("_pair"))
+        .groupBy(*ws.WINDOW_KEY, "_pair.feature", "_pair.bin")
+        .agg(F.count(F.lit(1)).alias("count"))
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """Spark hands timestamps back naive in local time; ``astimezone`` reads them so."""
+    return moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+@dataclass
+class DriftScorer:
+    """Scores a source's windows as they close and raises alerts; driver side, per batch."""
+
+    pipeline: str
+    source: str
+    reference: ReferenceProfile
+    methods: tuple[str, ...]
+    policy: AlertPolicy
+    warehouse: Warehouse
+    alerts: TransactionalBatchWriter | None = None
+
+    @property
+    def binnings(self) -> dict[str, NumericBinning]:
+        return {
+            name: f.binning
+            for name, f in self.reference.features.items()
+            if f.kind == "numeric" and isinstance(f.binning, NumericBinning)
+        }
+
+    def _state_file(self, batch_id: int) -> Path:
+        return (
+            self.warehouse.batch_path(self.warehouse.state("alert_policy"), self.source, batch_id)
+            / "state.json"
+        )
+
+    def _policy_state(self, batch_id: int) -> PolicyState:
+        """The policy state after the newest earlier batch that closed windows."""
+        folder = self.warehouse.state("alert_policy") / f"source={self.source}"
+        earlier = sorted(
+            (int(p.parent.name.split("=", 1)[1]), p)
+            for p in folder.glob("batch_id=*/state.json")
+            if int(p.parent.name.split("=", 1)[1]) < batch_id
+        )
+        return PolicyState.from_dict(json.loads(earlier[-1][1].read_text())) if earlier else PolicyState()
+
+    def _window_counts(
+        self, spark, batch_id: int, closed: list[datetime]
+    ) -> dict[datetime, dict[str, np.ndarray]]:
+        """Counts per closed window and feature, summed over every batch's partials."""
+        in_closed = F.col("window_start").isin(closed)
+        out: dict[datetime, dict[str, np.ndarray]] = defaultdict(dict)
+        bins = read_batches(spark, self.warehouse.state("bins"), self.source, through=batch_id)
+        if bins is not None:
+            rows = (
+                bins.where(in_closed).groupBy("window_start", "feature", "bin").agg(F.sum("count").alias("c"))
+            )
+            grouped: dict[tuple, dict[int, int]] = defaultdict(dict)
+            for row in rows.collect():
+                grouped[(_utc(row["window_start"]), row["feature"])][row["bin"]] = row["c"]
+            for (start, feature), by_bin in grouped.items():
+                counts = np.zeros(self.reference.features[feature].binning.slots, dtype=np.int64)
+                for slot, count in by_bin.items():
+                    counts[slot] += count
+                out[start][feature] = counts
+        categorical = [n for n, f in self.reference.features.items() if f.kind == "categorical"]
+        values = read_batches(spark, self.warehouse.state("categorical"), self.source, through=batch_id)
+        if categorical and values is not None:
+            rows = values.where(in_closed & F.col("feature").isin(categorical))
+            rows = rows.groupBy("window_start", "feature", "value").agg(F.sum("count").alias("c"))
+            grouped_values: dict[tuple, dict[Any, int]] = defaultdict(dict)
+            for row in rows.collect():
+                grouped_values[(_utc(row["window_start"]), row["feature"])][row["value"]] = row["c"]
+            for (start, feature), by_value in grouped_values.items():
+                out[start][feature] = self.reference.features[feature].binning.counts(by_value)
+        return out
+
+    def _offset_ranges(self, spark, batch_id: int, closed: list[datetime]) -> dict[datetime, list[dict]]:
+        known = read_batches(spark, self.warehouse.state("windows"), self.source, through=batch_id)
+        if known is None:
+            return {}
+        rows = (
+            known.where(F.col("window_start").isin(closed))
+            .groupBy("window_start", "_topic", "_partition")
+            .agg(F.min("first_offset").alias("first"), F.max("last_offset").alias("last"))
+            .collect()
+        )
+        out: dict[datetime, list[dict]] = defaultdict(list)
+        for r in sorted(rows, key=lambda r: (r["_topic"], r["_partition"])):
+            out[_utc(r["window_start"])].append({"topic": r["_topic"], "partition": r["_partition"],
+                                           "first_offset": r["first"], "last_offset": r["last"]})  # fmt: skip
+        return out
+
+    def score_closed(self, spark, batch_id: int, closed: list[tuple[datetime, datetime]]) -> int:
+        """Score ``closed`` windows (start, end), advance the policy, write scores and alerts.
+
+        Returns the number of alert events raised.
+        """
+        if not closed:
+            return 0
+        starts = [start for start, _ in closed]
+        counts = self._window_counts(spark, batch_id, starts)
+        ranges = self._offset_ranges(spark, batch_id, starts)
+        state = self._policy_state(batch_id)
+        version = self.reference.version
+        score_rows, alert_rows = [], []
+        for start, end in sorted(closed):
+            window_counts = counts.get(start, {})
+            if not window_counts:
+                continue  # only late rows ever reached it: nothing to score
+            scores = self.reference.score(window_counts, methods=self.methods, policy=self.policy)
+            for score in scores:
+                score_rows.append(self._score_row(score, start, end, ranges.get(start, []), version))
+                event = state.observe(self.policy, score.key, _iso(start), score.verdict)
+                if event is not None:
+                    since = state.tracks[score.key].since if event == "fired" else None
+                    alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, [])))
+        self._write(spark, batch_id, score_rows, alert_rows)
+        self._state_file(batch_id).parent.mkdir(parents=True, exist_ok=True)
+        self._state_file(batch_id).write_text(json.dumps(state.to_dict(), sort_keys=True) + "\n")
+        if self.alerts is not None:
+            self.alerts.write(batch_id, [self._outgoing(row) for row in alert_rows])
+        logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
+                    len(closed), len(score_rows), len(alert_rows))  # fmt: skip
+        return len(alert_rows)
+
+    def _score_row(self, score: FeatureScore, start, end, ranges, version) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline, "window_start": start, "window_end": end, "feature": score.feature,
+            "kind": score.kind, "method": score.method, "score": _finite(score.score),
+            "effect": _finite(score.effect), "p_value": _finite(score.p_value),
+            "p_adjusted": _finite(score.p_adjusted), "threshold": score.threshold,
+            "verdict": str(score.verdict), "drifted": score.drifted, "n": score.n,
+            "ks_bound": _finite(score.details.get("ks_bound")),
+            "psi_smoothing": _finite(score.details.get("smoothing")), "reference_version": version,
+            "top_shifted": score.top_shifted, "offset_ranges": ranges,
+        }  # fmt: skip
+
+    def _alert_row(self, event, score: FeatureScore, start, end, since: str | None, ranges) -> dict[str, Any]:
+        first = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        alert_id = f"{self.pipeline}/{self.source}/{score.feature}/{score.method}"
+        return {
+            "pipeline": self.pipeline, "event": event, "alert_id": alert_id, "feature": score.feature,
+            "method": score.method, "window_start": start, "window_end": end, "first_flagged_window": first,
+            "score": _finite(score.score), "effect": _finite(score.effect), "threshold": score.threshold,
+            "p_value": _finite(score.p_value), "p_adjusted": _finite(score.p_adjusted), "n": score.n,
+            "reference_version": self.reference.version, "top_shifted": score.top_shifted,
+            "offset_ranges": ranges,
+        }  # fmt: skip
+
+    def _write(self, spark, batch_id: int, score_rows: list[dict], alert_rows: list[dict]) -> None:
+        for table, rows, schema in (("drift_scores", score_rows, DRIFT_SCORES_SCHEMA),
+                                    ("alerts", alert_rows, ALERTS_SCHEMA)):  # fmt: skip
+            path = self.warehouse.batch_path(self.warehouse.table(table), self.source, batch_id)
+            overwrite(spark.createDataFrame(rows, schema), path, files=1)
+
+    def _outgoing(self, row: dict[str, Any]) -> OutgoingRecord:
+        event = {"source": self.source, **row}
+        value = json.dumps(event, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+        return OutgoingRecord(
+            value=value.encode(),
+            key=row["alert_id"].encode(),
+            headers=[("driftline.event", row["event"].encode())],
+            identity=alert_identity(row["alert_id"], row["event"], _iso(row["window_start"])),
+        )
+
+
+def alert_identity(alert_id: str, event: str, window_start: str) -> tuple[str, str, str]:
+    """What makes one alert event unique (for the alerts writer's resume check)."""
+    return (alert_id, event, window_start)
+
+
+def identity_of_alert(message) -> tuple[str, str, str] | None:
+    try:
+        event = json.loads(message.value())
+        return alert_identity(event["alert_id"], event["event"], event["window_start"])
+    except (TypeError, ValueError, KeyError):
+        return None
