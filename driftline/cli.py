@@ -364,6 +364,10 @@ def run(
         config = _load(pipeline, bootstrap)
         for name in source or []:
             config.source(name)
+        from driftline.reference import load_reference
+
+        for name in source or config.sources:
+            load_reference(config, name)  # a broken or mismatched profile stops here, before Spark starts
         from driftline.spark.job import run as run_job
         from driftline.spark.session import build_session
 

@@ -1,16 +1,21 @@
 """``make demo``: the whole pipeline on the embedded defaults, with a readable ending.
 
-Start the embedded broker; generate the three demo sources (one per input format) with
-corrupt records and injected drift and ingest them; add what a buggy producer would
-send straight to Kafka (frames with an unknown schema id, truncated, not framed) and
-records that break the expectation suites; run the quality stream job until idle; and
-show per source what was read, dead-lettered (by reason) and computed per window.
+Start the embedded broker; build each source's reference profile from clean "training"
+data with ``driftline baseline``; generate the three demo sources (one per input
+format) spanning one hour of event time, with corrupt records and drift injected into
+chosen features from half-way (a mean shift, a variance change, a null-rate rise and a
+new category), and ingest them; add what a buggy producer would send straight to Kafka
+(frames with an unknown schema id, truncated, not framed) and records that break the
+expectation suites; run the quality stream job until idle; and show per source what
+was read, dead-lettered (by reason), computed per window, and which features drifted
+in which window against the truth: injected ones found, untouched ones quiet.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -40,19 +45,32 @@ RULE_BREAKERS = {
     "clickstream": ("scroll_depth", 3.0),
 }
 BYPASS_RECORDS = 60  # records a buggy producer sends straight to each topic
+SPAN = timedelta(hours=1)  # event time the demo stream covers, whatever the record count
+REFERENCE_RECORDS = 20_000
+#: (injected, flagged) -> verdict
+VERDICTS = {
+    (True, True): "found",
+    (True, False): "MISSED",
+    (False, False): "quiet",
+    (False, True): "FALSE ALARM",
+}
 
 
 def _clear_previous_run(config) -> None:
     """The broker keeps nothing between demos, so neither may the checkpoints and tables."""
     import shutil
 
-    for folder in (config.path(config.state_dir) / "checkpoints", config.path(config.warehouse_dir)):
+    for folder in (
+        config.path(config.state_dir) / "checkpoints",
+        config.path(config.warehouse_dir),
+        config.path(config.reference.path),
+    ):
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
-    """The drift the demo injects, from 60% of the stream on (found in a later stage)."""
-    start = int(records * 0.6)
+    """The drift the demo injects, from half-way through the stream (a window boundary)."""
+    start = records // 2
     return {
         "payments": (
             Drift("mean_shift", "amount", start, 1.0),
@@ -79,20 +97,23 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     state = broker.start()
     console.print(f"[bold]embedded broker[/] tansu at {state.bootstrap} (pid {state.pid})")
     config = config.with_kafka(bootstrap_servers=state.bootstrap)
-    summaries = []
+    summaries, baselines = [], {}
+    interval = SPAN / records
     try:
         drifts = demo_drifts(records)
         for seed, (source, fmt) in enumerate(DEMO_INPUTS.items()):
+            baselines[source] = _baseline(config, source, seed, output_dir)
+            console.print(f"reference profile for {source}: {baselines[source].to_json()}")
             kinds = ("missing_field",) if fmt == "parquet" else None
             corruption = Corruption(CORRUPT_RATE, kinds) if kinds else Corruption(CORRUPT_RATE)
             generator, names = generator_for(
-                config, source, seed=seed, corruption=corruption, drifts=drifts[source]
+                config, source, seed=seed, corruption=corruption, drifts=drifts[source], interval=interval
             )
             path = write_records(output_dir / "input" / f"{source}.{fmt}", generator.records(records), names)
             summary = ingest_file(config, source, path)
             summaries.append(summary)
             console.print(f"ingested {path} -> {config.topic(source)}: {summary.to_json()}")
-            clean, _ = generator_for(config, source, seed=seed, drifts=drifts[source])
+            clean, _ = generator_for(config, source, seed=seed, drifts=drifts[source], interval=interval)
             _bypass_ingest(config, source, clean, records)
         _show(console, summaries, config)
         console.print("[bold]running the quality stream job until idle[/] (local Spark) ...")
@@ -101,20 +122,110 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
         if not keep_broker:
             broker.stop()
     _show_job(console, job, config)
+    truth = drift_truth(config, drifts, interval)
+    _show_drift(console, truth)
     output_dir.mkdir(parents=True, exist_ok=True)
+    warehouse = config.path(config.warehouse_dir)
     result = {
         "pipeline": config.name,
+        "references": {name: b.as_dict() for name, b in baselines.items()},
         "ingest": {s.source: s.as_dict() | {"reconciles": s.reconciles} for s in summaries},
         "job": job.as_dict()["sources"],
+        "drift": truth,
         "tables": {
-            "feature_stats": str(config.path(config.warehouse_dir) / "feature_stats"),
-            "dead_letters": str(config.path(config.warehouse_dir) / "dead_letters"),
+            name: str(warehouse / name)
+            for name in ("feature_stats", "drift_scores", "alerts", "dead_letters")
         },
+        "alerts_topic": config.kafka.topic_prefix + config.drift.alerts_topic,
     }
     (output_dir / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     console.print(f"summary written to {output_dir / 'summary.json'}")
     ingest_ok = all(s.reconciles and not s.undelivered for s in summaries)
-    return ingest_ok and all(s.reconciles for s in job.sources.values())
+    drift_ok = all(
+        f["verdict"] in ("found", "quiet") for features in truth.values() for f in features.values()
+    )
+    return ingest_ok and drift_ok and all(s.reconciles for s in job.sources.values())
+
+
+def _baseline(config, source: str, seed: int, output_dir: Path):
+    """A reference profile from clean training data (another seed, no drift, no corruption)."""
+    from driftline.reference import baseline_from_file
+
+    generator, names = generator_for(config, source, seed=seed + 100)
+    path = write_records(
+        output_dir / "input" / f"{source}-reference.parquet", generator.records(REFERENCE_RECORDS), names
+    )
+    return baseline_from_file(config, source, path)
+
+
+def drift_truth(config, drifts: dict[str, tuple[Drift, ...]], interval: timedelta) -> dict[str, dict]:
+    """Per source and feature: what was injected (kind, from when), what the job flagged
+    (first flagged window, the methods that fired) and the verdict: ``found``,
+    ``MISSED``, ``quiet`` or ``FALSE ALARM``."""
+    import pandas as pd
+
+    from driftline.testing.generator import DEFAULT_START
+
+    warehouse = config.path(config.warehouse_dir)
+    alerts_path = warehouse / "alerts"
+    alerts = pd.read_parquet(alerts_path) if alerts_path.exists() else pd.DataFrame()
+    fired = alerts[alerts["event"] == "fired"] if len(alerts) else alerts
+    out: dict[str, dict] = {}
+    for source, spec in config.sources.items():
+        injected = {d.feature: d for d in drifts.get(source, ())}
+        out[source] = {}
+        for feature in spec.features:
+            mine = fired[(fired["source"] == source) & (fired["feature"] == feature)] if len(fired) else fired
+            drift = injected.get(feature)
+            flagged = not mine.empty
+            verdict = VERDICTS[(drift is not None, flagged)]
+            out[source][feature] = {
+                "injected": None if drift is None else {
+                    "kind": drift.kind, "magnitude": drift.magnitude,
+                    "from": _iso(DEFAULT_START + drift.start * interval),
+                },
+                "first_flagged_window": _iso(mine["first_flagged_window"].min()) if flagged else None,
+                "alerted_in_window": _iso(mine["window_start"].min()) if flagged else None,
+                "methods": sorted(mine["method"]) if flagged else [],
+                "verdict": verdict,
+            }  # fmt: skip
+    return out
+
+
+def _iso(moment) -> str:
+    """ISO-8601 with ``Z``; naive times (from the tables) are UTC."""
+    return moment.isoformat().replace("+00:00", "") + "Z"
+
+
+def _clock(moment: str | None) -> str:
+    return moment[11:16] if moment else "-"
+
+
+def _show_drift(console: Console, truth: dict[str, dict]) -> None:
+    table = Table(title="drift against the reference: injected truth vs. what the job flagged")
+    for column in (
+        "source",
+        "feature",
+        "injected",
+        "from",
+        "first flagged window",
+        "alert in",
+        "methods",
+        "verdict",
+    ):
+        table.add_column(column)
+    colours = {"found": "green", "quiet": "dim", "MISSED": "red", "FALSE ALARM": "red"}
+    for source, features in truth.items():
+        for feature, f in features.items():
+            injected = f["injected"]
+            table.add_row(
+                source, feature,
+                f"{injected['kind']} {injected['magnitude']:g}" if injected else "-",
+                injected["from"][11:16] if injected else "-",
+                _clock(f["first_flagged_window"]), _clock(f["alerted_in_window"]),
+                ", ".join(f["methods"]) or "-", f"[{colours[f['verdict']]}]{f['verdict']}[/]",
+            )  # fmt: skip
+    console.print(table)
 
 
 def _bypass_ingest(config, source: str, generator, records: int) -> None:

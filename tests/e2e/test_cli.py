@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import DEMO_PIPELINE, REPO, pipeline_copy
+from tests.conftest import DEMO_PIPELINE, REPO, SCHEMAS, pipeline_copy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -65,6 +65,13 @@ def test_generate_then_ingest_prints_a_reconciling_summary(kafka_bootstrap, tmp_
          "drift kind 'melt' is not one of ('mean_shift', 'variance_change', 'new_category', 'null_rate')"),
         (["generate", "-p", str(DEMO_PIPELINE), "-s", "sensors", "-n", "10", "-o", "x.csv", "--corrupt-rate", "0.1",
           "--corrupt-kind", "gibberish"], "valid: not_parseable, missing_field, wrong_type, out_of_range"),
+        (["baseline", "-p", str(DEMO_PIPELINE), "-s", "sensors"], "give exactly one of --input FILE or --from-topic"),
+        (["baseline", "-p", str(DEMO_PIPELINE), "-s", "sensors", "-i", "x.csv", "--from-topic"],
+         "give exactly one of --input FILE or --from-topic"),
+        (["baseline", "-p", str(DEMO_PIPELINE), "-s", "sensors", "--from-topic", "--start-time", "yesterday"],
+         "--start-time: 'yesterday' is not an ISO-8601 time (e.g. 2026-01-05T08:00:00Z)"),
+        (["baseline", "-p", str(DEMO_PIPELINE), "-s", "sensors", "-i", "missing.csv"], "--input: missing.csv does not exist"),
+        (["baseline", "-p", str(DEMO_PIPELINE), "-s", "weather", "-i", "x.csv"], "valid sources: clickstream, payments, sensors"),
     ],
 )  # fmt: skip
 def test_bad_input_stops_with_exit_2_and_names_what_is_wrong(args, message, tmp_path) -> None:
@@ -72,6 +79,73 @@ def test_bad_input_stops_with_exit_2_and_names_what_is_wrong(args, message, tmp_
     assert run.returncode == 2, run.stdout + run.stderr
     assert message in run.stderr
     assert not (REPO / "x.parquet").exists()
+
+
+def test_a_pinned_reference_that_does_not_exist_stops_the_job_before_spark(tmp_path) -> None:
+    pipeline = pipeline_copy(tmp_path, replace={"[reference]": '[reference]\nversion = "v9"'})
+    run = driftline("run", "-p", str(pipeline), "--until-idle", timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "reference.version: no profile 'v9' for source 'payments'" in run.stderr
+    assert "available: (none: run driftline baseline)" in run.stderr
+
+
+def test_baseline_from_a_file_and_from_the_topic(kafka_bootstrap, tmp_path, topic_prefix) -> None:
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import pandas as pd
+
+    from driftline.config import load_pipeline
+    from driftline.kafka.codec import AvroDecoder
+    from driftline.kafka.reading import read_topic
+    from driftline.kafka.registry import FileSchemaRegistry
+    from driftline.reference import find_profile
+    from driftline.stats import ReferenceProfile
+
+    pipeline = pipeline_copy(tmp_path, prefix=topic_prefix)
+    data = tmp_path / "sensors.csv"
+    made = driftline("generate", "-p", str(pipeline), "-s", "sensors", "-n", "3000", "-o", str(data),
+                     "--seed", "5", "--corrupt-rate", "0.02")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    from_file = driftline(
+        "baseline", "-p", str(pipeline), "-s", "sensors", "-i", str(data), "--version", "train-1"
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    summary = json.loads(from_file.stdout)
+    assert summary["read"] == 3000 == summary["used"] + sum(summary["rejected"].values())
+    assert 20 < sum(summary["rejected"].values()) < 110  # ~2% corrupt, seeded
+    config = load_pipeline(pipeline)
+    assert find_profile(config, "sensors").name == "train-1.json"
+    profile = ReferenceProfile.load(summary["path"])
+    # the profile counts exactly the rows ingest would accept, binned on their own quantiles
+    frame = pd.read_csv(data, dtype=str, keep_default_na=False)
+    temperature = pd.to_numeric(frame["temperature_c"], errors="coerce").dropna()
+    feature = profile.features["temperature_c"]
+    assert feature.counts.sum() == summary["used"]
+    assert abs(feature.moments.mean - temperature.mean()) < 0.05
+    edges = np.asarray(feature.binning.edges)
+    assert abs(np.searchsorted(edges, temperature.median()) - len(edges) / 2) <= 0.02 * len(edges)
+    assert set(profile.features["status"].binning.vocabulary) == {"OK", "WARN", "FAULT"}
+
+    ingested = driftline(
+        "ingest", "-p", str(pipeline), "-s", "sensors", "-i", str(data), bootstrap=kafka_bootstrap
+    )
+    assert ingested.returncode == 0, ingested.stderr
+    messages = read_topic(kafka_bootstrap, config.topic("sensors"))
+    by_partition = pd.Series([m.partition() for m in messages]).value_counts()
+    ranged = driftline("baseline", "-p", str(pipeline), "-s", "sensors", "--from-topic", "--start-offset", "100",
+                       "--end-offset", "300", "--version", "topic-1", bootstrap=kafka_bootstrap)  # fmt: skip
+    assert ranged.returncode == 0, ranged.stderr
+    expected = sum(max(0, min(300, n) - 100) for n in by_partition)
+    assert json.loads(ranged.stdout)["used"] == expected > 0
+    timed = driftline("baseline", "-p", str(pipeline), "-s", "sensors", "--from-topic", "--start-time",
+                      "2026-01-05T08:01:00Z", "--end-time", "2026-01-05T08:03:00", "--version", "topic-2",
+                      bootstrap=kafka_bootstrap)  # fmt: skip
+    assert timed.returncode == 0, timed.stderr
+    decoder = AvroDecoder(FileSchemaRegistry(SCHEMAS))
+    start, end = datetime(2026, 1, 5, 8, 1, tzinfo=UTC), datetime(2026, 1, 5, 8, 3, tzinfo=UTC)
+    in_range = sum(start <= decoder.decode(m.value()).value["event_time"] < end for m in messages)
+    assert json.loads(timed.stdout)["used"] == in_range > 0
 
 
 def test_unreachable_broker_exits_4(tmp_path) -> None:
@@ -106,3 +180,20 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
         assert job["windows"] >= 1
     assert "pipeline demo: ingest" in run.stdout and "pipeline demo: quality stream job" in run.stdout
     assert "payments.amount per 5-minute window" in run.stdout
+
+    # drift against the truth: every injected feature found after the injection, the rest quiet
+    from driftline.demo import demo_drifts
+
+    injected = {(source, d.feature) for source, drifts in demo_drifts(3000).items() for d in drifts}
+    assert len(injected) == 5
+    for source, features in summary["drift"].items():
+        assert summary["references"][source]["used"] > 0
+        assert summary["job"][source]["reference_version"] == summary["references"][source]["version"]
+        for feature, verdict in features.items():
+            if (source, feature) in injected:
+                assert verdict["verdict"] == "found", (source, feature, verdict)
+                assert verdict["first_flagged_window"] >= verdict["injected"]["from"][:16]
+                assert summary["job"][source]["drifted"][feature] == verdict["first_flagged_window"]
+            else:
+                assert verdict["verdict"] == "quiet", (source, feature, verdict)
+    assert "injected truth vs. what the job flagged" in run.stdout

@@ -1,29 +1,39 @@
 """SIGKILL the job at random points, restart it from its checkpoint, and compare every
-output with a clean run on the same input: nothing lost, nothing doubled."""
+output with a clean run on the same input: nothing lost, nothing doubled. The stream
+drifts half-way, so drift scores, alert events and the alerts topic are compared too."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 
+from driftline.config import load_pipeline
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
-from driftline.testing import SignalGenerator
+from driftline.reference import baseline_from_file
+from driftline.testing import Drift, SignalGenerator, write_records
 from tests.conftest import REPO, pipeline_copy
 from tests.spark.helpers import driftline_run, encode_mix, produce_frames, within_rank_bound
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
 RECORDS = 9000
-KLL_RANK_BOUND = 0.0165 + 1 / 1000  # k=200 bound, plus one step of the empirical CDF
+KLL_RANK_BOUND = 0.0165 + 1 / 250  # k=200 bound, plus one step of a ~300-row window's CDF
+SECOND = timedelta(seconds=1)  # one record a second: 30 windows of 300 rows, closing batch by batch
+DRIFTS = (
+    Drift("variance_change", "vibration_mm_s", RECORDS // 2, 2.5),
+    Drift("null_rate", "pressure_kpa", RECORDS // 2, 0.3),
+)
 PER_BATCH = "1500"
 
 
@@ -62,7 +72,7 @@ def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
 
 
 def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path) -> None:
-    generated = SignalGenerator("sensors", seed=31).records(RECORDS)
+    generated = SignalGenerator("sensors", seed=31, interval=SECOND, drifts=DRIFTS).records(RECORDS)
     records = [r.value for r in generated]
     for index in range(7, RECORDS, 97):
         records[index]["temperature_c"] = 900.0  # breaks the suite's temperature rule
@@ -72,10 +82,21 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     produce_frames(kafka_bootstrap, topic_prefix + "signals.sensors", frames, keys)
 
     clean = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="clean")
-    crash_dlq = {'subject = "sensors"': 'subject = "sensors"\ndead_letter_topic = "dlq.sensors.crash"'}
+    crash_topics = {
+        'subject = "sensors"': 'subject = "sensors"\ndead_letter_topic = "dlq.sensors.crash"',
+        "resolve_after = 3": 'resolve_after = 3\nalerts_topic = "alerts.drift.crash"',
+    }
     crashed = pipeline_copy(
-        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_dlq
+        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_topics
     )
+    training = SignalGenerator("sensors", seed=32, interval=SECOND).records(6000)
+    reference = baseline_from_file(
+        load_pipeline(clean),
+        "sensors",
+        write_records(tmp_path / "train.jsonl", training, [*training[0].value]),
+    )
+    (tmp_path / "crashed" / "references" / "sensors").mkdir(parents=True)
+    shutil.copy(reference.path, tmp_path / "crashed" / "references" / "sensors")
 
     baseline = driftline_run(clean, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
     assert baseline.returncode == 0, baseline.stderr[-3000:]
@@ -92,8 +113,10 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     final = driftline_run(crashed, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
     assert final.returncode == 0, final.stderr[-3000:]
     crash_summary = json.loads(final.stdout.strip().splitlines()[-1])["sources"]["sensors"]
-    for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows"):
+    for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows", "scored_windows",
+                "alerts_fired", "drifted", "reference_version"):  # fmt: skip
         assert crash_summary[key] == clean_summary[key], key
+    assert set(clean_summary["drifted"]) == {"vibration_mm_s", "pressure_kpa"}
 
     ignore = ["batch_id", "sketch"]
     stats = {
@@ -132,3 +155,29 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     assert set(topic_crash.values()) == {1}, "a dead letter is in the topic twice"
     assert topic_crash == topic_clean
     assert sum(topic_clean.values()) == len(dead["clean"])
+
+    # drift: every closed window scored once, the same scores, the same alert events, in table and topic
+    def drift_table(name: str, table: str, key: list[str]) -> pd.DataFrame:
+        frame = _table(tmp_path / name, table).drop(columns=["batch_id"])
+        assert not frame.duplicated(key).any(), (name, table)
+        return frame.sort_values(key).reset_index(drop=True)
+
+    score_key = ["window_start", "feature", "method"]
+    scores = {name: drift_table(name, "drift_scores", score_key) for name in ("clean", "crashed")}
+    assert len(scores["clean"]) >= 12 * 20
+    columns = [*score_key, "score", "p_value", "p_adjusted", "verdict", "n"]
+    pd.testing.assert_frame_equal(scores["clean"][columns], scores["crashed"][columns], rtol=1e-12)
+    alert_key = ["alert_id", "event", "window_start"]
+    alerts = {name: drift_table(name, "alerts", alert_key) for name in ("clean", "crashed")}
+    assert len(alerts["clean"]) >= 2
+    pd.testing.assert_frame_equal(
+        alerts["clean"][[*alert_key, "score"]], alerts["crashed"][[*alert_key, "score"]]
+    )
+
+    def events(topic: str) -> Counter:
+        return Counter(m.value() for m in read_topic(kafka_bootstrap, topic_prefix + topic))
+
+    crash_events = events("alerts.drift.crash")
+    assert set(crash_events.values()) == {1}, "an alert event is in the topic twice"
+    assert crash_events == events("alerts.drift")
+    assert sum(crash_events.values()) == len(alerts["clean"])

@@ -10,7 +10,7 @@ HEAVY = ["pyspark", "confluent_kafka", "great_expectations"]
 
 
 @pytest.mark.parametrize(
-    "module", ["driftline", "driftline.quality", "driftline.config", "driftline.testing"]
+    "module", ["driftline", "driftline.quality", "driftline.config", "driftline.testing", "driftline.stats"]
 )
 def test_pure_modules_load_no_edge_dependencies(module) -> None:
     code = f"import sys, json, {module}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
