@@ -4,7 +4,11 @@
 2. decode only: the same read plus ``BulkDecoder`` into Arrow (what the source does);
 3. record-by-record decode with fastavro (``AvroDecoder``), for reference;
 4. end to end: ``driftline.spark.job.run`` until idle (source, rules, windows,
-   tables, dead letters), timed after the SparkSession is up.
+   tables, dead letters, drift scoring against a reference profile), timed after the
+   SparkSession is up.
+
+It also times ``ReferenceProfile.score`` on one window's counts (the driver-side
+drift work per closed window: six features, PSI / KS / chi-square, BH, verdicts).
 
 Each rate is printed as records/s and as a ratio to the raw consume rate. Run on
 the embedded broker; ``--records`` sets the size (default 200,000 payments records).
@@ -96,7 +100,48 @@ def main() -> None:
     print(f"driftline bench: {n:,} payments records, {PARTITIONS} partitions, embedded broker")
     for name, rate in results.items():
         print(f"  {name:<32} {rate:>12,.0f} records/s   {rate / raw:6.3f} x raw")
-    print(json.dumps({k: round(v) for k, v in results.items()}))
+    windows_per_second = _scoring_rate()
+    print(
+        f"  {'drift scoring (driver)':<32} {windows_per_second:>12,.0f} windows/s (6 features, default grid)"
+    )
+    print(
+        json.dumps(
+            {**{k: round(v) for k, v in results.items()}, "windows_scored_per_s": round(windows_per_second)}
+        )
+    )
+
+
+def _reference_records(count: int):
+    from driftline.testing import SignalGenerator
+
+    return [
+        r.value for r in SignalGenerator("payments", seed=1234, exclude_fields=("channel",)).records(count)
+    ]
+
+
+def _profile(config):
+    from driftline.stats import ReferenceProfile
+
+    spec = config.source("payments")
+    rows = _reference_records(20_000)
+    columns = {f: [r[f] for r in rows] for f in spec.features}
+    kinds = {k: [f for f, c in spec.features.items() if c.kind == k] for k in ("numeric", "categorical")}
+    return ReferenceProfile.fit(
+        columns, numeric=kinds["numeric"], categorical=kinds["categorical"], version="bench"
+    )
+
+
+def _scoring_rate() -> float:
+    config = load_pipeline(REPO / "pipelines" / "demo.toml")
+    profile = _profile(config)
+    window = _reference_records(2_000)
+    counts = {
+        name: feature.window_counts([r[name] for r in window]) for name, feature in profile.features.items()
+    }
+    rounds, started = 200, time.perf_counter()
+    for _ in range(rounds):
+        profile.score(counts, methods=("psi", "ks", "chi2"))
+    return rounds / (time.perf_counter() - started)
 
 
 def _job_seconds(bootstrap: str, scratch: Path, topic: str) -> float:
@@ -111,6 +156,11 @@ def _job_seconds(bootstrap: str, scratch: Path, topic: str) -> float:
         }
     )
     assert config.topic("payments") == topic
+    references = scratch / "references"
+    _profile(config).save(references / "payments" / "bench.json")
+    config = config.model_copy(
+        update={"reference": config.reference.model_copy(update={"path": str(references)})}
+    )
     spark = build_session("driftline-bench")
     try:
         started = time.perf_counter()

@@ -127,7 +127,7 @@ class ReferenceConfig(_Model):
 
     path: str = "references"
     version: str | None = Field(default=None, description="Pin a version; default: the newest.")
-    grid: int = Field(default=1000, ge=10, le=100_000, description="Fine quantile bins (KS, quantiles).")
+    grid: int = Field(default=10_000, ge=10, le=100_000, description="Fine quantile bins (KS, quantiles).")
     bins: int = Field(default=10, ge=2, le=1000, description="Coarse bins for PSI and JS.")
     max_categories: int = Field(default=1000, ge=1, description="Vocabulary size kept per categorical.")
 

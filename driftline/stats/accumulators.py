@@ -59,6 +59,12 @@ class BinCounts:
         if self.counts.shape != (self.binning.slots,):
             raise ValueError(f"expected {self.binning.slots} counts, got {self.counts.shape}")
 
+    def __eq__(self, other: object) -> bool:
+        # the generated __eq__ would compare the arrays with == and raise on their truth value
+        if not isinstance(other, BinCounts):
+            return NotImplemented
+        return self.binning == other.binning and np.array_equal(self.counts, other.counts)
+
     def update(self, values: Iterable[Any]) -> BinCounts:
         if isinstance(self.binning, NumericBinning):
             self.counts = self.counts + self.binning.counts(values)
@@ -90,7 +96,8 @@ class BinCounts:
         if total == 0:
             return math.nan
         cumulative = np.cumsum(values)
-        slot = int(np.searchsorted(cumulative, level * total, side="left"))
+        # the first bin reaching the level; for level 0 the first non-empty bin
+        slot = int(np.searchsorted(cumulative, level * total, side="left" if level > 0 else "right"))
         edges = self.binning.edges
         if slot == 0:
             return edges[0]

@@ -1,6 +1,6 @@
 """Bins fitted once on the reference, then frozen: the yardstick never moves.
 
-Numeric features get a *fine grid* of reference quantiles (``grid`` bins, default 1000)
+Numeric features get a *fine grid* of reference quantiles (``grid`` bins, default 10,000)
 whose edges include the *coarse* PSI edges (``bins``, default 10): the coarse bins are
 unions of fine bins, so one set of counts per window serves PSI, KS and quantiles.
 Bin ``j`` is ``[edge_{j-1}, edge_j)``, with ``-inf`` below the first edge and ``+inf``
@@ -41,7 +41,7 @@ import numpy as np
 
 OOV = "__OOV__"
 NULL = "__NULL__"
-DEFAULT_GRID = 1000
+DEFAULT_GRID = 10_000
 DEFAULT_BINS = 10
 MAX_CATEGORIES = 1000
 
@@ -90,8 +90,7 @@ class NumericBinning:
         finite = finite[np.isfinite(finite)]
         if finite.size == 0:
             raise ValueError("the reference has no finite values to fit bins on")
-        levels = np.arange(1, grid) / grid
-        quantiles = np.quantile(finite, levels)
+        quantiles = _linear_quantiles(np.sort(finite), np.arange(1, grid) / grid)
         edges = np.unique(quantiles)
         coarse_values = np.unique(quantiles[grid // bins - 1 :: grid // bins])
         coarse = np.searchsorted(edges, coarse_values)
@@ -179,6 +178,22 @@ class CategoricalBinning:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CategoricalBinning:
         return cls(tuple(data["vocabulary"]))
+
+
+def _linear_quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``numpy.quantile(x, levels)`` (linear method) of already sorted ``x``, bit for bit.
+
+    The same float operations as numpy's (virtual index ``(n - 1) * q``, then its
+    two-sided lerp), without numpy's partition per level (hundreds of times faster at 10,000 levels).
+    """
+    n = ordered.size
+    virtual = (n - 1) * levels
+    low = np.clip(np.floor(virtual), 0, n - 1).astype(np.int64)
+    high = np.clip(low + 1, 0, n - 1)
+    gamma = virtual - np.floor(virtual)
+    a, b = ordered[low], ordered[high]
+    diff = b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
 def binning_from_dict(data: Mapping[str, Any]) -> NumericBinning | CategoricalBinning:

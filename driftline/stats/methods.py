@@ -23,7 +23,7 @@ KS
 
         ``0 <= D_exact - D_grid <= min(max_j r_j / R, max_j c_j / C)``
 
-    (``ks_bound`` in the result; about ``1 / grid`` for continuous data, 0.001 by default). The p-value is
+    (``ks_bound`` in the result; about ``1 / grid`` for continuous data, 0.0001 by default). The p-value is
     the Kolmogorov distribution's tail at ``(sqrt(n_e) + 0.12 + 0.11 / sqrt(n_e)) * D``
     with ``n_e = R * C / (R + C)`` (Stephens' small-sample correction). Nulls are
     excluded (the null slot is PSI's business). Effect size: ``D``.

@@ -13,7 +13,7 @@ one, such as PSI) are passed through and do not count towards ``m``.
 Examples
 --------
 >>> benjamini_hochberg([0.01, 0.04, 0.03, 0.5])
-[0.04, 0.05333333333333334, 0.05333333333333334, 0.5]
+[0.04, 0.05333333333333333, 0.05333333333333333, 0.5]
 >>> benjamini_hochberg([0.02, None])
 [0.02, None]
 """
@@ -36,7 +36,7 @@ def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
     p = np.array([p_values[i] for i in present], dtype=np.float64)
     order = np.argsort(p, kind="stable")
     m = p.size
-    ranked = p[order] * m / np.arange(1, m + 1)
+    ranked = p[order] * (m / np.arange(1, m + 1))  # factor >= 1 (exactly 1 for the largest): p_adj >= p
     adjusted_sorted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
     adjusted = np.empty(m)
     adjusted[order] = adjusted_sorted

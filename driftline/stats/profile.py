@@ -228,5 +228,5 @@ class ReferenceProfile:
         path = Path(path)
         try:
             return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # any malformed content
             raise ValueError(f"cannot read reference profile {path}: {exc}") from exc

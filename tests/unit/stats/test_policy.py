@@ -1,0 +1,168 @@
+"""The alert policy: verdict table, k-of-n persistence, hysteresis, and state that survives a restart."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from driftline.stats.policy import AlertPolicy, PolicyState, Verdict
+
+D, E, C, N = Verdict.DRIFTED, Verdict.ELEVATED, Verdict.CLEAR, Verdict.INSUFFICIENT  # N: not judged
+PROPERTY = settings(max_examples=200, deadline=None)
+
+
+@pytest.mark.parametrize(
+    ("method", "effect", "p_adjusted", "n", "expected"),
+    [
+        ("ks", 0.5, 0.0, 199, N),  # below min_rows = 200: not judged
+        ("ks", 0.5, 0.0, 200, D),
+        ("ks", 0.1, 0.01, 200, D),  # both bounds are inclusive
+        ("ks", 0.5, 0.0101, 10_000, C),  # large but not significant
+        ("ks", 0.099, 0.0, 200, E),  # below the floor, within resolve_ratio (0.8) of it
+        ("ks", 0.081, 0.001, 200, E),
+        ("ks", 0.079, 0.0, 200, C),
+        ("chi2", 0.09, 0.5, 200, C),  # elevated needs significance too
+        ("chi2", 0.3, 1e-9, 5000, D),
+        ("js", 0.1, None, 200, D),  # JS has no p-value and uses the effect floor
+        ("psi", 0.2, None, 200, D),  # PSI has no p-value and its own threshold
+        ("psi", 0.19, None, 200, E),
+        ("psi", 0.159, None, 200, C),
+        ("psi", 3.0, None, 150, N),
+        ("ks", math.nan, None, 10_000, N),  # no measure (an empty window) is not evidence
+    ],
+)
+def test_verdict_table(method, effect, p_adjusted, n, expected) -> None:
+    assert AlertPolicy().verdict(method, effect, p_adjusted, n) is expected
+
+
+def test_elevated_band_follows_resolve_ratio() -> None:
+    policy = AlertPolicy(resolve_ratio=0.5, psi_threshold=0.4)
+    assert [policy.verdict("psi", x, None, 1000) for x in (0.41, 0.39, 0.21, 0.19)] == [D, E, E, C]
+    strict = AlertPolicy(resolve_ratio=1.0)
+    assert [strict.verdict("ks", x, 0.0, 1000) for x in (0.1, 0.0999)] == [D, C]
+
+
+def test_thresholds_per_method() -> None:
+    policy = AlertPolicy(effect_floor=0.05, psi_threshold=0.25)
+    assert {m: policy.threshold(m) for m in ("psi", "ks", "chi2", "js")} == {
+        "psi": 0.25, "ks": 0.05, "chi2": 0.05, "js": 0.05,
+    }  # fmt: skip
+
+
+def first_fire_by_sliding_window(verdicts, k: int, n: int) -> int | None:
+    """Independent oracle: the first judged window where >= k of the last n judged windows drifted."""
+    judged = [(i, v) for i, v in enumerate(verdicts) if v is not N]
+    for position, (index, _) in enumerate(judged):
+        last_n = judged[max(0, position - n + 1) : position + 1]
+        if sum(v is D for _, v in last_n) >= k:
+            return index
+    return None
+
+
+def events_of(policy: AlertPolicy, verdicts, key: str = "x/ks") -> list[str | None]:
+    state = PolicyState()
+    return [state.observe(policy, key, f"w{i}", v) for i, v in enumerate(verdicts)]
+
+
+@PROPERTY
+@given(
+    kn=st.integers(1, 5).flatmap(lambda n: st.tuples(st.integers(1, n), st.just(n))),
+    verdicts=st.lists(st.sampled_from([D, E, C, N]), max_size=40),
+)
+def test_fires_exactly_when_k_of_the_last_n_judged_windows_drifted(kn, verdicts) -> None:
+    k, n = kn
+    events = events_of(AlertPolicy(persistence_k=k, persistence_n=n, resolve_after=1000), verdicts)
+    expected = first_fire_by_sliding_window(verdicts, k, n)
+    fired = [i for i, event in enumerate(events) if event == "fired"]
+    assert fired == ([] if expected is None else [expected])  # never resolves, so it fires at most once
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_drifted_windows_spread_further_apart_than_n_never_fire(n) -> None:
+    verdicts = [D if i % n == 0 else C for i in range(10 * n)]
+    assert set(events_of(AlertPolicy(persistence_k=2, persistence_n=n), verdicts)) == {None}
+    # one window closer and it fires on the second drifted window
+    closer = [D if i % (n - 1) == 0 else C for i in range(10 * n)] if n > 2 else [D, D]
+    assert events_of(AlertPolicy(persistence_k=2, persistence_n=n), closer).index("fired") == (
+        n - 1 if n > 2 else 1
+    )
+
+
+def test_since_is_the_first_drifted_window_of_the_episode() -> None:
+    state, policy = PolicyState(), AlertPolicy(persistence_k=2, persistence_n=3)
+    for i, verdict in enumerate([C, D, C, D]):
+        state.observe(policy, "amount/psi", f"w{i}", verdict)
+    track = state.tracks["amount/psi"]
+    assert track.firing and track.since == "w1"
+
+
+def test_resolves_only_after_resolve_after_consecutive_clear_windows() -> None:
+    policy = AlertPolicy(persistence_k=1, persistence_n=1, resolve_after=3)
+    verdicts = [D, C, C, E, C, C, D, C, C, C, C]
+    expected = ["fired", None, None, None, None, None, None, None, None, "resolved", None]
+    assert events_of(policy, verdicts) == expected
+
+
+def test_insufficient_windows_neither_count_nor_reset() -> None:
+    policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=3)
+    # judged windows: D C D -> fires on the second D although five windows passed
+    verdicts = [D, N, N, N, C, D, C, C, N, N, C]
+    expected = [None, None, None, None, None, "fired", None, None, None, None, "resolved"]
+    assert events_of(policy, verdicts) == expected
+
+
+def test_every_key_has_its_own_track() -> None:
+    policy, state = AlertPolicy(persistence_k=2, persistence_n=2), PolicyState()
+    events = [state.observe(policy, key, w, v) for key, w, v in
+              [("a/ks", "w1", D), ("b/ks", "w1", C), ("a/ks", "w2", D), ("b/ks", "w2", D)]]  # fmt: skip
+    assert events == [None, None, "fired", None]
+    assert state.tracks["a/ks"].firing and not state.tracks["b/ks"].firing
+
+
+@PROPERTY
+@given(
+    stream=st.lists(st.tuples(st.sampled_from(["a/ks", "b/psi", "c/chi2"]), st.sampled_from([D, E, C, N]))),
+    cut=st.integers(0, 100),
+)
+def test_state_serialised_mid_episode_continues_like_an_uninterrupted_run(stream, cut) -> None:
+    policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=2)
+    cut = min(cut, len(stream))
+
+    def feed(state, part, offset):
+        return [state.observe(policy, key, f"w{offset + i}", v) for i, (key, v) in enumerate(part)]
+
+    uninterrupted = PolicyState()
+    expected = feed(uninterrupted, stream, 0)
+
+    first = PolicyState()
+    events = feed(first, stream[:cut], 0)
+    restored = PolicyState.from_dict(json.loads(json.dumps(first.to_dict())))
+    assert restored == first
+    events += feed(restored, stream[cut:], cut)
+
+    assert events == expected
+    assert restored.to_dict() == uninterrupted.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("settings_", "message"),
+    [
+        ({"persistence_k": 0}, "need 1 <= persistence_k (0) <= persistence_n (3)"),
+        ({"persistence_k": 4, "persistence_n": 3}, "need 1 <= persistence_k (4) <= persistence_n (3)"),
+        ({"resolve_ratio": 0.0}, "resolve_ratio must be in (0, 1], got 0.0"),
+        ({"resolve_ratio": 1.5}, "resolve_ratio must be in (0, 1], got 1.5"),
+    ],
+)
+def test_invalid_policies_are_refused_with_a_message(settings_, message) -> None:
+    with pytest.raises(ValueError) as caught:
+        AlertPolicy(**settings_)
+    assert str(caught.value) == message
+
+
+def test_from_settings_takes_the_matching_attributes_and_defaults_the_rest() -> None:
+    policy = AlertPolicy.from_settings(SimpleNamespace(p_value=0.05, min_rows=10, topic="payments"))
+    assert (policy.p_value, policy.min_rows) == (0.05, 10)
+    assert policy.effect_floor == AlertPolicy().effect_floor
