@@ -13,7 +13,8 @@ accumulator, which is what lets windows, partitions, micro-batches and restarts 
       n = n_a + n_b,   delta = mean_b - mean_a,   mean = mean_a + delta * n_b / n,
       m2 = m2_a + m2_b + delta^2 * n_a * n_b / n
 
-  ``variance`` is the sample variance ``m2 / (n - 1)``. Nulls and NaN are skipped.
+  ``variance`` is the sample variance ``m2 / (n - 1)``. Nulls, NaN and +-inf are skipped
+  (the bins count infinities in their outer bins; moments would become NaN).
 
 Examples
 --------
@@ -127,7 +128,7 @@ class Moments:
 
     def update(self, values: Iterable[Any]) -> Moments:
         x = as_float_array(values)
-        x = x[~np.isnan(x)]
+        x = x[np.isfinite(x)]
         if x.size == 0:
             return self
         part = Moments(int(x.size), float(x.mean()), float(((x - x.mean()) ** 2).sum()),

@@ -55,7 +55,7 @@ def as_float_array(values: Iterable[Any]) -> np.ndarray:
 
 def category_label(value: Any) -> str | None:
     """The string Spark's ``CAST(value AS STRING)`` gives; ``None`` for null or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
         return None
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
@@ -77,6 +77,12 @@ class NumericBinning:
     def __post_init__(self) -> None:
         if not self.edges or any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
             raise ValueError(f"bin edges must be non-empty and strictly increasing, got {self.edges[:5]}...")
+        if any(not 0 <= i < len(self.edges) for i in self.coarse) or list(self.coarse) != sorted(
+            set(self.coarse)
+        ):
+            raise ValueError(
+                f"coarse edge positions must be increasing indices into the edges, got {self.coarse}"
+            )
 
     @classmethod
     def fit(

@@ -75,9 +75,14 @@ class FeatureProfile:
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> FeatureProfile:
         moments = data.get("moments")
-        return cls(name, data["kind"], binning_from_dict(data["binning"]),
-                   np.asarray(data["counts"], dtype=np.int64),
-                   None if moments is None else Moments.from_dict(moments))  # fmt: skip
+        binning = binning_from_dict(data["binning"])
+        counts = np.asarray(data["counts"], dtype=np.int64)
+        if counts.shape != (binning.slots,) or data["kind"] not in ("numeric", "categorical"):
+            raise ValueError(f"feature {name!r}: {counts.size} counts for {binning.slots} bins, kind "
+                             f"{data['kind']!r} (expected numeric or categorical)")  # fmt: skip
+        return cls(
+            name, data["kind"], binning, counts, None if moments is None else Moments.from_dict(moments)
+        )
 
 
 def _column(data: Any, name: str, *, numeric: bool) -> np.ndarray:
