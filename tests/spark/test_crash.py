@@ -34,7 +34,7 @@ DRIFTS = (
     Drift("variance_change", "vibration_mm_s", RECORDS // 2, 2.5),
     Drift("null_rate", "pressure_kpa", RECORDS // 2, 0.3),
 )
-PER_BATCH = "1500"
+PER_BATCH = "2250"
 
 
 def _committed_batches(pipeline_dir) -> int:
@@ -71,6 +71,7 @@ def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
     return Counter((letter.origin, letter.reason.value, letter.raw) for letter in letters)
 
 
+@pytest.mark.timeout(1200)  # a clean run, three killed runs and a final one, each starting a JVM
 def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path) -> None:
     generated = SignalGenerator("sensors", seed=31, interval=SECOND, drifts=DRIFTS).records(RECORDS)
     records = [r.value for r in generated]
@@ -102,11 +103,11 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     assert baseline.returncode == 0, baseline.stderr[-3000:]
     clean_summary = json.loads(baseline.stdout.strip().splitlines()[-1])["sources"]["sensors"]
     assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
-    assert clean_summary["batches"] >= 5
+    assert clean_summary["batches"] >= 4
 
     rng = random.Random(7)
     kills = 0
-    for kill_after in (1, 3, 4):
+    for kill_after in (1, 2, 3):
         if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is None:
             kills += 1
     assert kills >= 2, "the job finished before it could be killed"

@@ -10,6 +10,7 @@ exactly the alerts table's events.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import pandas as pd
@@ -42,9 +43,12 @@ def _stream():
     return SignalGenerator("payments", seed=23, interval=timedelta(seconds=1), drifts=drifts).records(N)
 
 
-@pytest.fixture
-def drift_run(spark, kafka_bootstrap, topic_prefix, tmp_path):
-    config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
+@pytest.fixture(scope="module")
+def drift_run(spark, kafka_bootstrap, tmp_path_factory):
+    """One job run shared by the module's tests (they only read its outputs)."""
+    tmp_path = tmp_path_factory.mktemp("drift")
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=prefix))
     training = SignalGenerator("payments", seed=99, interval=timedelta(seconds=1)).records(8000)
     names = [*training[0].value]
     baseline = baseline_from_file(
