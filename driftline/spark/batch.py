@@ -28,7 +28,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -38,7 +38,7 @@ from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWrit
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import window_stats as ws
 from driftline.spark.drift import DriftScorer, bin_partials
-from driftline.spark.tables import Warehouse, overwrite, overwrite_partitions, read_batches
+from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions, read_batches
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ PROGRESS_SCHEMA = (
     "read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
     "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP"
 )
-
-
-def _utc(moment: datetime) -> datetime:
-    """Spark hands timestamps back naive in the session time zone (UTC, see session.py)."""
-    return moment.astimezone(UTC)
 
 
 @contextmanager
@@ -152,13 +147,13 @@ class BatchProcessor:
             overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), state("progress"))
         # the watermark after this batch, derived rather than read back from the progress table
         newest = record["max_event_time"]
-        candidates = [watermark, newest and _utc(newest) - timedelta(seconds=plan.watermark_seconds)]
+        candidates = [watermark, newest and as_utc(newest) - timedelta(seconds=plan.watermark_seconds)]
         watermark_after = max((w for w in candidates if w is not None), default=None)
         with timed("merge_windows"):
             closed = self._merge_windows(spark, batch_id, windowed, late_windowed, watermark, watermark_after)
         if plan.drift is not None:
             with timed("drift"):
-                plan.drift.score_closed(spark, batch_id, [(_utc(a), _utc(b)) for a, b in closed])
+                plan.drift.score_closed(spark, batch_id, [(as_utc(a), as_utc(b)) for a, b in closed])
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -190,7 +185,7 @@ class BatchProcessor:
         newest = progress.agg(F.max("max_event_time")).first()[0]
         if newest is None:
             return None
-        return _utc(newest) - timedelta(seconds=self.plan.watermark_seconds)
+        return as_utc(newest) - timedelta(seconds=self.plan.watermark_seconds)
 
     def _dead_letters(self, decode_failed, rule_failed, late, watermark, batch_id) -> DataFrame:
         plan = self.plan

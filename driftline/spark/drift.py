@@ -27,7 +27,7 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.spark import window_stats as ws
-from driftline.spark.tables import Warehouse, overwrite, read_batches
+from driftline.spark.tables import Warehouse, as_utc, overwrite, read_batches
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
 from driftline.stats.binning import NumericBinning
 from driftline.stats.scoring import FeatureScore
@@ -91,11 +91,6 @@ def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> Da
         .groupBy(*ws.WINDOW_KEY, "_pair.feature", "_pair.bin")
         .agg(F.count(F.lit(1)).alias("count"))
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    """Spark hands timestamps back naive in local time; ``astimezone`` reads them so."""
-    return moment.astimezone(UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -155,7 +150,7 @@ class DriftScorer:
             )
             grouped: dict[tuple, dict[int, int]] = defaultdict(dict)
             for row in rows.collect():
-                grouped[(_utc(row["window_start"]), row["feature"])][row["bin"]] = row["c"]
+                grouped[(as_utc(row["window_start"]), row["feature"])][row["bin"]] = row["c"]
             for (start, feature), by_bin in grouped.items():
                 counts = np.zeros(self.reference.features[feature].binning.slots, dtype=np.int64)
                 for slot, count in by_bin.items():
@@ -168,7 +163,7 @@ class DriftScorer:
             rows = rows.groupBy("window_start", "feature", "value").agg(F.sum("count").alias("c"))
             grouped_values: dict[tuple, dict[Any, int]] = defaultdict(dict)
             for row in rows.collect():
-                grouped_values[(_utc(row["window_start"]), row["feature"])][row["value"]] = row["c"]
+                grouped_values[(as_utc(row["window_start"]), row["feature"])][row["value"]] = row["c"]
             for (start, feature), by_value in grouped_values.items():
                 out[start][feature] = self.reference.features[feature].binning.counts(by_value)
         return out
@@ -185,7 +180,7 @@ class DriftScorer:
         )
         out: dict[datetime, list[dict]] = defaultdict(list)
         for r in sorted(rows, key=lambda r: (r["_topic"], r["_partition"])):
-            out[_utc(r["window_start"])].append({"topic": r["_topic"], "partition": r["_partition"],
+            out[as_utc(r["window_start"])].append({"topic": r["_topic"], "partition": r["_partition"],
                                            "first_offset": r["first"], "last_offset": r["last"]})  # fmt: skip
         return out
 

@@ -13,7 +13,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.spark.batch import BatchProcessor, SourcePlan
 from driftline.spark.drift import DriftScorer, identity_of_alert
 from driftline.spark.kafka_source import FORMAT
-from driftline.spark.tables import Warehouse, read_batches
+from driftline.spark.tables import Warehouse, as_utc, read_batches
 from driftline.stats import AlertPolicy
 
 logger = logging.getLogger(__name__)
@@ -285,7 +284,7 @@ def _summarize_drift(spark, warehouse: Warehouse, source: str, summary: SourceSu
 
 
 def _utc_iso(moment) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["RunSummary", "SourceSummary", "run", "source_plan", "start_query"]

@@ -16,9 +16,15 @@ pandas or Spark read any of them directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp Spark handed back (naive, in local time) as an aware UTC datetime."""
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
