@@ -334,14 +334,7 @@ class BatchProcessor:
         features = features.unionByName(
             self._late_only_windows(spark, late, features), allowMissingColumns=True
         )
-        windows = known.where(in_touched).groupBy(*ws.WINDOW_KEY, "_topic", "_partition").agg(
-            F.min("first_offset").alias("first_offset"), F.max("last_offset").alias("last_offset")
-        ).groupBy(*ws.WINDOW_KEY).agg(
-            F.array_sort(F.collect_list(F.struct(
-                F.col("_topic").alias("topic"), F.col("_partition").alias("partition"),
-                "first_offset", "last_offset",
-            ))).alias("offset_ranges")
-        )  # fmt: skip
+        windows = ws.offset_ranges(known.where(in_touched))
         is_final = (F.col("window_end") <= F.lit(watermark_after)) if watermark_after else F.lit(False)
         table = (
             features.join(windows, ws.WINDOW_KEY, "left")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,10 +36,10 @@ from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.spark import window_stats as ws
-from driftline.spark.tables import Warehouse, as_utc, overwrite, read_batches
+from driftline.spark.tables import Warehouse, as_utc, iso_utc, overwrite, read_batches
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
 from driftline.stats.binning import NumericBinning
-from driftline.stats.scoring import FeatureScore
+from driftline.stats.scoring import FeatureScore, finite_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +90,6 @@ def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> Da
         .groupBy(*ws.WINDOW_KEY, "_pair.feature", "_pair.bin")
         .agg(F.count(F.lit(1)).alias("count"))
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 @dataclass
@@ -153,8 +144,7 @@ class DriftScorer:
                 grouped[(as_utc(row["window_start"]), row["feature"])][row["bin"]] = row["c"]
             for (start, feature), by_bin in grouped.items():
                 counts = np.zeros(self.reference.features[feature].binning.slots, dtype=np.int64)
-                for slot, count in by_bin.items():
-                    counts[slot] += count
+                counts[list(by_bin)] = list(by_bin.values())
                 out[start][feature] = counts
         categorical = [n for n, f in self.reference.features.items() if f.kind == "categorical"]
         values = read_batches(spark, self.warehouse.state("categorical"), self.source, through=batch_id)
@@ -172,17 +162,8 @@ class DriftScorer:
         known = read_batches(spark, self.warehouse.state("windows"), self.source, through=batch_id)
         if known is None:
             return {}
-        rows = (
-            known.where(F.col("window_start").isin(closed))
-            .groupBy("window_start", "_topic", "_partition")
-            .agg(F.min("first_offset").alias("first"), F.max("last_offset").alias("last"))
-            .collect()
-        )
-        out: dict[datetime, list[dict]] = defaultdict(list)
-        for r in sorted(rows, key=lambda r: (r["_topic"], r["_partition"])):
-            out[as_utc(r["window_start"])].append({"topic": r["_topic"], "partition": r["_partition"],
-                                           "first_offset": r["first"], "last_offset": r["last"]})  # fmt: skip
-        return out
+        rows = ws.offset_ranges(known.where(F.col("window_start").isin(closed))).collect()
+        return {as_utc(r["window_start"]): [part.asDict() for part in r["offset_ranges"]] for r in rows}
 
     def score_closed(self, spark, batch_id: int, closed: list[tuple[datetime, datetime]]) -> int:
         """Score ``closed`` windows (start, end), advance the policy, write scores and alerts.
@@ -204,7 +185,7 @@ class DriftScorer:
             scores = self.reference.score(window_counts, methods=self.methods, policy=self.policy)
             for score in scores:
                 score_rows.append(self._score_row(score, start, end, ranges.get(start, []), version))
-                event = state.observe(self.policy, score.key, _iso(start), score.verdict)
+                event = state.observe(self.policy, score.key, iso_utc(start), score.verdict)
                 if event is not None:
                     since = state.tracks[score.key].since if event == "fired" else None
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, [])))
@@ -220,12 +201,12 @@ class DriftScorer:
     def _score_row(self, score: FeatureScore, start, end, ranges, version) -> dict[str, Any]:
         return {
             "pipeline": self.pipeline, "window_start": start, "window_end": end, "feature": score.feature,
-            "kind": score.kind, "method": score.method, "score": _finite(score.score),
-            "effect": _finite(score.effect), "p_value": _finite(score.p_value),
-            "p_adjusted": _finite(score.p_adjusted), "threshold": score.threshold,
+            "kind": score.kind, "method": score.method, "score": finite_or_none(score.score),
+            "effect": finite_or_none(score.effect), "p_value": finite_or_none(score.p_value),
+            "p_adjusted": finite_or_none(score.p_adjusted), "threshold": score.threshold,
             "verdict": str(score.verdict), "drifted": score.drifted, "n": score.n,
-            "ks_bound": _finite(score.details.get("ks_bound")),
-            "psi_smoothing": _finite(score.details.get("smoothing")), "reference_version": version,
+            "ks_bound": finite_or_none(score.details.get("ks_bound")),
+            "psi_smoothing": finite_or_none(score.details.get("smoothing")), "reference_version": version,
             "top_shifted": score.top_shifted, "offset_ranges": ranges,
         }  # fmt: skip
 
@@ -235,8 +216,9 @@ class DriftScorer:
         return {
             "pipeline": self.pipeline, "event": event, "alert_id": alert_id, "feature": score.feature,
             "method": score.method, "window_start": start, "window_end": end, "first_flagged_window": first,
-            "score": _finite(score.score), "effect": _finite(score.effect), "threshold": score.threshold,
-            "p_value": _finite(score.p_value), "p_adjusted": _finite(score.p_adjusted), "n": score.n,
+            "score": finite_or_none(score.score), "effect": finite_or_none(score.effect),
+            "threshold": score.threshold, "p_value": finite_or_none(score.p_value),
+            "p_adjusted": finite_or_none(score.p_adjusted), "n": score.n,
             "reference_version": self.reference.version, "top_shifted": score.top_shifted,
             "offset_ranges": ranges,
         }  # fmt: skip
@@ -254,7 +236,7 @@ class DriftScorer:
             value=value.encode(),
             key=row["alert_id"].encode(),
             headers=[("driftline.event", row["event"].encode())],
-            identity=alert_identity(row["alert_id"], row["event"], _iso(row["window_start"])),
+            identity=alert_identity(row["alert_id"], row["event"], iso_utc(row["window_start"])),
         )
 
 

@@ -25,7 +25,7 @@ from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.spark.batch import BatchProcessor, SourcePlan
 from driftline.spark.drift import DriftScorer, identity_of_alert
 from driftline.spark.kafka_source import FORMAT
-from driftline.spark.tables import Warehouse, as_utc, read_batches
+from driftline.spark.tables import Warehouse, iso_utc, read_batches
 from driftline.stats import AlertPolicy
 
 logger = logging.getLogger(__name__)
@@ -280,11 +280,7 @@ def _summarize_drift(spark, warehouse: Warehouse, source: str, summary: SourceSu
     fired = alerts.where(F.col("event") == "fired")
     summary.alerts_fired = fired.count()
     for row in fired.groupBy("feature").agg(F.min("first_flagged_window").alias("first")).collect():
-        summary.drifted[row["feature"]] = _utc_iso(row["first"])
-
-
-def _utc_iso(moment) -> str:
-    return as_utc(moment).isoformat().replace("+00:00", "Z")
+        summary.drifted[row["feature"]] = iso_utc(row["first"])
 
 
 __all__ = ["RunSummary", "SourceSummary", "run", "source_plan", "start_query"]

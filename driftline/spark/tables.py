@@ -27,6 +27,11 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` (``2026-01-05T08:30:00Z``), for Spark's or aware datetimes."""
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class Warehouse:
     root: Path

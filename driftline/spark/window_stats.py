@@ -92,6 +92,22 @@ def window_partials(rows: DataFrame) -> DataFrame:
     )
 
 
+def offset_ranges(window_partials_: DataFrame) -> DataFrame:
+    """Per window: ``offset_ranges``, the sorted (topic, partition, first_offset,
+    last_offset) ranges its rows came from, merged over any number of batches."""
+    return (
+        window_partials_.groupBy(*WINDOW_KEY, "_topic", "_partition")
+        .agg(F.min("first_offset").alias("first_offset"), F.max("last_offset").alias("last_offset"))
+        .groupBy(*WINDOW_KEY)
+        .agg(
+            F.array_sort(F.collect_list(F.struct(
+                F.col("_topic").alias("topic"), F.col("_partition").alias("partition"),
+                "first_offset", "last_offset",
+            ))).alias("offset_ranges")
+        )
+    )  # fmt: skip
+
+
 def merge_numeric(partials: DataFrame) -> DataFrame:
     """Merge numeric partials of any number of batches into one row per (window, feature)."""
     group = Window.partitionBy(*WINDOW_KEY, "feature")
