@@ -12,6 +12,7 @@ from driftline.config.pipeline import (
     DriftConfig,
     FeatureConfig,
     KafkaConfig,
+    MetricsConfig,
     PipelineConfig,
     ReferenceConfig,
     SourceConfig,
@@ -20,6 +21,7 @@ from driftline.config.pipeline import (
 
 __all__ = [
     "DriftConfig",
+    "MetricsConfig",
     "Duration",
     "FeatureConfig",
     "KafkaConfig",

@@ -10,6 +10,7 @@ Sections (all documented in ``pipelines/README.md``):
 ``[windows]``    event-time window size, slide, watermark, trigger interval
 ``[reference]``  where the reference profile lives
 ``[drift]``      drift methods and the alert policy's thresholds
+``[metrics]``    the Prometheus exporter on the job's driver
 """
 
 from __future__ import annotations
@@ -161,6 +162,17 @@ class DriftConfig(_Model):
         return self
 
 
+class MetricsConfig(_Model):
+    """The job driver's Prometheus exporter (``GET http://<address>:<port>/metrics``)."""
+
+    enabled: bool = True
+    address: str = Field(default="127.0.0.1", description="Bind address; 0.0.0.0 to be scraped remotely.")
+    port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port.")
+    lag_interval: DurationField = Field(
+        default=parse_duration("15 seconds"), description="How often consumer lag is measured."
+    )
+
+
 class PipelineConfig(_Model):
     """A whole pipeline definition. Relative paths resolve against ``base_dir``."""
 
@@ -173,6 +185,7 @@ class PipelineConfig(_Model):
     windows: WindowConfig = Field(default_factory=WindowConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @property

@@ -1,0 +1,269 @@
+"""The pipeline's Prometheus metrics: one registry per job driver, one method per event.
+
+Importable without Spark or Kafka: the Spark side (:mod:`driftline.spark.listener`,
+the batch processor, the lag monitor) calls these methods on the driver, and the
+exporter (:mod:`driftline.metrics.exporter`) serves :attr:`PipelineMetrics.registry`.
+
+Conventions (https://prometheus.io/docs/practices/naming/): every name starts with
+``driftline_``, carries its unit (``_seconds``, ``_records``, ``_timestamp_seconds``)
+and counters end in ``_total``. Every series has ``pipeline`` and ``source`` labels;
+the other labels are bounded by the pipeline definition, never by the data:
+
+============  ============================================================================
+``outcome``   ``valid`` | ``dead_lettered`` | ``late`` (records); ``success`` | ``failure``
+``reason``    a :class:`~driftline.quality.reasons.ReasonCode` value
+``topic``     a source topic named in the pipeline file
+``feature``   a feature named in the pipeline file
+``method``    a drift method named in ``[drift] methods``
+``suite``     the source's expectation suite name
+``event``     ``fired`` | ``resolved``
+============  ============================================================================
+
+The full catalogue with PromQL examples is in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from driftline import __version__
+
+disable_created_metrics()  # no *_created series: they double the output and nobody queries them
+
+#: Batch durations seen here run from ~1 s (empty) to minutes (catch-up after an outage).
+BATCH_SECONDS_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, float("inf"))
+OUTCOMES = ("valid", "dead_lettered", "late")
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """One micro-batch's counts, as the batch processor reconciled them.
+
+    ``read == valid + dead_lettered + late`` holds for every batch the processor
+    commits; ``by_reason`` splits ``dead_lettered`` (LATE_DATA is counted in ``late``).
+    """
+
+    read: int
+    valid: int
+    dead_lettered: int
+    late: int
+    by_reason: Mapping[str, int]
+    rule_failures: Mapping[str, int]  # expectation (rule id) -> rows it rejected first
+    rows_checked: int  # rows the row-level expectations were evaluated on
+    max_event_time: datetime | None
+    watermark: datetime | None
+
+
+@dataclass(frozen=True)
+class DriftObservation:
+    """The newest closed window's result for one (feature, method)."""
+
+    feature: str
+    method: str
+    score: float | None
+    threshold: float
+    drifted: bool
+    alert_active: bool
+    window_end: datetime
+    first_flagged: datetime | None  # start of the first flagged window of the active alert
+
+
+def _seconds(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+class PipelineMetrics:
+    """Every metric driftline exports, registered in :attr:`registry` (not the global one)."""
+
+    def __init__(self, pipeline: str, *, registry: CollectorRegistry | None = None) -> None:
+        self.pipeline = pipeline
+        self.registry = registry or CollectorRegistry()
+        self._cumulative: dict[str, list[int]] = {}  # source -> [read, accounted for]
+        self._newest_event: dict[str, float] = {}
+        r, base = self.registry, ("pipeline", "source")
+
+        def counter(name: str, doc: str, *extra: str) -> Counter:
+            return Counter(name, doc, (*base, *extra), registry=r)
+
+        def gauge(name: str, doc: str, *extra: str) -> Gauge:
+            return Gauge(name, doc, (*base, *extra), registry=r)
+
+        Gauge("driftline_build_info", "driftline version of the exporting job (always 1).",
+              ("version",), registry=r).labels(__version__).set(1)  # fmt: skip
+        # records and their fate
+        self.read = counter("driftline_records_read", "Records read from the source's Kafka topics.")
+        self.records = counter(
+            "driftline_records", "Records by outcome: valid, dead_lettered (decode or rule) or late.", "outcome"
+        )
+        self.dead_letters = counter(
+            "driftline_dead_letters", "Records sent to the dead-letter topic, by reason code.", "reason"
+        )
+        self.unreconciled = gauge(
+            "driftline_records_unreconciled",
+            "Records read minus valid, dead-lettered and late since the job started; must be 0.",
+        )
+        self.batches = counter("driftline_batches", "Micro-batches committed.")
+        self.batch_seconds = Histogram(
+            "driftline_batch_duration_seconds", "Wall time of a micro-batch (trigger execution).",
+            base, buckets=BATCH_SECONDS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.input_rate = gauge(
+            "driftline_input_records_per_second", "Rate records arrived at, over the last micro-batch."
+        )
+        self.processed_rate = gauge(
+            "driftline_processed_records_per_second", "Rate records were processed at, last micro-batch."
+        )
+        self.lag = gauge(
+            "driftline_consumer_lag_records", "Records in the topic not yet processed by the query.", "topic"
+        )
+        # freshness
+        self.last_event = gauge(
+            "driftline_last_event_timestamp_seconds", "Newest valid event time seen (Unix seconds)."
+        )
+        self.last_record = gauge(
+            "driftline_last_record_received_timestamp_seconds",
+            "When the query last processed a batch with records (wall clock; query start before that).",
+        )
+        self.watermark = gauge("driftline_watermark_timestamp_seconds", "The source's event-time watermark.")
+        # expectations
+        self.expectation_rows = counter(
+            "driftline_expectation_rows", "Rows checked by the suite's row-level expectations.", "suite", "outcome"
+        )
+        self.expectation_success = gauge(
+            "driftline_expectation_success_ratio",
+            "Share of rows passing every expectation of the suite, in the last batch that checked rows.",
+            "suite",
+        )
+        self.expectation_failures = counter(
+            "driftline_expectation_failures",
+            "Rows rejected, by the first expectation they failed.",
+            "suite",
+            "expectation",
+        )
+        # drift
+        self.drift_score = gauge(
+            "driftline_drift_score", "Drift score of the newest closed window (PSI, KS D, ...).", "feature", "method"
+        )
+        self.drift_threshold = gauge(
+            "driftline_drift_threshold", "The score above which a window counts as drifted.", "feature", "method"
+        )
+        self.drift_detected = gauge(
+            "driftline_drift_detected", "1 if the newest closed window drifted, else 0.", "feature", "method"
+        )
+        self.drift_alert_active = gauge(
+            "driftline_drift_alert_active",
+            "1 while the alert policy's alert (k of n windows drifted, not yet resolved) is firing.",
+            "feature",
+            "method",
+        )
+        self.drift_first_flagged = gauge(
+            "driftline_drift_first_flagged_timestamp_seconds",
+            "Start of the first flagged window of the firing alert (event time, Unix seconds).",
+            "feature",
+            "method",
+        )
+        self.drift_window_end = gauge(
+            "driftline_drift_window_end_timestamp_seconds", "End of the newest scored window (event time)."
+        )
+        self.drift_alerts = counter(
+            "driftline_drift_alerts", "Alert policy events: fired or resolved.", "feature", "method", "event"
+        )
+        # the query
+        self.query_up = gauge("driftline_query_up", "1 while the source's streaming query runs, else 0.")
+        self.query_failures = counter("driftline_query_failures", "Streaming queries that ended with an error.")
+
+    # -- events ------------------------------------------------------------------------
+    def query_started(self, source: str, *, now: float | None = None) -> None:
+        """The query started: up, and its silence is measured from now."""
+        labels = (self.pipeline, source)
+        self.query_up.labels(*labels).set(1)
+        self.last_record.labels(*labels).set(time.time() if now is None else now)
+        for outcome in OUTCOMES:  # every outcome series exists from the start, so rate() sees 0
+            self.records.labels(*labels, outcome)
+        self.read.labels(*labels)
+        self.batches.labels(*labels)
+        self.query_failures.labels(*labels)
+        self.unreconciled.labels(*labels).set(0)
+
+    def query_terminated(self, source: str, *, failed: bool) -> None:
+        self.query_up.labels(self.pipeline, source).set(0)
+        if failed:
+            self.query_failures.labels(self.pipeline, source).inc()
+
+    def batch_progress(
+        self, source: str, *, seconds: float | None, input_rate: float | None, processed_rate: float | None
+    ) -> None:
+        """From Spark's query progress (listener): duration and rates of one micro-batch."""
+        labels = (self.pipeline, source)
+        if seconds is not None:
+            self.batch_seconds.labels(*labels).observe(seconds)
+        for gauge, value in ((self.input_rate, input_rate), (self.processed_rate, processed_rate)):
+            if value is not None and math.isfinite(value):
+                gauge.labels(*labels).set(value)
+
+    def batch_committed(self, source: str, counts: BatchCounts, *, suite: str | None, now: float | None = None):
+        """From the batch processor, once its tables and dead letters are written.
+
+        The unreconciled gauge is ``Σ read − Σ (valid + dead_lettered + late)`` over the
+        batches seen by this process.
+        """
+        labels = (self.pipeline, source)
+        self.read.labels(*labels).inc(counts.read)
+        self.records.labels(*labels, "valid").inc(counts.valid)
+        self.records.labels(*labels, "dead_lettered").inc(counts.dead_lettered)
+        self.records.labels(*labels, "late").inc(counts.late)
+        for reason, count in counts.by_reason.items():
+            self.dead_letters.labels(*labels, reason).inc(count)
+        if counts.late:
+            self.dead_letters.labels(*labels, "LATE_DATA").inc(counts.late)
+        totals = self._cumulative.setdefault(source, [0, 0])
+        totals[0] += counts.read
+        totals[1] += counts.valid + counts.dead_lettered + counts.late
+        self.unreconciled.labels(*labels).set(totals[0] - totals[1])
+        self.batches.labels(*labels).inc()
+        if counts.read:
+            self.last_record.labels(*labels).set(time.time() if now is None else now)
+        if counts.max_event_time is not None:
+            newest = max(self._newest_event.get(source, -math.inf), _seconds(counts.max_event_time))
+            self._newest_event[source] = newest
+            self.last_event.labels(*labels).set(newest)
+        if counts.watermark is not None:
+            self.watermark.labels(*labels).set(_seconds(counts.watermark))
+        if suite is not None:
+            failed = sum(counts.rule_failures.values())
+            self.expectation_rows.labels(*labels, suite, "success").inc(counts.rows_checked - failed)
+            self.expectation_rows.labels(*labels, suite, "failure").inc(failed)
+            for rule, count in counts.rule_failures.items():
+                self.expectation_failures.labels(*labels, suite, rule).inc(count)
+            if counts.rows_checked:
+                self.expectation_success.labels(*labels, suite).set(1 - failed / counts.rows_checked)
+
+    def drift_scored(self, source: str, observations: Iterable[DriftObservation]) -> None:
+        """From the drift scorer: the newest closed window per (feature, method)."""
+        newest = None
+        for o in observations:
+            labels = (self.pipeline, source, o.feature, o.method)
+            self.drift_score.labels(*labels).set(math.nan if o.score is None else o.score)
+            self.drift_threshold.labels(*labels).set(o.threshold)
+            self.drift_detected.labels(*labels).set(int(o.drifted))
+            self.drift_alert_active.labels(*labels).set(int(o.alert_active))
+            first = self.drift_first_flagged.labels(*labels)
+            first.set(_seconds(o.first_flagged) if o.alert_active and o.first_flagged else math.nan)
+            newest = o.window_end if newest is None else max(newest, o.window_end)
+        if newest is not None:
+            self.drift_window_end.labels(self.pipeline, source).set(_seconds(newest))
+
+    def drift_alert_event(self, source: str, feature: str, method: str, event: str) -> None:
+        self.drift_alerts.labels(self.pipeline, source, feature, method, event).inc()
+
+    def consumer_lag(self, source: str, topic: str, records: int) -> None:
+        self.lag.labels(self.pipeline, source, topic).set(records)
+
+
+__all__ = ["BatchCounts", "DriftObservation", "PipelineMetrics"]
