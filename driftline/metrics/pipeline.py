@@ -99,7 +99,9 @@ class PipelineMetrics:
         # records and their fate
         self.read = counter("driftline_records_read", "Records read from the source's Kafka topics.")
         self.records = counter(
-            "driftline_records", "Records by outcome: valid, dead_lettered (decode or rule) or late.", "outcome"
+            "driftline_records",
+            "Records by outcome: valid, dead_lettered (decode or rule) or late.",
+            "outcome",
         )
         self.dead_letters = counter(
             "driftline_dead_letters", "Records sent to the dead-letter topic, by reason code.", "reason"
@@ -133,7 +135,10 @@ class PipelineMetrics:
         self.watermark = gauge("driftline_watermark_timestamp_seconds", "The source's event-time watermark.")
         # expectations
         self.expectation_rows = counter(
-            "driftline_expectation_rows", "Rows checked by the suite's row-level expectations.", "suite", "outcome"
+            "driftline_expectation_rows",
+            "Rows checked by the suite's row-level expectations.",
+            "suite",
+            "outcome",
         )
         self.expectation_success = gauge(
             "driftline_expectation_success_ratio",
@@ -148,10 +153,16 @@ class PipelineMetrics:
         )
         # drift
         self.drift_score = gauge(
-            "driftline_drift_score", "Drift score of the newest closed window (PSI, KS D, ...).", "feature", "method"
+            "driftline_drift_score",
+            "Drift score of the newest closed window (PSI, KS D, ...).",
+            "feature",
+            "method",
         )
         self.drift_threshold = gauge(
-            "driftline_drift_threshold", "The score above which a window counts as drifted.", "feature", "method"
+            "driftline_drift_threshold",
+            "The score above which a window counts as drifted.",
+            "feature",
+            "method",
         )
         self.drift_detected = gauge(
             "driftline_drift_detected", "1 if the newest closed window drifted, else 0.", "feature", "method"
@@ -176,7 +187,9 @@ class PipelineMetrics:
         )
         # the query
         self.query_up = gauge("driftline_query_up", "1 while the source's streaming query runs, else 0.")
-        self.query_failures = counter("driftline_query_failures", "Streaming queries that ended with an error.")
+        self.query_failures = counter(
+            "driftline_query_failures", "Streaming queries that ended with an error."
+        )
 
     # -- events ------------------------------------------------------------------------
     def query_started(self, source: str, *, now: float | None = None) -> None:
@@ -207,7 +220,9 @@ class PipelineMetrics:
             if value is not None and math.isfinite(value):
                 gauge.labels(*labels).set(value)
 
-    def batch_committed(self, source: str, counts: BatchCounts, *, suite: str | None, now: float | None = None):
+    def batch_committed(
+        self, source: str, counts: BatchCounts, *, suite: str | None, now: float | None = None
+    ):
         """From the batch processor, once its tables and dead letters are written.
 
         The unreconciled gauge is ``Σ read − Σ (valid + dead_lettered + late)`` over the
