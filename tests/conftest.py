@@ -38,6 +38,7 @@ def pipeline_copy(
         'warehouse_dir = "../.driftline/warehouse"': f'warehouse_dir = "{tmp_path / name / "warehouse"}"',
         'path = "../.driftline/references"': f'path = "{tmp_path / name / "references"}"',
         'expectations = "expectations/': f'expectations = "{DEMO_PIPELINE.parent}/expectations/',
+        "port = 9464": "port = 0",  # tests never collide on the exporter's port
         **(
             {'bootstrap_servers = "127.0.0.1:9092"': f'bootstrap_servers = "{bootstrap}"'}
             if bootstrap
@@ -78,7 +79,8 @@ def demo_config(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Pipe
     """The demo pipeline pointed at the session broker, with this test's own topics."""
     config = load_pipeline(DEMO_PIPELINE)
     config = config.with_kafka(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
-    return config.model_copy(update={"state_dir": str(tmp_path / "state")})
+    metrics = config.metrics.model_copy(update={"port": 0})
+    return config.model_copy(update={"state_dir": str(tmp_path / "state"), "metrics": metrics})
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
+from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import window_stats as ws
 from driftline.spark.drift import DriftScorer, bin_partials
@@ -75,6 +76,7 @@ class SourcePlan:
     watermark_seconds: int = 600
     warehouse: Warehouse | None = None
     drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
+    suite: str | None = None  # the expectation suite's name (metrics label)
 
     @property
     def window(self) -> str:
@@ -88,9 +90,15 @@ class SourcePlan:
 class BatchProcessor:
     """``foreachBatch`` function for one source (driver side; see the module docstring)."""
 
-    def __init__(self, plan: SourcePlan, dead_letters: TransactionalBatchWriter | None) -> None:
+    def __init__(
+        self,
+        plan: SourcePlan,
+        dead_letters: TransactionalBatchWriter | None,
+        metrics: PipelineMetrics | None = None,
+    ) -> None:
         self.plan = plan
         self.dead_letters = dead_letters
+        self.metrics = metrics
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
@@ -154,6 +162,8 @@ class BatchProcessor:
         if plan.drift is not None:
             with timed("drift"):
                 plan.drift.score_closed(spark, batch_id, [(as_utc(a), as_utc(b)) for a, b in closed])
+        if self.metrics is not None:
+            self.metrics.batch_committed(plan.source, self._counts(record, watermark_after), suite=plan.suite)
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -236,9 +246,26 @@ class BatchProcessor:
                 identity=letter.origin,
             )
 
+    def _counts(self, record: dict, watermark: datetime | None) -> BatchCounts:
+        """The committed batch's counts for the metrics (decode failures are never rule-checked)."""
+        rule_failed = record["by_reason"].get(ReasonCode.RULE_FAILED.value, 0)
+        decode_failed = record["dead_lettered"] - rule_failed
+        return BatchCounts(
+            read=record["read"], valid=record["valid"], dead_lettered=record["dead_lettered"],
+            late=record["late"], by_reason=record["by_reason"], rule_failures=self._rule_failures,
+            rows_checked=record["read"] - decode_failed if self.plan.rules else 0,
+            max_event_time=record["max_event_time"] and as_utc(record["max_event_time"]),
+            watermark=watermark,
+        )  # fmt: skip
+
     def _progress(self, read: int, valid, dead, batch_id, watermark) -> dict:
         """This batch's counts (checked to reconcile) and newest valid event time."""
-        by_reason = {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
+        by_reason: dict[str, int] = {}
+        self._rule_failures: dict[str, int] = {}
+        for r in dead.groupBy("reason", "rule").count().collect():
+            by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
+            if r["rule"] is not None:
+                self._rule_failures[r["rule"]] = r["count"]
         late = by_reason.pop(ReasonCode.LATE_DATA.value, 0)
         totals = valid.agg(F.count(F.lit(1)).alias("valid"), F.max(self.plan.event_time).alias("t")).first()
         record = {
@@ -252,6 +279,8 @@ class BatchProcessor:
         }
         accounted = record["valid"] + record["dead_lettered"] + record["late"]
         if record["read"] != accounted:  # a programming error, never bad data
+            if self.metrics is not None:  # the gap shows as driftline_records_unreconciled before it fails
+                self.metrics.batch_committed(self.plan.source, self._counts(record, watermark), suite=None)
             raise AssertionError(f"batch {batch_id} does not reconcile: {record}")
         logger.info(
             "batch_done source=%s batch=%d read=%d valid=%d dead_lettered=%d late=%d",

@@ -35,6 +35,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
+from driftline.metrics import DriftObservation, PipelineMetrics
 from driftline.spark import window_stats as ws
 from driftline.spark.tables import Warehouse, as_utc, iso_utc, overwrite, read_batches
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
@@ -103,6 +104,7 @@ class DriftScorer:
     policy: AlertPolicy
     warehouse: Warehouse
     alerts: TransactionalBatchWriter | None = None
+    metrics: PipelineMetrics | None = None
 
     @property
     def binnings(self) -> dict[str, NumericBinning]:
@@ -178,6 +180,7 @@ class DriftScorer:
         state = self._policy_state(batch_id)
         version = self.reference.version
         score_rows, alert_rows = [], []
+        newest: dict[str, tuple[FeatureScore, datetime]] = {}  # key -> its newest window's score
         for start, end in sorted(closed):
             window_counts = counts.get(start, {})
             if not window_counts:
@@ -185,6 +188,7 @@ class DriftScorer:
             scores = self.reference.score(window_counts, methods=self.methods, policy=self.policy)
             for score in scores:
                 score_rows.append(self._score_row(score, start, end, ranges.get(start, []), version))
+                newest[score.key] = (score, end)
                 event = state.observe(self.policy, score.key, iso_utc(start), score.verdict)
                 if event is not None:
                     since = state.tracks[score.key].since if event == "fired" else None
@@ -194,9 +198,29 @@ class DriftScorer:
         self._state_file(batch_id).write_text(json.dumps(state.to_dict(), sort_keys=True) + "\n")
         if self.alerts is not None:
             self.alerts.write(batch_id, [self._outgoing(row) for row in alert_rows])
+        if self.metrics is not None:
+            self._export(newest, state, alert_rows)
         logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
                     len(closed), len(score_rows), len(alert_rows))  # fmt: skip
         return len(alert_rows)
+
+    def _export(self, newest: dict[str, tuple[FeatureScore, datetime]], state: PolicyState, alert_rows):
+        """Gauges for each (feature, method)'s newest closed window; a count per alert event."""
+        observations = []
+        for key, (score, end) in newest.items():
+            track = state.tracks.get(key)
+            since = track.since if track is not None and track.firing else None
+            observations.append(
+                DriftObservation(
+                    feature=score.feature, method=score.method, score=finite_or_none(score.score),
+                    threshold=score.threshold, drifted=score.drifted,
+                    alert_active=bool(track and track.firing), window_end=end,
+                    first_flagged=_moment(since),
+                )
+            )  # fmt: skip
+        self.metrics.drift_scored(self.source, observations)
+        for row in alert_rows:
+            self.metrics.drift_alert_event(self.source, row["feature"], row["method"], row["event"])
 
     def _score_row(self, score: FeatureScore, start, end, ranges, version) -> dict[str, Any]:
         return {
@@ -211,7 +235,7 @@ class DriftScorer:
         }  # fmt: skip
 
     def _alert_row(self, event, score: FeatureScore, start, end, since: str | None, ranges) -> dict[str, Any]:
-        first = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        first = _moment(since)
         alert_id = f"{self.pipeline}/{self.source}/{score.feature}/{score.method}"
         return {
             "pipeline": self.pipeline, "event": event, "alert_id": alert_id, "feature": score.feature,
@@ -238,6 +262,11 @@ class DriftScorer:
             headers=[("driftline.event", row["event"].encode())],
             identity=alert_identity(row["alert_id"], row["event"], iso_utc(row["window_start"])),
         )
+
+
+def _moment(iso: str | None) -> datetime | None:
+    """A policy window label (ISO UTC, ``Z`` suffix) as a datetime."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
 
 
 def alert_identity(alert_id: str, event: str, window_start: str) -> tuple[str, str, str]:

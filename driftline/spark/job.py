@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pyspark.sql import functions as F
 from driftline.config import PipelineConfig
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.transactional import TransactionalBatchWriter
+from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.batch import BatchProcessor, SourcePlan
 from driftline.spark.drift import DriftScorer, identity_of_alert
 from driftline.spark.kafka_source import FORMAT
@@ -77,10 +79,12 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
     """The per-batch plan of ``source``: features, rules, windows, where tables go."""
     spec = config.source(source)
     rules: tuple = ()
+    suite = None
     if getattr(spec, "expectations", None):
         from driftline.expectations import load_expectation_suite
 
-        rules = tuple(r for r in load_expectation_suite(config.path(spec.expectations)) if r.row_level)
+        suite = config.path(spec.expectations)
+        rules = tuple(r for r in load_expectation_suite(suite) if r.row_level)
     windows = config.windows
     warehouse = Warehouse(config.path(config.warehouse_dir))
     return SourcePlan(
@@ -95,7 +99,21 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         watermark_seconds=round(windows.watermark.seconds),
         warehouse=warehouse,
         drift=drift_scorer(config, source, warehouse),
+        suite=suite_name(suite) if suite else None,
     )
+
+
+def suite_name(path: Path) -> str:
+    """The suite's ``name`` (GE 1.x suite JSON), else the file's stem: the metrics' ``suite`` label."""
+    try:
+        name = json.loads(path.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else path.stem
+
+
+def checkpoint_of(config: PipelineConfig, source: str) -> Path:
+    return config.path(config.state_dir) / "checkpoints" / config.name / source
 
 
 def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> DriftScorer | None:
@@ -154,10 +172,11 @@ def start_query(
     *,
     trigger_seconds: float,
     max_records_per_batch: int | None = None,
+    metrics: PipelineMetrics | None = None,
 ):
     """Start the streaming query of one source and return it."""
     spec = config.source(source)
-    checkpoint = config.path(config.state_dir) / "checkpoints" / config.name / source
+    checkpoint = checkpoint_of(config, source)
     bootstrap = config.kafka.bootstrap_servers
     reader = (
         spark.readStream.format(FORMAT)
@@ -200,7 +219,9 @@ def start_query(
             settings=config.kafka.librdkafka("producer"),
             partitions=1,
         )
-    processor = BatchProcessor(plan, writer)
+    if plan.drift is not None:
+        plan.drift.metrics = metrics
+    processor = BatchProcessor(plan, writer, metrics)
     return (
         reader.load()
         .writeStream.queryName(f"{config.name}.{source}")
@@ -218,29 +239,75 @@ def run(
     until_idle: bool = True,
     sources: list[str] | None = None,
     max_records_per_batch: int | None = None,
+    metrics: PipelineMetrics | None = None,
 ) -> RunSummary:
-    """Run the job for ``sources`` (default all) and return the summary of their tables."""
+    """Run the job for ``sources`` (default all) and return the summary of their tables.
+
+    Metrics: with ``metrics`` given, they are fed and the caller serves them; else, when
+    ``[metrics] enabled``, the job serves its own on ``[metrics] address:port`` while it runs.
+    """
     names = sources or list(config.sources)
     for name in names:
         config.source(name)
     trigger = 0.0 if until_idle else config.windows.trigger.seconds
-    queries = [
-        start_query(spark, config, name, trigger_seconds=trigger, max_records_per_batch=max_records_per_batch)
-        for name in names
-    ]
-    try:
-        if until_idle:
+    with ExitStack() as stack:
+        if metrics is None and config.metrics.enabled:
+            metrics = PipelineMetrics(config.name)
+            exporter = serve(metrics.registry, address=config.metrics.address, port=config.metrics.port)
+            stack.callback(exporter.close)
+        if metrics is not None:
+            _monitor(stack, spark, config, names, metrics)
+        queries = [
+            start_query(spark, config, name, trigger_seconds=trigger,
+                        max_records_per_batch=max_records_per_batch, metrics=metrics)
+            for name in names
+        ]  # fmt: skip
+        try:
+            if until_idle:
+                for query in queries:
+                    query.processAllAvailable()
+            else:
+                spark.streams.awaitAnyTermination()
+        finally:
             for query in queries:
-                query.processAllAvailable()
-        else:
-            spark.streams.awaitAnyTermination()
-    finally:
-        for query in queries:
-            query.stop()
+                query.stop()
     for query in queries:
         if query.exception() is not None:
             raise RuntimeError(f"query {query.name} failed: {query.exception()}")
     return summarize(spark, config, names)
+
+
+def _monitor(stack: ExitStack, spark, config: PipelineConfig, names: list[str], metrics) -> None:
+    """A query listener and a lag monitor for the run's queries, removed when it ends."""
+    from driftline.spark.monitoring import LaggingSource, LagMonitor, MetricsListener
+
+    by_query = {}
+    for name in names:
+        by_query[f"{config.name}.{name}"] = name
+        by_query[query_id(checkpoint_of(config, name))] = name
+    listener = MetricsListener(metrics, by_query)
+    spark.streams.addListener(listener)
+    stack.callback(spark.streams.removeListener, listener)
+    lagging = [LaggingSource(name, (config.topic(name),), str(checkpoint_of(config, name))) for name in names]
+    lag = LagMonitor(
+        metrics, listener, lagging, _lag_consumer(config),
+        bootstrap=config.kafka.bootstrap_servers, interval=config.metrics.lag_interval.seconds,
+    )  # fmt: skip
+    stack.callback(lag.stop)
+    lag.start()
+
+
+def _lag_consumer(config: PipelineConfig):
+    from confluent_kafka import Consumer
+
+    from driftline.kafka.clients import client_config
+
+    def make(**overrides):
+        settings = {"group.id": "driftline-lag", "enable.auto.commit": False}
+        return Consumer(client_config(config.kafka.bootstrap_servers, settings,
+                                      config.kafka.librdkafka("consumer"), overrides))  # fmt: skip
+
+    return make
 
 
 def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -> RunSummary:

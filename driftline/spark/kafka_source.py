@@ -45,6 +45,7 @@ from typing import Any
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
 from driftline.errors import ConfigError
+from driftline.kafka.end_offsets import EndOffsetProbe
 from driftline.spark.offsets import (
     OffsetRange,
     Offsets,
@@ -183,12 +184,7 @@ class KafkaStreamReader(DataSourceStreamReader):
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
         self._last_end: Offsets | None = None
-        self._probe = None  # driver-side consumer for end offsets, created lazily
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_probe"] = None  # Kafka clients are never pickled
-        return state
+        self._probe = EndOffsetProbe(options.consumer, bootstrap=options.bootstrap)  # driver side
 
     # -- driver side -----------------------------------------------------------------
     def initialOffset(self) -> Offsets:  # noqa: N802
@@ -224,9 +220,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         logger.debug("source_commit end=%s", json.dumps(end, sort_keys=True))
 
     def stop(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
-            self._probe = None
+        self._probe.close()
 
     def _batch_start(self) -> Offsets:
         """Where the next batch starts: our last answer, else the checkpoint's, else the initial offset."""
@@ -234,57 +228,15 @@ class KafkaStreamReader(DataSourceStreamReader):
             self._last_end = last_checkpointed_end(self.options.checkpoint) or self.initialOffset()
         return self._last_end
 
-    def _probe_consumer(self):
-        if self._probe is None:
-            self._probe = self.options.consumer(
-                **{"enable.partition.eof": True, "fetch.wait.max.ms": 20, "max.partition.fetch.bytes": 65536}
-            )
-        return self._probe
-
     def _partitions(self) -> list[tuple[str, int]]:
-        metadata = self._probe_consumer().list_topics(timeout=30)
-        found = []
-        for topic in self.options.topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                raise ConfigError(f"{FORMAT}: topic {topic!r} does not exist on {self.options.bootstrap}")
-            found.extend((topic, p) for p in sorted(info.partitions))
-        return found
+        try:
+            return self._probe.partitions(self.options.topics)
+        except ConfigError as error:
+            raise ConfigError(f"{FORMAT}: {error}") from None
 
     def _end_offsets(self, partitions: list[tuple[str, int]], known: dict[tuple[str, int], int]) -> Offsets:
-        """Each partition's end from fetch responses, which are right on Kafka and tansu.
-
-        tansu's ListOffsets can report the last batch's base offset + 1 instead of the
-        end, so the end comes from a fetch at the last known position: a
-        ``PARTITION_EOF`` event carries the end offset; a fetched record means there is
-        more, and the high watermark of that fetch response is the end.
-        """
-        from confluent_kafka import KafkaError, TopicPartition
-
-        consumer = self._probe_consumer()
-        consumer.assign([TopicPartition(t, p, known.get((t, p), 0)) for t, p in partitions])
-        pending, ends = set(partitions), {}
-        deadline = time.monotonic() + 30
-        try:
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no fetch response for {sorted(pending)} within 30s")
-                for message in consumer.consume(1000, 0.2):
-                    tp = (message.topic(), message.partition())
-                    if tp not in pending:
-                        continue
-                    error = message.error()
-                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                        ends[tp] = message.offset()
-                    elif error is None:
-                        high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1]
-                        ends[tp] = max(high, message.offset() + 1)
-                    else:
-                        continue
-                    pending.discard(tp)
-        finally:
-            consumer.unassign()
-        return to_offset({tp: max(ends[tp], known.get(tp, 0)) for tp in partitions})
+        """Each partition's end (:class:`~driftline.kafka.end_offsets.EndOffsetProbe`)."""
+        return to_offset(self._probe.ends(partitions, known))
 
     # -- executor side ---------------------------------------------------------------
     def read(self, partition: RangePartition) -> Iterator[Any]:

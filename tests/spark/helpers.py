@@ -68,3 +68,24 @@ def within_rank_bound(values, quantile: float, rank: float, bound: float) -> boo
     """
     below, at_or_below = (values < quantile).mean(), (values <= quantile).mean()
     return below - bound <= rank <= at_or_below + bound
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    """GET a Prometheus text exposition: ``{(sample name, frozenset(labels.items())): value}``."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict, name: str, **labels: str) -> float | None:
+    """The value of the one sample of ``name`` whose labels include ``labels`` (None if absent)."""
+    found = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
+    return found[0] if found else None

@@ -3,6 +3,7 @@ right, and window statistics equal to an independent pandas / numpy computation.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -12,10 +13,11 @@ import pytest
 from driftline.config import load_pipeline
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
+from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.job import run
 from driftline.testing import EXPECTED_REASON, SignalGenerator
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames, within_rank_bound
+from tests.spark.helpers import encode_mix, produce_frames, sample, scrape, within_rank_bound
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 N, LATE = 6000, 200
@@ -52,10 +54,16 @@ def test_known_mix_reconciles_and_statistics_match_pandas(
     keys = [str(i).encode() for i in range(N + LATE)]
     placed = produce_frames(kafka_bootstrap, topic, encode_mix("payments", records, frame_kinds), keys[:N])
 
-    first = run(spark, config, sources=["payments"], max_records_per_batch=2500).sources["payments"]
+    metrics = PipelineMetrics(config.name)  # one registry over both runs, served like the job serves it
+    exporter = serve(metrics.registry, port=0)
+    first = run(spark, config, sources=["payments"], max_records_per_batch=2500, metrics=metrics)
+    first = first.sources["payments"]
     assert first.read == N and first.batches >= 3 and first.late == 0
     placed |= produce_frames(kafka_bootstrap, topic, encode_mix("payments", late_records, {}), keys[N:])
-    summary = run(spark, config, sources=["payments"], max_records_per_batch=2500).sources["payments"]
+    summary = run(spark, config, sources=["payments"], max_records_per_batch=2500, metrics=metrics)
+    summary = summary.sources["payments"]
+    _check_metrics(exporter, summary, records, frame_kinds, violating)
+    exporter.close()
 
     expected_reasons = Counter(EXPECTED_REASON[k] for k in frame_kinds.values()) + Counter(
         {"RULE_FAILED": len(violating)}
@@ -134,3 +142,49 @@ def test_known_mix_reconciles_and_statistics_match_pandas(
     expected_final = stats["window_end"] <= watermark
     assert (stats["is_final"] == expected_final).all()
     assert 0 < expected_final.sum() < len(stats)
+
+
+def _check_metrics(exporter, summary, records, frame_kinds, violating) -> None:
+    """The scraped exporter agrees with the tables: counts by outcome and reason, rules, freshness."""
+    ids = {"pipeline": "demo", "source": "payments"}
+    got = scrape(exporter.url)
+    value = lambda name, **labels: sample(got, name, **ids, **labels)  # noqa: E731
+    assert value("driftline_records_read_total") == N + LATE
+    assert value("driftline_records_total", outcome="valid") == summary.valid
+    assert value("driftline_records_total", outcome="dead_lettered") == summary.dead_lettered
+    assert value("driftline_records_total", outcome="late") == LATE
+    assert value("driftline_records_unreconciled") == 0
+    for reason, count in {**summary.by_reason, "LATE_DATA": LATE}.items():
+        assert value("driftline_dead_letters_total", reason=reason) == count, reason
+    assert value("driftline_batches_total") == summary.batches
+    # row rules ran on every decoded row (late ones included); the one violated rule is named
+    decoded = N + LATE - len(frame_kinds)
+    assert value("driftline_expectation_rows_total", suite="payments", outcome="failure") == len(violating)
+    assert value("driftline_expectation_rows_total", suite="payments", outcome="success") == decoded - len(
+        violating
+    )
+    failures = {
+        dict(ls)["expectation"]: v
+        for (n, ls), v in got.items()
+        if n == "driftline_expectation_failures_total"
+    }
+    assert failures == {"amount:between": len(violating)}
+    newest = max(
+        r["event_time"] for i, r in enumerate(records) if i not in frame_kinds and i not in violating
+    )
+    assert value("driftline_last_event_timestamp_seconds") == newest.timestamp()
+    assert value("driftline_watermark_timestamp_seconds") == newest.timestamp() - 600
+    # the listener's events arrive asynchronously: one progress event per batch, then termination
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = scrape(exporter.url)
+        if (
+            value("driftline_batch_duration_seconds_count") == summary.batches
+            and value("driftline_query_up") == 0
+        ):
+            break
+        time.sleep(0.2)
+    assert value("driftline_batch_duration_seconds_count") == summary.batches
+    assert value("driftline_batch_duration_seconds_sum") > 0
+    assert value("driftline_query_up") == 0 and value("driftline_query_failures_total") == 0
+    assert value("driftline_processed_records_per_second") > 0

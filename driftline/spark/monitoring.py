@@ -1,0 +1,139 @@
+"""Feeding :class:`~driftline.metrics.PipelineMetrics` from Spark: a query listener and a lag monitor.
+
+Both run on the driver, outside the micro-batches:
+
+* :class:`MetricsListener` is a ``StreamingQueryListener``. Spark calls it
+  asynchronously on its listener-bus thread (through Py4J) when a query starts,
+  after every micro-batch (``onQueryProgress``: batch duration and rates), when it
+  goes idle and when it terminates (``query_up`` 0, a failure counted).
+* :class:`LagMonitor` is a daemon thread that, every ``[metrics] lag_interval``,
+  measures each topic's end offsets and subtracts the position the query has
+  committed: ``lag(topic) = Σ_partitions (end − processed)``. It measures even while
+  a long batch runs, which is when lag grows.
+
+Counts of records and drift come from the batch processor itself
+(:meth:`~driftline.metrics.PipelineMetrics.batch_committed`), not from here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+from driftline.kafka.end_offsets import EndOffsetProbe
+from driftline.metrics import PipelineMetrics
+from driftline.spark.offsets import from_offset, last_checkpointed_end
+
+logger = logging.getLogger(__name__)
+
+
+class MetricsListener(StreamingQueryListener):
+    """Query lifecycle and progress into metrics; queries are matched by id, then by name."""
+
+    def __init__(self, metrics: PipelineMetrics, sources_by_query: Mapping[str, str]) -> None:
+        self.metrics = metrics
+        self.sources_by_query = dict(sources_by_query)  # query name or id -> source
+        self.processed: dict[str, dict[tuple[str, int], int]] = {}  # source -> end offsets of last batch
+
+    def _source(self, query_id, name: str | None = None) -> str | None:
+        return self.sources_by_query.get(str(query_id)) or (name and self.sources_by_query.get(name))
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's name
+        source = self._source(event.id, event.name)
+        if source is not None:
+            self.sources_by_query[str(event.id)] = source
+            self.metrics.query_started(source)
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        progress = event.progress
+        source = self._source(progress.id, progress.name)
+        if source is None:
+            return
+        self.metrics.batch_progress(
+            source,
+            seconds=progress.batchDuration / 1000 if progress.batchDuration is not None else None,
+            input_rate=progress.inputRowsPerSecond,
+            processed_rate=progress.processedRowsPerSecond,
+        )
+        for source_progress in progress.sources:
+            if source_progress.endOffset:
+                end = source_progress.endOffset
+                self.processed[source] = from_offset(json.loads(end) if isinstance(end, str) else end)
+
+    def onQueryIdle(self, event) -> None:  # noqa: N802
+        pass  # nothing new: rates and lag stay as measured
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        source = self._source(event.id)
+        if source is not None:
+            self.metrics.query_terminated(source, failed=event.exception is not None)
+
+
+@dataclass
+class LaggingSource:
+    """What the lag monitor needs to know about one source's query."""
+
+    source: str
+    topics: tuple[str, ...]
+    checkpoint: str  # before the first progress event, the position comes from here
+
+
+class LagMonitor:
+    """Measures consumer lag per (source, topic) every ``interval`` seconds (driver thread)."""
+
+    def __init__(
+        self,
+        metrics: PipelineMetrics,
+        listener: MetricsListener,
+        sources: list[LaggingSource],
+        make_consumer: Callable[..., object],
+        *,
+        bootstrap: str,
+        interval: float,
+    ) -> None:
+        self.metrics, self.listener, self.sources = metrics, listener, sources
+        self.interval = interval
+        self._probe = EndOffsetProbe(make_consumer, bootstrap=bootstrap)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="driftline-lag", daemon=True)
+
+    def start(self) -> LagMonitor:
+        self._thread.start()
+        return self
+
+    def measure(self) -> dict[tuple[str, str], int]:
+        """One measurement of every source's lag; returns and exports ``{(source, topic): lag}``."""
+        out: dict[tuple[str, str], int] = {}
+        for lagging in self.sources:
+            processed = self.listener.processed.get(lagging.source)
+            if processed is None:
+                processed = from_offset(last_checkpointed_end(lagging.checkpoint))
+            partitions = self._probe.partitions(lagging.topics)
+            ends = self._probe.ends(partitions, {tp: processed.get(tp, 0) for tp in partitions})
+            for topic in lagging.topics:
+                lag = sum(max(0, end - processed.get(tp, 0)) for tp, end in ends.items() if tp[0] == topic)
+                out[(lagging.source, topic)] = lag
+                self.metrics.consumer_lag(lagging.source, topic, lag)
+        return out
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.measure()
+            except Exception as error:  # a broker hiccup must not kill the job; the gauge goes stale
+                logger.warning("lag_measure_failed error=%s", error)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 35)
+        self._probe.close()
+
+
+__all__ = ["LagMonitor", "LaggingSource", "MetricsListener"]

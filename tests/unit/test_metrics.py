@@ -1,0 +1,157 @@
+"""The exporter's metrics: names by Prometheus conventions, values from the job's events."""
+
+from __future__ import annotations
+
+import math
+import socket
+import urllib.request
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from driftline.errors import ConfigError
+from driftline.metrics import BatchCounts, DriftObservation, PipelineMetrics, serve
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+UNITS = ("_seconds", "_records", "_per_second", "_ratio", "_info", "_up", "_detected", "_active",
+         "_score", "_threshold", "_unreconciled")  # fmt: skip
+
+
+def _families(metrics: PipelineMetrics) -> dict[str, object]:
+    exporter = serve(metrics.registry, port=0)
+    try:
+        text = urllib.request.urlopen(exporter.url, timeout=5).read().decode()
+    finally:
+        exporter.close()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _value(metrics: PipelineMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def _counts(**overrides) -> BatchCounts:
+    base = dict(read=100, valid=90, dead_lettered=7, late=3, by_reason={"RULE_FAILED": 5, "NOT_FRAMED": 2},
+                rule_failures={"amount:between": 4, "currency:in_set": 1}, rows_checked=98,
+                max_event_time=T0, watermark=None)  # fmt: skip
+    return BatchCounts(**{**base, **overrides})
+
+
+def test_names_follow_prometheus_conventions():
+    metrics = PipelineMetrics("p")
+    metrics.query_started("s")
+    families = _families(metrics)
+    assert len(families) >= 25
+    for name, family in families.items():
+        assert name.startswith("driftline_"), name
+        assert family.documentation, name
+        samples = {s.name for s in family.samples}
+        if family.type == "counter":
+            assert all(s.endswith("_total") for s in samples), (name, samples)
+        if family.type == "histogram":
+            assert name.endswith("_seconds")
+        if family.type == "gauge":  # counters name what they count (records_read_total)
+            assert name.endswith(UNITS), f"{name} has no unit suffix"
+    # every labelled series carries pipeline and source, and no label is unbounded (no ids, no values)
+    allowed = {"pipeline", "source", "outcome", "reason", "topic", "feature", "method", "suite",
+               "expectation", "event", "le", "version"}  # fmt: skip
+    for family in families.values():
+        for s in family.samples:
+            assert set(s.labels) <= allowed, (s.name, s.labels)
+
+
+def test_batch_counts_add_up_and_reconcile():
+    metrics = PipelineMetrics("p")
+    metrics.query_started("s", now=1000.0)
+    assert (
+        _value(metrics, "driftline_last_record_received_timestamp_seconds", pipeline="p", source="s") == 1000
+    )
+    assert _value(metrics, "driftline_records_total", pipeline="p", source="s", outcome="late") == 0
+    metrics.batch_committed("s", _counts(), suite="pay", now=2000.0)
+    metrics.batch_committed("s", _counts(max_event_time=T0.replace(hour=7)), suite="pay", now=3000.0)
+    ids = {"pipeline": "p", "source": "s"}
+    assert _value(metrics, "driftline_records_read_total", **ids) == 200
+    assert _value(metrics, "driftline_records_total", **ids, outcome="valid") == 180
+    assert _value(metrics, "driftline_dead_letters_total", **ids, reason="RULE_FAILED") == 10
+    assert (
+        _value(metrics, "driftline_dead_letters_total", **ids, reason="LATE_DATA") == 6
+    )  # late rows are dead letters too
+    assert _value(metrics, "driftline_records_unreconciled", **ids) == 0
+    assert _value(metrics, "driftline_batches_total", **ids) == 2
+    # freshness never goes back when an older batch arrives; wall clock of the last batch with records
+    assert _value(metrics, "driftline_last_event_timestamp_seconds", **ids) == T0.timestamp()
+    assert _value(metrics, "driftline_last_record_received_timestamp_seconds", **ids) == 3000
+    metrics.batch_committed("s", _counts(read=0, valid=0, dead_lettered=0, late=0, by_reason={},
+                                         rule_failures={}, rows_checked=0, max_event_time=None), suite="pay",
+                            now=4000.0)  # fmt: skip
+    assert _value(metrics, "driftline_last_record_received_timestamp_seconds", **ids) == 3000
+    # expectations: 98 checked per batch, 5 failed
+    assert _value(metrics, "driftline_expectation_rows_total", **ids, suite="pay", outcome="failure") == 10
+    assert _value(metrics, "driftline_expectation_rows_total", **ids, suite="pay", outcome="success") == 186
+    assert _value(metrics, "driftline_expectation_failures_total", **ids, suite="pay",
+                  expectation="amount:between") == 8  # fmt: skip
+    assert _value(metrics, "driftline_expectation_success_ratio", **ids, suite="pay") == pytest.approx(
+        93 / 98
+    )
+    # a batch that does not reconcile shows its gap
+    metrics.batch_committed("s", _counts(valid=80), suite=None)
+    assert _value(metrics, "driftline_records_unreconciled", **ids) == 10
+
+
+def test_drift_gauges_follow_the_newest_window():
+    metrics = PipelineMetrics("p")
+    end = T0.replace(minute=30)
+    metrics.drift_scored("s", [
+        DriftObservation("amount", "psi", 0.61, 0.2, True, True, end, T0.replace(minute=20)),
+        DriftObservation("amount", "ks", None, 0.1, False, False, end, None),
+        DriftObservation("country", "chi2", 0.02, 0.1, False, False, end.replace(minute=25), None),
+    ])  # fmt: skip
+    ids = {"pipeline": "p", "source": "s"}
+    assert _value(metrics, "driftline_drift_score", **ids, feature="amount", method="psi") == 0.61
+    assert math.isnan(_value(metrics, "driftline_drift_score", **ids, feature="amount", method="ks"))
+    assert _value(metrics, "driftline_drift_detected", **ids, feature="amount", method="psi") == 1
+    assert _value(metrics, "driftline_drift_alert_active", **ids, feature="amount", method="psi") == 1
+    assert _value(metrics, "driftline_drift_alert_active", **ids, feature="country", method="chi2") == 0
+    first = _value(
+        metrics, "driftline_drift_first_flagged_timestamp_seconds", **ids, feature="amount", method="psi"
+    )
+    assert first == T0.replace(minute=20).timestamp()
+    assert _value(metrics, "driftline_drift_window_end_timestamp_seconds", **ids) == end.timestamp()
+    metrics.drift_alert_event("s", "amount", "psi", "fired")
+    assert (
+        _value(metrics, "driftline_drift_alerts_total", **ids, feature="amount", method="psi", event="fired")
+        == 1
+    )
+    # resolved: the flag drops and "since when" is no longer a time
+    metrics.drift_scored("s", [DriftObservation("amount", "psi", 0.01, 0.2, False, False, end, None)])
+    assert _value(metrics, "driftline_drift_alert_active", **ids, feature="amount", method="psi") == 0
+    assert math.isnan(
+        _value(
+            metrics, "driftline_drift_first_flagged_timestamp_seconds", **ids, feature="amount", method="psi"
+        )
+    )
+
+
+def test_query_lifecycle():
+    metrics = PipelineMetrics("p")
+    metrics.query_started("s")
+    ids = {"pipeline": "p", "source": "s"}
+    assert _value(metrics, "driftline_query_up", **ids) == 1
+    metrics.batch_progress("s", seconds=12.5, input_rate=100.0, processed_rate=float("nan"))
+    assert _value(metrics, "driftline_batch_duration_seconds_count", **ids) == 1
+    assert _value(metrics, "driftline_batch_duration_seconds_bucket", **ids, le="20.0") == 1
+    assert _value(metrics, "driftline_batch_duration_seconds_bucket", **ids, le="10.0") == 0
+    assert _value(metrics, "driftline_input_records_per_second", **ids) == 100
+    assert _value(metrics, "driftline_processed_records_per_second", **ids) is None  # NaN is not exported
+    metrics.query_terminated("s", failed=True)
+    assert _value(metrics, "driftline_query_up", **ids) == 0
+    assert _value(metrics, "driftline_query_failures_total", **ids) == 1
+
+
+def test_exporter_port_in_use_names_the_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ConfigError, match=r"\[metrics\] cannot serve on 127\.0\.0\.1:\d+.*port"):
+            serve(PipelineMetrics("p").registry, port=taken.getsockname()[1])
