@@ -250,6 +250,7 @@ def run(
     for name in names:
         config.source(name)
     trigger = 0.0 if until_idle else config.windows.trigger.seconds
+    spark.streams.resetTerminated()  # else awaitAnyTermination returns at once after an earlier run
     with ExitStack() as stack:
         if metrics is None and config.metrics.enabled:
             metrics = PipelineMetrics(config.name)

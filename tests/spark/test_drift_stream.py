@@ -18,6 +18,7 @@ import pytest
 
 from driftline.config import load_pipeline
 from driftline.kafka.reading import read_topic
+from driftline.metrics import PipelineMetrics
 from driftline.reference import baseline_from_file, find_profile
 from driftline.spark.job import run
 from driftline.stats import AlertPolicy, ReferenceProfile
@@ -57,15 +58,17 @@ def drift_run(spark, kafka_bootstrap, tmp_path_factory):
     records = [r.value for r in _stream()]
     produce_frames(kafka_bootstrap, config.topic("payments"), encode_mix("payments", records, {}),
                    [str(i).encode() for i in range(N)])  # fmt: skip
-    summary = run(spark, config, sources=["payments"], max_records_per_batch=2500).sources["payments"]
+    metrics = PipelineMetrics(config.name)
+    summary = run(spark, config, sources=["payments"], max_records_per_batch=2500, metrics=metrics)
+    summary = summary.sources["payments"]
     warehouse = config.path(config.warehouse_dir)
     scores = pd.read_parquet(warehouse / "drift_scores")
     alerts = pd.read_parquet(warehouse / "alerts")
-    return config, baseline, records, summary, scores, alerts
+    return config, baseline, records, summary, scores, alerts, metrics
 
 
 def test_injected_drift_fires_and_untouched_features_stay_quiet(drift_run):
-    config, baseline, _, summary, scores, alerts = drift_run
+    config, baseline, _, summary, scores, alerts, _ = drift_run
     assert baseline.used == 8000 and not baseline.rejected
     assert summary.read == N and summary.reconciles and summary.batches >= 3
     assert summary.reference_version == baseline.version
@@ -101,7 +104,7 @@ def test_injected_drift_fires_and_untouched_features_stay_quiet(drift_run):
 
 def test_spark_window_counts_score_like_the_notebook_api(drift_run):
     """Spark's Bucketizer bins and category counts must give the scores the pure path gives."""
-    config, baseline, records, _, scores, _ = drift_run
+    config, baseline, records, _, scores, _, _ = drift_run
     profile = ReferenceProfile.load(find_profile(config, "payments"))
     frame = pd.DataFrame(records)
     frame["window_start"] = frame["event_time"].dt.floor("5min").dt.tz_localize(None)
@@ -122,7 +125,7 @@ def test_spark_window_counts_score_like_the_notebook_api(drift_run):
 
 
 def test_alerts_topic_carries_exactly_the_alerts_table(drift_run, kafka_bootstrap):
-    config, _, _, _, _, alerts = drift_run
+    config, _, _, _, _, alerts, _ = drift_run
     topic = config.kafka.topic_prefix + config.drift.alerts_topic
     events = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic)]
     assert len(events) == len(alerts) > 0
@@ -132,3 +135,37 @@ def test_alerts_topic_carries_exactly_the_alerts_table(drift_run, kafka_bootstra
     fired = next(e for e in events if e["event"] == "fired")
     assert fired["score"] >= fired["threshold"] and fired["n"] >= config.drift.min_rows
     assert fired["source"] == "payments" and fired["top_shifted"] and fired["offset_ranges"]
+
+
+def test_drift_metrics_show_the_newest_window_and_the_firing_alerts(drift_run):
+    """What Prometheus would scrape agrees with the tables: the newest closed window's score,
+    threshold and flag per (feature, method), the policy's firing alerts and since when."""
+    _, _, _, _, scores, alerts, metrics = drift_run
+    registry = metrics.registry
+    newest = scores[scores["window_start"] == scores["window_start"].max()]
+    assert len(newest) == 12
+    firing = set()
+    for key, events in alerts.sort_values("window_start").groupby(["feature", "method"]):
+        if events.iloc[-1]["event"] == "fired":
+            firing.add(key)
+    assert {feature for feature, _ in firing} == DRIFTED  # the drift lasts to the end of the stream
+    for row in newest.itertuples():
+        labels = {"pipeline": "demo", "source": "payments", "feature": row.feature, "method": row.method}
+        value = lambda name, labels=labels: registry.get_sample_value(name, labels)  # noqa: E731
+        assert value("driftline_drift_score") == pytest.approx(row.score, rel=1e-12)
+        assert value("driftline_drift_threshold") == row.threshold
+        assert value("driftline_drift_detected") == int(row.drifted)
+        active = (row.feature, row.method) in firing
+        assert value("driftline_drift_alert_active") == int(active), labels
+        fired = alerts[(alerts["feature"] == row.feature) & (alerts["method"] == row.method)]
+        assert value("driftline_drift_alerts_total") is None  # that series has an event label
+        for event in ("fired", "resolved"):
+            count = registry.get_sample_value("driftline_drift_alerts_total", {**labels, "event": event})
+            assert (count or 0) == (fired["event"] == event).sum()
+        if active:
+            since = fired[fired["event"] == "fired"]["first_flagged_window"].max().tz_localize("UTC")
+            assert value("driftline_drift_first_flagged_timestamp_seconds") == since.timestamp()
+    window_end = registry.get_sample_value(
+        "driftline_drift_window_end_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
+    )
+    assert window_end == newest["window_end"].iloc[0].tz_localize("UTC").timestamp()
