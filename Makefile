@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint check-java clean
+.PHONY: install demo test bench lint check-java prometheus-tools clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -30,13 +30,30 @@ check-java:
 	    echo "driftline: Java 17+ is required by Spark 4, found '$$v'."; \
 	    echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
 
+# Debian's Prometheus and Alertmanager (prometheus, promtool, prometheus-alertmanager, amtool):
+# the rule unit tests, the end-to-end alert test, the demo's alert delivery and the latency
+# benchmark run them on 127.0.0.1. Installed with apt-get when missing (sudo unless root).
+prometheus-tools:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v amtool >/dev/null \
+	    && { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; }; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "driftline: installing Debian's prometheus and prometheus-alertmanager with apt-get"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	else \
+	  echo "driftline: prometheus, promtool, alertmanager and amtool are needed and apt-get is not available;"; \
+	  echo "  install them from https://prometheus.io/download/ and put them on PATH"; exit 1; fi
+
+# the demo goes on without Prometheus (and says so) when it cannot be installed
 demo: install
+	-@$(MAKE) --no-print-directory prometheus-tools
 	$(VENV)/bin/driftline demo
 
-test: install
+test: install prometheus-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install prometheus-tools
 	$(PY) -m bench
 
 lint: install

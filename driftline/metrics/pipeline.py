@@ -33,12 +33,15 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from driftline import __version__
+from driftline.quality.reasons import ReasonCode, Stage
 
 disable_created_metrics()  # no *_created series: they double the output and nobody queries them
 
 #: Batch durations seen here run from ~1 s (empty) to minutes (catch-up after an outage).
 BATCH_SECONDS_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, float("inf"))
 OUTCOMES = ("valid", "dead_lettered", "late")
+#: The reasons the job itself dead-letters for (ingest-stage reasons never reach it).
+JOB_REASONS = tuple(r.value for r in ReasonCode if r.stage is not Stage.INGEST)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class DriftObservation:
     feature: str
     method: str
     score: float | None
+    effect: float | None  # the size compared with the threshold (PSI: the score itself)
+    p_adjusted: float | None  # None for PSI and JS, which have no test
     threshold: float
     drifted: bool
     alert_active: bool
@@ -158,9 +163,22 @@ class PipelineMetrics:
             "feature",
             "method",
         )
+        self.drift_effect = gauge(
+            "driftline_drift_effect",
+            "Effect size of the newest closed window, compared with the threshold "
+            "(PSI: the PSI; KS: D; chi2: Cramér's V; JS: the distance).",
+            "feature",
+            "method",
+        )
         self.drift_threshold = gauge(
             "driftline_drift_threshold",
-            "The score above which a window counts as drifted.",
+            "The effect size above which a window counts as drifted (with p_adjusted below [drift] p_value).",
+            "feature",
+            "method",
+        )
+        self.drift_p_value = gauge(
+            "driftline_drift_p_value",
+            "Benjamini-Hochberg adjusted p-value of the newest closed window (KS, chi2).",
             "feature",
             "method",
         )
@@ -185,6 +203,10 @@ class PipelineMetrics:
         self.drift_alerts = counter(
             "driftline_drift_alerts", "Alert policy events: fired or resolved.", "feature", "method", "event"
         )
+        self.reference_info = gauge(
+            "driftline_reference_info", "The reference profile version drift is scored against (always 1).",
+            "version",
+        )  # fmt: skip
         # the query
         self.query_up = gauge("driftline_query_up", "1 while the source's streaming query runs, else 0.")
         self.query_failures = counter(
@@ -203,6 +225,12 @@ class PipelineMetrics:
         self.batches.labels(*labels)
         self.query_failures.labels(*labels)
         self.unreconciled.labels(*labels).set(0)
+        for reason in JOB_REASONS:  # a reason's first burst shows in rate() only if the series exists
+            self.dead_letters.labels(*labels, reason)
+
+    def reference(self, source: str, version: str | None) -> None:
+        """The reference profile the source is scored against (``none``: drift is not scored)."""
+        self.reference_info.labels(self.pipeline, source, version or "none").set(1)
 
     def query_terminated(self, source: str, *, failed: bool) -> None:
         self.query_up.labels(self.pipeline, source).set(0)
@@ -265,6 +293,9 @@ class PipelineMetrics:
         for o in observations:
             labels = (self.pipeline, source, o.feature, o.method)
             self.drift_score.labels(*labels).set(math.nan if o.score is None else o.score)
+            self.drift_effect.labels(*labels).set(math.nan if o.effect is None else o.effect)
+            if o.p_adjusted is not None:
+                self.drift_p_value.labels(*labels).set(o.p_adjusted)
             self.drift_threshold.labels(*labels).set(o.threshold)
             self.drift_detected.labels(*labels).set(int(o.drifted))
             self.drift_alert_active.labels(*labels).set(int(o.alert_active))

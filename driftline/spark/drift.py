@@ -213,6 +213,7 @@ class DriftScorer:
             observations.append(
                 DriftObservation(
                     feature=score.feature, method=score.method, score=finite_or_none(score.score),
+                    effect=finite_or_none(score.effect), p_adjusted=finite_or_none(score.p_adjusted),
                     threshold=score.threshold, drifted=score.drifted,
                     alert_active=bool(track and track.firing), window_end=end,
                     first_flagged=_moment(since),

@@ -221,6 +221,8 @@ def start_query(
         )
     if plan.drift is not None:
         plan.drift.metrics = metrics
+    if metrics is not None:
+        metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
     processor = BatchProcessor(plan, writer, metrics)
     return (
         reader.load()

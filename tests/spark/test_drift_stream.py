@@ -153,6 +153,7 @@ def test_drift_metrics_show_the_newest_window_and_the_firing_alerts(drift_run):
         labels = {"pipeline": "demo", "source": "payments", "feature": row.feature, "method": row.method}
         value = lambda name, labels=labels: registry.get_sample_value(name, labels)  # noqa: E731
         assert value("driftline_drift_score") == pytest.approx(row.score, rel=1e-12)
+        assert value("driftline_drift_effect") == pytest.approx(row.effect, rel=1e-12)
         assert value("driftline_drift_threshold") == row.threshold
         assert value("driftline_drift_detected") == int(row.drifted)
         active = (row.feature, row.method) in firing

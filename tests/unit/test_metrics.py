@@ -15,7 +15,7 @@ from driftline.metrics import BatchCounts, DriftObservation, PipelineMetrics, se
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 UNITS = ("_seconds", "_records", "_per_second", "_ratio", "_info", "_up", "_detected", "_active",
-         "_score", "_threshold", "_unreconciled")  # fmt: skip
+         "_score", "_effect", "_threshold", "_value", "_unreconciled")  # fmt: skip
 
 
 def _families(metrics: PipelineMetrics) -> dict[str, object]:
@@ -68,6 +68,12 @@ def test_batch_counts_add_up_and_reconcile():
         _value(metrics, "driftline_last_record_received_timestamp_seconds", pipeline="p", source="s") == 1000
     )
     assert _value(metrics, "driftline_records_total", pipeline="p", source="s", outcome="late") == 0
+    for reason in ("NOT_FRAMED", "UNKNOWN_SCHEMA", "DECODE_FAILED", "RULE_FAILED", "LATE_DATA"):
+        assert _value(metrics, "driftline_dead_letters_total", pipeline="p", source="s", reason=reason) == 0
+    assert (
+        _value(metrics, "driftline_dead_letters_total", pipeline="p", source="s", reason="MISSING_FIELD")
+        is None
+    )
     metrics.batch_committed("s", _counts(), suite="pay", now=2000.0)
     metrics.batch_committed("s", _counts(max_event_time=T0.replace(hour=7)), suite="pay", now=3000.0)
     ids = {"pipeline": "p", "source": "s"}
@@ -103,14 +109,17 @@ def test_drift_gauges_follow_the_newest_window():
     metrics = PipelineMetrics("p")
     end = T0.replace(minute=30)
     metrics.drift_scored("s", [
-        DriftObservation("amount", "psi", 0.61, 0.2, True, True, end, T0.replace(minute=20)),
-        DriftObservation("amount", "ks", None, 0.1, False, False, end, None),
-        DriftObservation("country", "chi2", 0.02, 0.1, False, False, end.replace(minute=25), None),
+        DriftObservation("amount", "psi", 0.61, 0.61, None, 0.2, True, True, end, T0.replace(minute=20)),
+        DriftObservation("amount", "ks", None, None, None, 0.1, False, False, end, None),
+        DriftObservation("country", "chi2", 35.2, 0.04, 0.003, 0.1, False, False, end.replace(minute=25), None),
     ])  # fmt: skip
     ids = {"pipeline": "p", "source": "s"}
     assert _value(metrics, "driftline_drift_score", **ids, feature="amount", method="psi") == 0.61
     assert math.isnan(_value(metrics, "driftline_drift_score", **ids, feature="amount", method="ks"))
     assert _value(metrics, "driftline_drift_detected", **ids, feature="amount", method="psi") == 1
+    assert _value(metrics, "driftline_drift_effect", **ids, feature="country", method="chi2") == 0.04
+    assert _value(metrics, "driftline_drift_p_value", **ids, feature="country", method="chi2") == 0.003
+    assert _value(metrics, "driftline_drift_p_value", **ids, feature="amount", method="psi") is None
     assert _value(metrics, "driftline_drift_alert_active", **ids, feature="amount", method="psi") == 1
     assert _value(metrics, "driftline_drift_alert_active", **ids, feature="country", method="chi2") == 0
     first = _value(
@@ -124,7 +133,9 @@ def test_drift_gauges_follow_the_newest_window():
         == 1
     )
     # resolved: the flag drops and "since when" is no longer a time
-    metrics.drift_scored("s", [DriftObservation("amount", "psi", 0.01, 0.2, False, False, end, None)])
+    metrics.drift_scored(
+        "s", [DriftObservation("amount", "psi", 0.01, 0.01, None, 0.2, False, False, end, None)]
+    )
     assert _value(metrics, "driftline_drift_alert_active", **ids, feature="amount", method="psi") == 0
     assert math.isnan(
         _value(
