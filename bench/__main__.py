@@ -8,7 +8,9 @@
    SparkSession is up.
 
 It also times ``ReferenceProfile.score`` on one window's counts (the driver-side
-drift work per closed window: six features, PSI / KS / chi-square, BH, verdicts).
+drift work per closed window: six features, PSI / KS / chi-square, BH, verdicts), and
+measures the event-to-alert latency through real Prometheus and Alertmanager over
+``--alert-runs`` drift injections (median and p95; see ``bench/alert_latency.py``).
 
 Each rate is printed as records/s and as a ratio to the raw consume rate. Run on
 the embedded broker; ``--records`` sets the size (default 200,000 payments records).
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from bench import alert_latency
 from driftline.config import load_pipeline
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.bulk_decode import BulkDecoder
@@ -75,6 +78,7 @@ def _consume(bootstrap: str, topic: str, records: int, on_chunk=None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--alert-runs", type=int, default=5, help="drift injections timed to the alert")
     args = parser.parse_args()
     n = args.records
     registry = FileSchemaRegistry(REPO / "schemas")
@@ -93,7 +97,18 @@ def main() -> None:
             results["consume + fastavro per record"] = sample / _consume(
                 state.bootstrap, topic, sample, lambda values: [per_record.decode(v) for v in values]
             )
-            results["end-to-end job"] = n / _job_seconds(state.bootstrap, Path(scratch), topic)
+            from driftline.spark.session import build_session
+
+            spark = build_session("driftline-bench")
+            try:
+                results["end-to-end job"] = n / _job_seconds(spark, state.bootstrap, Path(scratch), topic)
+                latency = None
+                if args.alert_runs:
+                    print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
+                    runs = alert_latency.measure(spark, state.bootstrap, Path(scratch), args.alert_runs)
+                    latency = alert_latency.summarize(runs)
+            finally:
+                spark.stop()
         finally:
             broker.stop(force=True)
     raw = results["raw consume"]
@@ -104,9 +119,17 @@ def main() -> None:
     print(
         f"  {'drift scoring (driver)':<32} {windows_per_second:>12,.0f} windows/s (6 features, default grid)"
     )
+    if latency:
+        setup = "10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape"
+        print(f"  {'event-to-alert latency':<32} median {latency['median_s']:.1f} s, "
+              f"p95 {latency['p95_s']:.1f} s over {latency['runs']} runs ({setup})")  # fmt: skip
     print(
         json.dumps(
-            {**{k: round(v) for k, v in results.items()}, "windows_scored_per_s": round(windows_per_second)}
+            {
+                **{k: round(v) for k, v in results.items()},
+                "windows_scored_per_s": round(windows_per_second),
+                "alert_latency": latency,
+            }  # fmt: skip
         )
     )
 
@@ -144,15 +167,15 @@ def _scoring_rate() -> float:
     return rounds / (time.perf_counter() - started)
 
 
-def _job_seconds(bootstrap: str, scratch: Path, topic: str) -> float:
+def _job_seconds(spark, bootstrap: str, scratch: Path, topic: str) -> float:
     from driftline.spark.job import run
-    from driftline.spark.session import build_session
 
     config = load_pipeline(REPO / "pipelines" / "demo.toml")
     config = config.with_kafka(bootstrap_servers=bootstrap, topic_prefix="bench.").model_copy(
         update={
             "state_dir": str(scratch / "state"),
             "warehouse_dir": str(scratch / "warehouse"),
+            "metrics": config.metrics.model_copy(update={"port": 0}),
         }
     )
     assert config.topic("payments") == topic
@@ -161,13 +184,9 @@ def _job_seconds(bootstrap: str, scratch: Path, topic: str) -> float:
     config = config.model_copy(
         update={"reference": config.reference.model_copy(update={"path": str(references)})}
     )
-    spark = build_session("driftline-bench")
-    try:
-        started = time.perf_counter()
-        summary = run(spark, config, sources=["payments"])
-        elapsed = time.perf_counter() - started
-    finally:
-        spark.stop()
+    started = time.perf_counter()
+    summary = run(spark, config, sources=["payments"])
+    elapsed = time.perf_counter() - started
     assert (
         summary.sources["payments"].read
         == summary.sources["payments"].valid

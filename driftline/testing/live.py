@@ -145,6 +145,11 @@ class StreamingJob:
         self._thread.start()
         return self
 
+    def check(self) -> None:
+        """Raise if the job has stopped on its own (it runs until the context exits)."""
+        if not self._thread.is_alive():
+            raise RuntimeError(f"the streaming job stopped early: {self._error!r}") from self._error
+
     def __exit__(self, *exc) -> None:
         names = {f"{self.config.name}.{s}" for s in self.sources}
         deadline = time.monotonic() + 120

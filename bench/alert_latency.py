@@ -1,0 +1,133 @@
+"""Event-to-alert latency: first drifted record produced -> drift alert at the webhook.
+
+The path measured is the production one, on one machine: a live stream (event time =
+now, 150 records/s) into the embedded broker, the quality job in streaming mode
+(ten-second windows, four-second watermark, one-second trigger, persistence 2 of 3),
+its exporter scraped every second by Debian's Prometheus with the shipped rules,
+and Debian's Alertmanager with the shipped routing tree (group_wait 1 s), whose
+``webhook`` receiver points at a local HTTP server. Each run streams clean records
+until the job has scored a window, then switches to a 1.5 sigma mean shift in
+``amount`` and records when the first drifted record was produced; the latency is
+the time until the ``DriftlineFeatureDrift`` alert for ``amount`` arrives.
+
+Runs share one SparkSession, broker, Prometheus and Alertmanager; each has its own
+topics, checkpoint and tables. Before drifting, a run waits until the previous run's
+alert has resolved (the new run's first clean window clears it), so each run's alert
+is a new notification.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from driftline.config import load_pipeline
+from driftline.metrics import PipelineMetrics, serve
+from driftline.testing import Drift
+from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config
+from driftline.testing.promstack import (
+    MISSING_HINT,
+    PromStack,
+    WebhookReceiver,
+    alertmanager_config_for_test,
+    find_binaries,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "deploy" / "prometheus" / "rules" / "driftline.rules.yml"
+ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+DRIFT = (Drift("mean_shift", "amount", 0, 1.5),)
+LABELS = {"pipeline": "demo", "source": "payments"}
+
+
+def _config(scratch: Path, bootstrap: str, run: int):
+    config = load_pipeline(REPO / "pipelines" / "demo.toml")
+    folder = scratch / f"run{run}"
+    config = config.with_kafka(bootstrap_servers=bootstrap, topic_prefix=f"lat{uuid.uuid4().hex[:8]}.")
+    config = config.model_copy(
+        update={
+            "state_dir": str(folder / "state"),
+            "warehouse_dir": str(folder / "warehouse"),
+            "reference": config.reference.model_copy(update={"path": str(folder / "references")}),
+            "metrics": config.metrics.model_copy(update={"enabled": False}),  # the bench serves its own
+        }
+    )
+    config = live_config(config)
+    build_reference(config, "payments", folder)
+    return config
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+
+
+def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
+    """Latency in seconds of ``runs`` drift injections (see the module docstring)."""
+    binaries = find_binaries()
+    if binaries is None:
+        raise SystemExit(f"alert latency needs Prometheus and Alertmanager: {MISSING_HINT}")
+    metrics = PipelineMetrics("demo")
+    exporter = serve(metrics.registry, port=0)
+    latencies: list[float] = []
+    with WebhookReceiver() as webhook:
+        routing = alertmanager_config_for_test(yaml.safe_load(ALERTMANAGER.read_text()), webhook)
+        stack = PromStack(scratch / "promstack", scrape_targets=[f"127.0.0.1:{exporter.port}"],
+                          rule_files=[RULES], alertmanager_config=routing, binaries=binaries)  # fmt: skip
+        with stack as prom:
+            prom.wait_for_scrape()
+            for run in range(runs):
+                latency = _one_run(spark, _config(scratch, bootstrap, run), metrics, webhook, prom, seed=run)
+                latencies.append(latency)
+                print(f"  run {run + 1}/{runs}: drift alert for amount after {latency:5.1f} s")
+    exporter.close()
+    return latencies
+
+
+def _one_run(spark, config, metrics: PipelineMetrics, webhook, prom, *, seed: int) -> float:
+    started, seen = time.time(), len(webhook.notifications)
+
+    def scored_since_start() -> bool:
+        end = metrics.registry.get_sample_value("driftline_drift_window_end_timestamp_seconds", LABELS)
+        return end is not None and end > started - 10
+
+    def new_amount_alert(notification) -> bool:
+        return notification.receiver == "webhook" and any(
+            a.get("status") == "firing" and a["labels"].get("alertname") == "DriftlineFeatureDrift"
+            and a["labels"].get("feature") == "amount"
+            for a in notification.payload.get("alerts", [])
+        ) and webhook.notifications.index(notification) >= seen  # fmt: skip
+
+    with (
+        LiveProducer(config, "payments", rate=150, drifts=DRIFT, seed=seed) as producer,
+        StreamingJob(spark, config, ["payments"], metrics),
+    ):
+        _wait(scored_since_start, 240, "the run's first scored window")
+        _wait(lambda: not _firing(prom), 60, "the previous run's drift alert to resolve")
+        producer.start_drift()
+        alert = webhook.wait_for(new_amount_alert, timeout=300)
+    return alert.received_at - producer.first_drifted_at
+
+
+def _firing(prom) -> bool:
+    return any(
+        a["labels"].get("alertname") == "DriftlineFeatureDrift" and a["labels"].get("feature") == "amount"
+        for a in prom.prometheus_alerts()
+    )
+
+
+def summarize(latencies: list[float]) -> dict[str, float]:
+    """Median and p95 (nearest rank) of the runs, in seconds."""
+    ordered = sorted(latencies)
+    p95 = ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+    return {"runs": len(ordered), "median_s": round(statistics.median(ordered), 1), "p95_s": round(p95, 1),
+            "min_s": round(ordered[0], 1), "max_s": round(ordered[-1], 1)}  # fmt: skip
