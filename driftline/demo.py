@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from driftline.config import load_pipeline
+from driftline.demo_alerting import DemoAlerting
 from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import EmbeddedBroker, free_port, port_is_free
 from driftline.testing import (
@@ -116,14 +117,20 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
             clean, _ = generator_for(config, source, seed=seed, drifts=drifts[source], interval=interval)
             _bypass_ingest(config, source, clean, records)
         _show(console, summaries, config)
-        console.print("[bold]running the quality stream job until idle[/] (local Spark) ...")
-        job = _run_job(config)
+        with DemoAlerting(config, config.path(config.state_dir) / "demo-prometheus") as alerting:
+            style = "green" if alerting.available else "yellow"
+            console.print(f"[bold]observability[/] [{style}]{alerting.describe()}[/]")
+            console.print("[bold]running the quality stream job until idle[/] (local Spark) ...")
+            job = _run_job(config, alerting.metrics)
+            deliveries = alerting.deliveries(timeout=30)
+            observability = alerting.as_dict() | {"delivered": deliveries}
     finally:
         if not keep_broker:
             broker.stop()
     _show_job(console, job, config)
-    truth = drift_truth(config, drifts, interval)
+    truth = drift_truth(config, drifts, interval, deliveries if observability["prometheus"] else None)
     _show_drift(console, truth)
+    _show_deliveries(console, observability)
     output_dir.mkdir(parents=True, exist_ok=True)
     warehouse = config.path(config.warehouse_dir)
     result = {
@@ -137,6 +144,14 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
             for name in ("feature_stats", "drift_scores", "alerts", "dead_letters")
         },
         "alerts_topic": config.kafka.topic_prefix + config.drift.alerts_topic,
+        "alerting": observability,
+        "how_to_query": {
+            "pandas": f"pandas.read_parquet('{warehouse / 'drift_scores'}')  # any table above",
+            "spark_sql": f"spark.read.parquet('{warehouse / 'alerts'}').createOrReplaceTempView('alerts'); "
+            'spark.sql("SELECT source, feature, method, window_start, score '
+            "FROM alerts WHERE event = 'fired'\")",
+            "partitions": "source=<source>/batch_id=<n> (feature_stats: source=<source>/window_key=<start>)",
+        },
     }
     (output_dir / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     console.print(f"summary written to {output_dir / 'summary.json'}")
@@ -158,10 +173,13 @@ def _baseline(config, source: str, seed: int, output_dir: Path):
     return baseline_from_file(config, source, path)
 
 
-def drift_truth(config, drifts: dict[str, tuple[Drift, ...]], interval: timedelta) -> dict[str, dict]:
+def drift_truth(
+    config, drifts: dict[str, tuple[Drift, ...]], interval: timedelta, deliveries: list[dict] | None = None
+) -> dict[str, dict]:
     """Per source and feature: what was injected (kind, from when), what the job flagged
-    (first flagged window, the methods that fired) and the verdict: ``found``,
-    ``MISSED``, ``quiet`` or ``FALSE ALARM``."""
+    (first flagged window, the methods that fired), the verdict (``found``, ``MISSED``,
+    ``quiet`` or ``FALSE ALARM``) and, with Prometheus running, the receivers the
+    Alertmanager delivered its drift alert to (``None`` without Prometheus)."""
     import pandas as pd
 
     from driftline.testing.generator import DEFAULT_START
@@ -188,6 +206,10 @@ def drift_truth(config, drifts: dict[str, tuple[Drift, ...]], interval: timedelt
                 "alerted_in_window": _iso(mine["window_start"].min()) if flagged else None,
                 "methods": sorted(mine["method"]) if flagged else [],
                 "verdict": verdict,
+                "delivered_to": None if deliveries is None else sorted({
+                    d["receiver"] for d in deliveries
+                    if d["source"] == source and d["feature"] == feature and d["status"] == "firing"
+                }),
             }  # fmt: skip
     return out
 
@@ -203,7 +225,7 @@ def _clock(moment: str | None) -> str:
 
 def _show_drift(console: Console, truth: dict[str, dict]) -> None:
     table = Table(title="drift against the reference: injected truth vs. what the job flagged")
-    for column in (
+    columns = [
         "source",
         "feature",
         "injected",
@@ -212,7 +234,8 @@ def _show_drift(console: Console, truth: dict[str, dict]) -> None:
         "alert in",
         "methods",
         "verdict",
-    ):
+    ]
+    for column in [*columns, "delivered to"]:
         table.add_column(column)
     colours = {"found": "green", "quiet": "dim", "MISSED": "red", "FALSE ALARM": "red"}
     for source, features in truth.items():
@@ -224,7 +247,24 @@ def _show_drift(console: Console, truth: dict[str, dict]) -> None:
                 injected["from"][11:16] if injected else "-",
                 _clock(f["first_flagged_window"]), _clock(f["alerted_in_window"]),
                 ", ".join(f["methods"]) or "-", f"[{colours[f['verdict']]}]{f['verdict']}[/]",
+                "n/a" if f["delivered_to"] is None else ", ".join(f["delivered_to"]) or "-",
             )  # fmt: skip
+    console.print(table)
+
+
+def _show_deliveries(console: Console, observability: dict) -> None:
+    if not observability["prometheus"]:
+        console.print(f"[yellow]alerts were not delivered: {observability['unavailable']}[/]")
+        return
+    delivered = observability["delivered"]
+    table = Table(
+        title=f"alerts delivered by Alertmanager {observability['alertmanager']} ({len(delivered)})"
+    )
+    for column in ("receiver", "alert", "severity", "source", "feature", "method", "summary"):
+        table.add_column(column)
+    for d in sorted(delivered, key=lambda d: (d["source"] or "", d["feature"] or "", d["receiver"])):
+        table.add_row(d["receiver"], d["alertname"], d["severity"], d["source"], d["feature"] or "-",
+                      d["method"] or "-", d["summary"] or "")  # fmt: skip
     console.print(table)
 
 
@@ -249,13 +289,13 @@ def _bypass_ingest(config, source: str, generator, records: int) -> None:
     producer.flush(30)
 
 
-def _run_job(config):
+def _run_job(config, metrics):
     from driftline.spark.job import run
     from driftline.spark.session import build_session
 
     spark = build_session(f"driftline-{config.name}-demo")
     try:
-        return run(spark, config, until_idle=True)
+        return run(spark, config, until_idle=True, metrics=metrics)
     finally:
         spark.stop()
 

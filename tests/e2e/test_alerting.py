@@ -143,4 +143,7 @@ def test_drift_alert_reaches_the_webhook_through_alertmanager(
     # nothing about the untouched features, and no pipeline-health alert
     delivered = webhook.alerts()
     assert not [a for a in delivered if a.labels.get("feature") in QUIET]
-    assert {a.labels["alertname"] for a in delivered} <= {"DriftlineFeatureDrift", "DriftlineFeatureDriftSevere"}
+    assert {a.labels["alertname"] for a in delivered} <= {
+        "DriftlineFeatureDrift",
+        "DriftlineFeatureDriftSevere",
+    }

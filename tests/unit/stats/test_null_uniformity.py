@@ -26,7 +26,9 @@ REFERENCE_ROWS, WINDOWS, WINDOW_ROWS = 20_000, 1_000, 500
 CATEGORIES = {"card": 0.45, "bank": 0.25, "wallet": 0.15, "cash": 0.1, "crypto": 0.05}
 
 
-def ks_p_values(rng: np.random.Generator, grid: int = DEFAULT_GRID, shift: float = 0.0, windows: int = WINDOWS) -> list:
+def ks_p_values(
+    rng: np.random.Generator, grid: int = DEFAULT_GRID, shift: float = 0.0, windows: int = WINDOWS
+) -> list:
     reference = rng.normal(size=REFERENCE_ROWS)
     binning = NumericBinning.fit(reference, grid=grid)
     fine = slice(0, binning.null_slot)
