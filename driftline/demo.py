@@ -121,14 +121,16 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
             style = "green" if alerting.available else "yellow"
             console.print(f"[bold]observability[/] [{style}]{alerting.describe()}[/]")
             console.print("[bold]running the quality stream job until idle[/] (local Spark) ...")
-            job = _run_job(config, alerting.metrics)
-            deliveries = alerting.deliveries(timeout=30)
-            observability = alerting.as_dict() | {"delivered": deliveries}
+            delivered: list[dict] = []  # collected while the queries still run (no "query down" yet)
+            job = _run_job(
+                config, alerting.metrics, lambda: delivered.extend(alerting.deliveries(timeout=30))
+            )
+            observability = alerting.as_dict() | {"delivered": delivered}
     finally:
         if not keep_broker:
             broker.stop()
     _show_job(console, job, config)
-    truth = drift_truth(config, drifts, interval, deliveries if observability["prometheus"] else None)
+    truth = drift_truth(config, drifts, interval, delivered if observability["prometheus"] else None)
     _show_drift(console, truth)
     _show_deliveries(console, observability)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +139,10 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
         "pipeline": config.name,
         "references": {name: b.as_dict() for name, b in baselines.items()},
         "ingest": {s.source: s.as_dict() | {"reconciles": s.reconciles} for s in summaries},
-        "job": job.as_dict()["sources"],
+        "job": {
+            name: source | {"alerts_delivered": _delivered_count(observability, name)}
+            for name, source in job.as_dict()["sources"].items()
+        },
         "drift": truth,
         "tables": {
             name: str(warehouse / name)
@@ -252,6 +257,15 @@ def _show_drift(console: Console, truth: dict[str, dict]) -> None:
     console.print(table)
 
 
+def _delivered_count(observability: dict, source: str) -> int | None:
+    """Distinct firing alerts of ``source`` Alertmanager delivered (None: no Prometheus ran)."""
+    if not observability["prometheus"]:
+        return None
+    delivered = observability["delivered"]
+    return len({(d["alertname"], d["feature"], d["method"]) for d in delivered
+                if d["source"] == source and d["status"] == "firing"})  # fmt: skip
+
+
 def _show_deliveries(console: Console, observability: dict) -> None:
     if not observability["prometheus"]:
         console.print(f"[yellow]alerts were not delivered: {observability['unavailable']}[/]")
@@ -289,13 +303,13 @@ def _bypass_ingest(config, source: str, generator, records: int) -> None:
     producer.flush(30)
 
 
-def _run_job(config, metrics):
+def _run_job(config, metrics, when_idle):
     from driftline.spark.job import run
     from driftline.spark.session import build_session
 
     spark = build_session(f"driftline-{config.name}-demo")
     try:
-        return run(spark, config, until_idle=True, metrics=metrics)
+        return run(spark, config, until_idle=True, metrics=metrics, when_idle=when_idle)
     finally:
         spark.stop()
 

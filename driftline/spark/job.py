@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -242,11 +243,14 @@ def run(
     sources: list[str] | None = None,
     max_records_per_batch: int | None = None,
     metrics: PipelineMetrics | None = None,
+    when_idle: Callable[[], Any] | None = None,
 ) -> RunSummary:
     """Run the job for ``sources`` (default all) and return the summary of their tables.
 
     Metrics: with ``metrics`` given, they are fed and the caller serves them; else, when
     ``[metrics] enabled``, the job serves its own on ``[metrics] address:port`` while it runs.
+    ``when_idle`` (with ``until_idle``) is called once everything available has been
+    processed, while the queries still run (the demo waits for its alerts there).
     """
     names = sources or list(config.sources)
     for name in names:
@@ -269,6 +273,8 @@ def run(
             if until_idle:
                 for query in queries:
                     query.processAllAvailable()
+                if when_idle is not None:
+                    when_idle()
             else:
                 spark.streams.awaitAnyTermination()
         finally:

@@ -197,3 +197,22 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
             else:
                 assert verdict["verdict"] == "quiet", (source, feature, verdict)
     assert "injected truth vs. what the job flagged" in run.stdout
+
+    # the alerts went through the real Prometheus and Alertmanager (make test installs them)
+    alerting = summary["alerting"]
+    assert alerting["prometheus"] and alerting["alertmanager"], alerting["unavailable"]
+    assert f"alerts delivered by Alertmanager {alerting['alertmanager']}" in run.stdout
+    for source, features in summary["drift"].items():
+        for feature, verdict in features.items():
+            if (source, feature) in injected:  # the retraining hook gets every drift alert
+                assert "webhook" in verdict["delivered_to"], (source, feature, verdict)
+            else:
+                assert verdict["delivered_to"] == [], (source, feature, verdict)
+        delivered = {(d["alertname"], d["feature"], d["method"]) for d in alerting["delivered"]
+                     if d["source"] == source}  # fmt: skip
+        assert summary["job"][source]["alerts_delivered"] == len(delivered) > 0
+    assert {d["alertname"] for d in alerting["delivered"]} <= {
+        "DriftlineFeatureDrift",
+        "DriftlineFeatureDriftSevere",
+    }
+    assert all(d["runbook_url"].endswith(d["alertname"].lower()) for d in alerting["delivered"])

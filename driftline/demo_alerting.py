@@ -1,0 +1,147 @@
+"""The demo's observability: the job's exporter, and Prometheus + Alertmanager when installed.
+
+:class:`DemoAlerting` serves the job's metrics on ``[metrics] address:port`` (a free
+port if that one is taken) and, when Debian's ``prometheus`` and
+``prometheus-alertmanager`` are on the PATH, runs them on 127.0.0.1 with the shipped
+rules (``deploy/prometheus/rules``) and routing tree (``deploy/alertmanager``), its
+receivers (pager, chat, webhook) redirected to a local webhook server so the demo can
+show what would have been delivered. Without them it says so and the demo goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftline.config import PipelineConfig
+from driftline.kafka.broker import port_is_free
+from driftline.metrics import PipelineMetrics, serve
+
+logger = logging.getLogger(__name__)
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+RULES = DEPLOY / "prometheus" / "rules" / "driftline.rules.yml"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
+
+
+@dataclass
+class DemoAlerting:
+    config: PipelineConfig
+    workdir: Path
+    metrics: PipelineMetrics = field(init=False)
+    exporter_url: str = field(init=False, default="")
+    unavailable: str | None = field(init=False, default=None)  # why there is no Prometheus, if not
+    _stack: ExitStack = field(init=False, default_factory=ExitStack)
+    _prom: Any = field(init=False, default=None)
+    _webhook: Any = field(init=False, default=None)
+
+    def __enter__(self) -> DemoAlerting:
+        settings = self.config.metrics
+        self.metrics = PipelineMetrics(self.config.name)
+        port = settings.port if port_is_free(settings.address, settings.port) else 0
+        exporter = serve(self.metrics.registry, address=settings.address, port=port)
+        self._stack.callback(exporter.close)
+        self.exporter_url = exporter.url
+        self._start_prometheus(exporter.port)
+        return self
+
+    def _start_prometheus(self, port: int) -> None:
+        import yaml
+
+        from driftline.testing.promstack import (
+            MISSING_HINT,
+            PromStack,
+            WebhookReceiver,
+            alertmanager_config_for_test,
+            find_binaries,
+        )
+
+        binaries = find_binaries()
+        if binaries is None:
+            self.unavailable = MISSING_HINT
+            return
+        # a fresh TSDB: series left by an earlier demo (e.g. its stopped queries) must not alert now
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not RULES.exists() or not ALERTMANAGER.exists():
+            self.unavailable = f"the shipped rules or Alertmanager config are missing under {DEPLOY}"
+            return
+        self._webhook = self._stack.enter_context(WebhookReceiver())
+        routing = alertmanager_config_for_test(yaml.safe_load(ALERTMANAGER.read_text()), self._webhook)
+        target = f"{self.config.metrics.address}:{port}".replace("0.0.0.0", "127.0.0.1")
+        prom = PromStack(self.workdir, scrape_targets=[target], rule_files=[RULES],
+                         alertmanager_config=routing, binaries=binaries)  # fmt: skip
+        self._prom = self._stack.enter_context(prom)
+        self._prom.wait_for_scrape()
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    @property
+    def available(self) -> bool:
+        return self._prom is not None
+
+    def describe(self) -> str:
+        if not self.available:
+            return f"metrics at {self.exporter_url}; Prometheus/Alertmanager not running: {self.unavailable}"
+        return (f"metrics at {self.exporter_url}, scraped every 1s by Prometheus {self._prom.prometheus_url} "
+                f"(shipped rules), alerts routed by Alertmanager {self._prom.alertmanager_url} "
+                f"(shipped routes; receivers redirected to a local webhook)")  # fmt: skip
+
+    def active_drift(self) -> set[tuple[str, str, str]]:
+        """(source, feature, method) whose alert the job's policy holds firing now (from the gauges)."""
+        out = set()
+        for family in self.metrics.registry.collect():
+            if family.name == "driftline_drift_alert_active":
+                for sample in family.samples:
+                    if sample.value == 1:
+                        labels = sample.labels
+                        out.add((labels["source"], labels["feature"], labels["method"]))
+        return out
+
+    def deliveries(self, *, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until every firing drift alert was delivered (or ``timeout``); return all deliveries."""
+        if not self.available:
+            return []
+        expected = self.active_drift()
+        deadline = time.monotonic() + timeout
+
+        def delivered() -> set[tuple[str, str, str]]:
+            return {
+                (a.labels.get("source"), a.labels.get("feature"), a.labels.get("method"))
+                for a in self._webhook.alerts()
+                if a.status == "firing" and a.labels.get("alertname", "").startswith("DriftlineFeatureDrift")
+            }
+
+        while not expected <= delivered() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return [
+            {
+                "receiver": a.receiver,
+                "alertname": a.labels.get("alertname"),
+                "status": a.status,
+                "severity": a.labels.get("severity"),
+                "source": a.labels.get("source"),
+                "feature": a.labels.get("feature"),
+                "method": a.labels.get("method"),
+                "summary": a.annotations.get("summary"),
+                "runbook_url": a.annotations.get("runbook_url"),
+                "received_at": a.received_at,
+            }  # fmt: skip
+            for a in self._webhook.alerts()
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exporter": self.exporter_url,
+            "prometheus": self._prom.prometheus_url if self.available else None,
+            "alertmanager": self._prom.alertmanager_url if self.available else None,
+            "unavailable": self.unavailable,
+        }
+
+
+__all__ = ["DemoAlerting"]
