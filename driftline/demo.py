@@ -129,7 +129,7 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     finally:
         if not keep_broker:
             broker.stop()
-    _show_job(console, job, config)
+    _show_job(console, job, config, observability)
     truth = drift_truth(config, drifts, interval, delivered if observability["prometheus"] else None)
     _show_drift(console, truth)
     _show_deliveries(console, observability)
@@ -314,25 +314,19 @@ def _run_job(config, metrics, when_idle):
         spark.stop()
 
 
-def _show_job(console: Console, job, config) -> None:
+def _show_job(console: Console, job, config, observability: dict) -> None:
     table = Table(title=f"pipeline {config.name}: quality stream job")
-    for column in (
-        "source",
-        "read",
-        "valid",
-        "dead-lettered",
-        "by reason",
-        "late",
-        "windows",
-        "batches",
-        "reconciles",
-    ):
+    columns = ["source", "read", "valid", "dead-lettered", "by reason", "late", "windows", "batches",
+               "alerts fired", "alerts delivered", "reconciles"]  # fmt: skip
+    for column in columns:
         table.add_column(column)
     for name, s in job.sources.items():
         reasons = "\n".join(f"{k}={v}" for k, v in sorted(s.by_reason.items()))
         mark = "[green]yes[/]" if s.reconciles else "[red]NO[/]"
+        delivered = _delivered_count(observability, name)
         table.add_row(name, str(s.read), str(s.valid), str(s.dead_lettered), reasons, str(s.late),
-                      str(s.windows), str(s.batches), mark)  # fmt: skip
+                      str(s.windows), str(s.batches), str(s.alerts_fired),
+                      "n/a" if delivered is None else str(delivered), mark)  # fmt: skip
     console.print(table)
     _show_windows(console, config)
 
