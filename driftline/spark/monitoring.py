@@ -17,6 +17,7 @@ Counts of records and drift come from the batch processor itself
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import threading
@@ -61,9 +62,9 @@ class MetricsListener(StreamingQueryListener):
             processed_rate=progress.processedRowsPerSecond,
         )
         for source_progress in progress.sources:
-            if source_progress.endOffset:
-                end = source_progress.endOffset
-                self.processed[source] = from_offset(json.loads(end) if isinstance(end, str) else end)
+            end = _offset(source_progress.endOffset)
+            if end:
+                self.processed[source] = from_offset(end)
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
         pass  # nothing new: rates and lag stay as measured
@@ -72,6 +73,16 @@ class MetricsListener(StreamingQueryListener):
         source = self._source(event.id)
         if source is not None:
             self.metrics.query_terminated(source, failed=event.exception is not None)
+
+
+def _offset(text) -> dict | None:
+    """A source progress offset: JSON from the JVM (classic), a dict's repr (Spark Connect)."""
+    if not text or text in ("null", "None"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return ast.literal_eval(text)
 
 
 @dataclass
