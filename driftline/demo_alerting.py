@@ -47,7 +47,11 @@ class DemoAlerting:
         exporter = serve(self.metrics.registry, address=settings.address, port=port)
         self._stack.callback(exporter.close)
         self.exporter_url = exporter.url
-        self._start_prometheus(exporter.port)
+        try:
+            self._start_prometheus(exporter.port)
+        except BaseException:
+            self._stack.close()  # no child process or server outlives a failed start
+            raise
         return self
 
     def _start_prometheus(self, port: int) -> None:
@@ -72,7 +76,9 @@ class DemoAlerting:
             return
         self._webhook = self._stack.enter_context(WebhookReceiver())
         routing = alertmanager_config_for_test(yaml.safe_load(ALERTMANAGER.read_text()), self._webhook)
-        target = f"{self.config.metrics.address}:{port}".replace("0.0.0.0", "127.0.0.1")
+        host = self.config.metrics.address
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # wildcard: scrape via loopback
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         prom = PromStack(self.workdir, scrape_targets=[target], rule_files=[RULES],
                          alertmanager_config=routing, binaries=binaries)  # fmt: skip
         self._prom = self._stack.enter_context(prom)

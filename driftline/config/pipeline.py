@@ -171,6 +171,10 @@ class MetricsConfig(_Model):
     lag_interval: DurationField = Field(
         default=parse_duration("15 seconds"), description="How often consumer lag is measured."
     )
+    linger_on_failure: DurationField = Field(
+        default=parse_duration("30 seconds"),
+        description="After a query fails, keep serving this long so Prometheus scrapes the failure.",
+    )
 
 
 class PipelineConfig(_Model):

@@ -91,6 +91,8 @@ class PipelineMetrics:
         self.registry = registry or CollectorRegistry()
         self._cumulative: dict[str, list[int]] = {}  # source -> [read, accounted for]
         self._newest_event: dict[str, float] = {}
+        self._down: set[str] = set()  # sources whose query has ended (failures counted once)
+        self._tested: set[tuple[str, ...]] = set()  # drift series that have a p-value
         r, base = self.registry, ("pipeline", "source")
 
         def counter(name: str, doc: str, *extra: str) -> Counter:
@@ -224,7 +226,9 @@ class PipelineMetrics:
         self.read.labels(*labels)
         self.batches.labels(*labels)
         self.query_failures.labels(*labels)
-        self.unreconciled.labels(*labels).set(0)
+        self._down.discard(source)
+        totals = self._cumulative.get(source, [0, 0])
+        self.unreconciled.labels(*labels).set(totals[0] - totals[1])
         for reason in JOB_REASONS:  # a reason's first burst shows in rate() only if the series exists
             self.dead_letters.labels(*labels, reason)
 
@@ -233,9 +237,24 @@ class PipelineMetrics:
         self.reference_info.labels(self.pipeline, source, version or "none").set(1)
 
     def query_terminated(self, source: str, *, failed: bool) -> None:
+        """The query ended; a failure counts once per run, whoever reports it first
+        (the job when it sees the exception, or the listener's asynchronous event)."""
         self.query_up.labels(self.pipeline, source).set(0)
-        if failed:
+        if failed and source not in self._down:
             self.query_failures.labels(self.pipeline, source).inc()
+        self._down.add(source)
+
+    def batch_unreconciled(self, source: str, counts: BatchCounts) -> None:
+        """A batch the processor refused because its counts do not add up: only the gap shows."""
+        totals = self._cumulative.get(source, [0, 0])
+        gap = counts.read - (counts.valid + counts.dead_lettered + counts.late)
+        self.unreconciled.labels(self.pipeline, source).set(totals[0] - totals[1] + gap)
+
+    def drift_alert_state(self, source: str, feature: str, method: str, *, active: bool, since) -> None:
+        """The alert policy's saved state (at query start): firing alerts stay firing across restarts."""
+        labels = (self.pipeline, source, feature, method)
+        self.drift_alert_active.labels(*labels).set(int(active))
+        self.drift_first_flagged.labels(*labels).set(_seconds(since) if active and since else math.nan)
 
     def batch_progress(
         self, source: str, *, seconds: float | None, input_rate: float | None, processed_rate: float | None
@@ -294,8 +313,9 @@ class PipelineMetrics:
             labels = (self.pipeline, source, o.feature, o.method)
             self.drift_score.labels(*labels).set(math.nan if o.score is None else o.score)
             self.drift_effect.labels(*labels).set(math.nan if o.effect is None else o.effect)
-            if o.p_adjusted is not None:
-                self.drift_p_value.labels(*labels).set(o.p_adjusted)
+            if o.p_adjusted is not None or labels in self._tested:  # PSI and JS never have one
+                self._tested.add(labels)
+                self.drift_p_value.labels(*labels).set(math.nan if o.p_adjusted is None else o.p_adjusted)
             self.drift_threshold.labels(*labels).set(o.threshold)
             self.drift_detected.labels(*labels).set(int(o.drifted))
             self.drift_alert_active.labels(*labels).set(int(o.alert_active))

@@ -265,7 +265,7 @@ class BatchProcessor:
         for r in dead.groupBy("reason", "rule").count().collect():
             by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
             if r["rule"] is not None:
-                self._rule_failures[r["rule"]] = r["count"]
+                self._rule_failures[r["rule"]] = self._rule_failures.get(r["rule"], 0) + r["count"]
         late = by_reason.pop(ReasonCode.LATE_DATA.value, 0)
         totals = valid.agg(F.count(F.lit(1)).alias("valid"), F.max(self.plan.event_time).alias("t")).first()
         record = {
@@ -280,7 +280,7 @@ class BatchProcessor:
         accounted = record["valid"] + record["dead_lettered"] + record["late"]
         if record["read"] != accounted:  # a programming error, never bad data
             if self.metrics is not None:  # the gap shows as driftline_records_unreconciled before it fails
-                self.metrics.batch_committed(self.plan.source, self._counts(record, watermark), suite=None)
+                self.metrics.batch_unreconciled(self.plan.source, self._counts(record, watermark))
             raise AssertionError(f"batch {batch_id} does not reconcile: {record}")
         logger.info(
             "batch_done source=%s batch=%d read=%d valid=%d dead_lettered=%d late=%d",

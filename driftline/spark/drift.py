@@ -204,6 +204,19 @@ class DriftScorer:
                     len(closed), len(score_rows), len(alert_rows))  # fmt: skip
         return len(alert_rows)
 
+    def export_saved_state(self) -> None:
+        """At query start: the newest saved policy state's alerts as gauges (driver, once).
+
+        Without it a restarted job would show no drift alert until its next window closes,
+        and Prometheus would send a false "resolved" in between."""
+        import sys
+
+        state = self._policy_state(sys.maxsize)
+        for key, track in state.tracks.items():
+            feature, method = key.rsplit("/", 1)
+            self.metrics.drift_alert_state(self.source, feature, method, active=track.firing,
+                                           since=_moment(track.since) if track.firing else None)  # fmt: skip
+
     def _export(self, newest: dict[str, tuple[FeatureScore, datetime]], state: PolicyState, alert_rows):
         """Gauges for each (feature, method)'s newest closed window; a count per alert event."""
         observations = []

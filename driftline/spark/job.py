@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -222,6 +223,8 @@ def start_query(
         )
     if plan.drift is not None:
         plan.drift.metrics = metrics
+        if metrics is not None:
+            plan.drift.export_saved_state()  # a firing alert stays firing across a restart
     if metrics is not None:
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
     processor = BatchProcessor(plan, writer, metrics)
@@ -258,18 +261,19 @@ def run(
     trigger = 0.0 if until_idle else config.windows.trigger.seconds
     spark.streams.resetTerminated()  # else awaitAnyTermination returns at once after an earlier run
     with ExitStack() as stack:
-        if metrics is None and config.metrics.enabled:
+        served = metrics is None and config.metrics.enabled
+        if served:
             metrics = PipelineMetrics(config.name)
             exporter = serve(metrics.registry, address=config.metrics.address, port=config.metrics.port)
             stack.callback(exporter.close)
         if metrics is not None:
             _monitor(stack, spark, config, names, metrics)
-        queries = [
-            start_query(spark, config, name, trigger_seconds=trigger,
-                        max_records_per_batch=max_records_per_batch, metrics=metrics)
-            for name in names
-        ]  # fmt: skip
+        queries = []
         try:
+            for name in names:
+                query = start_query(spark, config, name, trigger_seconds=trigger,
+                                    max_records_per_batch=max_records_per_batch, metrics=metrics)  # fmt: skip
+                queries.append(query)
             if until_idle:
                 for query in queries:
                     query.processAllAvailable()
@@ -280,10 +284,25 @@ def run(
         finally:
             for query in queries:
                 query.stop()
+            failed = [q for q in queries if q.exception() is not None]
+            if metrics is not None:  # the listener's events are asynchronous: say it now as well
+                for query, name in zip(queries, names, strict=False):
+                    metrics.query_terminated(name, failed=query.exception() is not None)
+            if served and failed:
+                _linger(config)
     for query in queries:
         if query.exception() is not None:
             raise RuntimeError(f"query {query.name} failed: {query.exception()}")
     return summarize(spark, config, names)
+
+
+def _linger(config: PipelineConfig) -> None:
+    """Keep serving after a failure for ``[metrics] linger_on_failure`` so Prometheus scrapes it
+    (query_up 0, the failure counted, an unreconciled gap) before the exporter goes away."""
+    seconds = config.metrics.linger_on_failure.seconds
+    if seconds > 0:
+        logger.error("query_failed: metrics stay up for %.0fs so the failure is scraped", seconds)
+        time.sleep(seconds)
 
 
 def _monitor(stack: ExitStack, spark, config: PipelineConfig, names: list[str], metrics) -> None:

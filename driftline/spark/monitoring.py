@@ -133,18 +133,23 @@ class LagMonitor:
         return out
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.measure()
-            except Exception as error:  # a broker hiccup must not kill the job; the gauge goes stale
-                logger.warning("lag_measure_failed error=%s", error)
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.measure()
+                except Exception as error:  # a broker hiccup must not kill the job
+                    logger.warning("lag_measure_failed error=%s", error)
+                self._stop.wait(self.interval)
+        finally:
+            self._probe.close()  # on this thread: never while a measurement uses the consumer
 
     def stop(self) -> None:
+        """Ask the thread to stop and wait for it (a measurement in flight may take up to a minute)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=self.interval + 35)
-        self._probe.close()
+            self._thread.join(timeout=65)
+        elif not self._thread.ident:  # never started: the probe is ours to close
+            self._probe.close()
 
 
 __all__ = ["LagMonitor", "LaggingSource", "MetricsListener"]

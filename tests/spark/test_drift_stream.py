@@ -170,3 +170,23 @@ def test_drift_metrics_show_the_newest_window_and_the_firing_alerts(drift_run):
         "driftline_drift_window_end_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
     )
     assert window_end == newest["window_end"].iloc[0].tz_localize("UTC").timestamp()
+
+
+def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run):
+    """The policy state on disk, not an empty registry, decides what is firing after a restart."""
+    config, _, _, _, _, alerts, metrics = drift_run
+    from driftline.spark.job import drift_scorer
+    from driftline.spark.tables import Warehouse
+
+    restarted = PipelineMetrics(config.name)
+    scorer = drift_scorer(config, "payments", Warehouse(config.path(config.warehouse_dir)))
+    scorer.metrics = restarted
+    scorer.export_saved_state()
+    for family in metrics.registry.collect():
+        if family.name != "driftline_drift_alert_active":
+            continue
+        for s in family.samples:  # the same firing set as the run that wrote the state
+            assert restarted.registry.get_sample_value(s.name, s.labels) == s.value, s.labels
+    firing = [s for f in restarted.registry.collect() if f.name == "driftline_drift_alert_active"
+              for s in f.samples if s.value == 1]  # fmt: skip
+    assert {s.labels["feature"] for s in firing} == DRIFTED

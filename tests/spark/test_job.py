@@ -188,3 +188,14 @@ def _check_metrics(exporter, summary, records, frame_kinds, violating) -> None:
     assert value("driftline_batch_duration_seconds_sum") > 0
     assert value("driftline_query_up") == 0 and value("driftline_query_failures_total") == 0
     assert value("driftline_processed_records_per_second") > 0
+
+
+def test_a_failing_query_is_reported_in_the_metrics(spark, kafka_bootstrap, topic_prefix, tmp_path):
+    """A source topic that does not exist fails the query: run() raises, the metrics say why."""
+    config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
+    metrics = PipelineMetrics(config.name)
+    with pytest.raises(Exception, match="does not exist"):
+        run(spark, config, sources=["payments"], metrics=metrics)
+    ids = {"pipeline": "demo", "source": "payments"}
+    assert metrics.registry.get_sample_value("driftline_query_up", ids) == 0
+    assert metrics.registry.get_sample_value("driftline_query_failures_total", ids) == 1

@@ -166,3 +166,42 @@ def test_exporter_port_in_use_names_the_setting():
         taken.listen()
         with pytest.raises(ConfigError, match=r"\[metrics\] cannot serve on 127\.0\.0\.1:\d+.*port"):
             serve(PipelineMetrics("p").registry, port=taken.getsockname()[1])
+
+
+def test_a_failure_reported_twice_counts_once_and_a_restart_clears_it():
+    metrics = PipelineMetrics("p")
+    ids = {"pipeline": "p", "source": "s"}
+    metrics.query_started("s")
+    metrics.query_terminated("s", failed=True)  # the job, synchronously
+    metrics.query_terminated("s", failed=True)  # the listener's asynchronous event
+    assert _value(metrics, "driftline_query_failures_total", **ids) == 1
+    metrics.query_started("s")
+    metrics.query_terminated("s", failed=True)
+    assert _value(metrics, "driftline_query_failures_total", **ids) == 2
+
+
+def test_a_refused_batch_shows_its_gap_without_counting_as_committed():
+    metrics = PipelineMetrics("p")
+    ids = {"pipeline": "p", "source": "s"}
+    metrics.query_started("s")
+    metrics.batch_committed("s", _counts(), suite=None)
+    metrics.batch_unreconciled("s", _counts(valid=85))
+    assert _value(metrics, "driftline_records_unreconciled", **ids) == 5
+    assert _value(metrics, "driftline_batches_total", **ids) == 1
+    assert _value(metrics, "driftline_records_read_total", **ids) == 100
+    metrics.query_started("s")  # a restart in the same process keeps what was seen
+    assert _value(metrics, "driftline_records_unreconciled", **ids) == 0  # the refused batch never counted
+
+
+def test_saved_alert_state_and_missing_p_values():
+    metrics = PipelineMetrics("p")
+    ids = {"pipeline": "p", "source": "s", "feature": "amount", "method": "ks"}
+    metrics.drift_alert_state("s", "amount", "ks", active=True, since=T0)
+    assert _value(metrics, "driftline_drift_alert_active", **ids) == 1
+    assert _value(metrics, "driftline_drift_first_flagged_timestamp_seconds", **ids) == T0.timestamp()
+    end = T0.replace(minute=30)
+    metrics.drift_scored("s", [DriftObservation("amount", "ks", 0.3, 0.3, 1e-9, 0.1, True, True, end, T0)])
+    assert _value(metrics, "driftline_drift_p_value", **ids) == 1e-9
+    # a window without a p-value must not keep showing the old one
+    metrics.drift_scored("s", [DriftObservation("amount", "ks", None, None, None, 0.1, False, True, end, T0)])
+    assert math.isnan(_value(metrics, "driftline_drift_p_value", **ids))
