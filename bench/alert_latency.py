@@ -28,7 +28,7 @@ import yaml
 from driftline.config import load_pipeline
 from driftline.metrics import PipelineMetrics, serve
 from driftline.testing import Drift
-from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config
+from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config, wait_until
 from driftline.testing.promstack import (
     MISSING_HINT,
     PromStack,
@@ -41,7 +41,6 @@ REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "deploy" / "prometheus" / "rules" / "driftline.rules.yml"
 ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 DRIFT = (Drift("mean_shift", "amount", 0, 1.5),)
-LABELS = {"pipeline": "demo", "source": "payments"}
 
 
 def _config(scratch: Path, bootstrap: str, run: int):
@@ -59,16 +58,6 @@ def _config(scratch: Path, bootstrap: str, run: int):
     config = live_config(config)
     build_reference(config, "payments", folder)
     return config
-
-
-def _wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
 
 
 def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
@@ -96,10 +85,6 @@ def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
 def _one_run(spark, config, metrics: PipelineMetrics, webhook, prom, *, seed: int) -> float:
     started, seen = time.time(), len(webhook.notifications)
 
-    def scored_since_start() -> bool:
-        end = metrics.registry.get_sample_value("driftline_drift_window_end_timestamp_seconds", LABELS)
-        return end is not None and end > started - 10
-
     def new_amount_alert(notification) -> bool:
         return notification.receiver == "webhook" and any(
             a.get("status") == "firing" and a["labels"].get("alertname") == "DriftlineFeatureDrift"
@@ -109,10 +94,10 @@ def _one_run(spark, config, metrics: PipelineMetrics, webhook, prom, *, seed: in
 
     with (
         LiveProducer(config, "payments", rate=150, drifts=DRIFT, seed=seed) as producer,
-        StreamingJob(spark, config, ["payments"], metrics),
+        StreamingJob(spark, config, ["payments"], metrics) as job,
     ):
-        _wait(scored_since_start, 240, "the run's first scored window")
-        _wait(lambda: not _firing(prom), 60, "the previous run's drift alert to resolve")
+        job.wait_for_windows(0, after=started - 10, timeout=240)  # this run's first scored window
+        wait_until(lambda: not _firing(prom), 60, "the previous run's drift alert to resolve")
         producer.start_drift()
         alert = webhook.wait_for(new_amount_alert, timeout=300)
     return alert.received_at - producer.first_drifted_at

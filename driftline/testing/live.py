@@ -150,6 +150,24 @@ class StreamingJob:
         if not self._thread.is_alive():
             raise RuntimeError(f"the streaming job stopped early: {self._error!r}") from self._error
 
+    def scored_until(self, source: str | None = None) -> float | None:
+        """End of the newest window scored for ``source`` (default: the first), from the metrics."""
+        labels = {"pipeline": self.config.name, "source": source or self.sources[0]}
+        return self.metrics.registry.get_sample_value("driftline_drift_window_end_timestamp_seconds", labels)
+
+    def wait_for_windows(self, count: int, *, after: float | None, timeout: float) -> float:
+        """Wait until ``count`` windows more than ``after`` (a window end; None: any) were scored."""
+        size = self.config.windows.size.seconds
+
+        def scored() -> float | None:
+            self.check()
+            newest = self.scored_until()
+            return (
+                newest if newest is not None and (after is None or newest >= after + count * size) else None
+            )
+
+        return wait_until(scored, timeout, f"{count} windows scored after {after}")
+
     def __exit__(self, *exc) -> None:
         names = {f"{self.config.name}.{s}" for s in self.sources}
         deadline = time.monotonic() + 120
@@ -162,6 +180,17 @@ class StreamingJob:
             raise RuntimeError("the streaming job failed") from self._error
 
 
+def wait_until(condition, timeout: float, what: str, *, poll: float = 0.25):
+    """Poll ``condition`` until it returns something truthy (returned) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+
+
 def build_reference(config: PipelineConfig, source: str, folder: Path, *, records: int = 10_000, seed=99):
     """A reference profile for ``source`` from clean generated training data (``driftline baseline``)."""
     from driftline.reference import baseline_from_file
@@ -172,4 +201,4 @@ def build_reference(config: PipelineConfig, source: str, folder: Path, *, record
     return baseline_from_file(config, source, path)
 
 
-__all__ = ["LiveProducer", "StreamingJob", "build_reference", "live_config"]
+__all__ = ["LiveProducer", "StreamingJob", "build_reference", "live_config", "wait_until"]

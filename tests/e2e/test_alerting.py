@@ -69,24 +69,6 @@ def _config(tmp_path, kafka_bootstrap, topic_prefix, name):
     return config
 
 
-def _scored_until(metrics: PipelineMetrics) -> float | None:
-    return metrics.registry.get_sample_value(
-        "driftline_drift_window_end_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
-    )
-
-
-def _wait_for_windows(job, metrics, count: int, *, after: float | None, timeout: float) -> float:
-    """Wait until ``count`` more windows than ``after`` (a window end) were scored; return the newest end."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.check()
-        newest = _scored_until(metrics)
-        if newest is not None and (after is None or newest >= after + count * WINDOW):
-            return newest
-        time.sleep(0.5)
-    raise TimeoutError(f"fewer than {count} windows scored after {after} within {timeout}s")
-
-
 def test_undrifted_control_run_raises_no_alert(stack, spark, kafka_bootstrap, topic_prefix, tmp_path):
     metrics, webhook, prom = stack
     config = _config(tmp_path, kafka_bootstrap, topic_prefix, "control")
@@ -94,8 +76,8 @@ def test_undrifted_control_run_raises_no_alert(stack, spark, kafka_bootstrap, to
         LiveProducer(config, "payments", rate=RATE, drifts=()) as producer,
         StreamingJob(spark, config, ["payments"], metrics) as job,
     ):
-        first = _wait_for_windows(job, metrics, 0, after=None, timeout=240)
-        _wait_for_windows(job, metrics, 4, after=first, timeout=240)  # 5 windows: more than persistence_n
+        first = job.wait_for_windows(0, after=None, timeout=240)
+        job.wait_for_windows(4, after=first, timeout=240)  # 5 windows: more than persistence_n
         scored = time.time()
         prom.wait_for_evaluation(after=scored + 1.5)  # a scrape and an evaluation after the newest window
         # Prometheus saw the drift gauges of every (feature, method), all below their thresholds
@@ -122,7 +104,7 @@ def test_drift_alert_reaches_the_webhook_through_alertmanager(
         LiveProducer(config, "payments", rate=RATE, drifts=DRIFTS) as producer,
         StreamingJob(spark, config, ["payments"], metrics) as job,
     ):
-        _wait_for_windows(job, metrics, 0, after=None, timeout=240)  # the job is scoring clean windows
+        job.wait_for_windows(0, after=None, timeout=240)  # the job is scoring clean windows
         producer.start_drift()
         amount = webhook.wait_for_alert("DriftlineFeatureDrift", receiver="webhook",
                                         labels={"source": "payments", "feature": "amount"}, timeout=300)  # fmt: skip
