@@ -23,23 +23,18 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
-
 from driftline.config import load_pipeline
 from driftline.metrics import PipelineMetrics, serve
 from driftline.testing import Drift
 from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config, wait_until
 from driftline.testing.promstack import (
     MISSING_HINT,
-    PromStack,
     WebhookReceiver,
-    alertmanager_config_for_test,
     find_binaries,
+    shipped_stack,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-RULES = REPO / "deploy" / "prometheus" / "rules" / "driftline.rules.yml"
-ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 DRIFT = (Drift("mean_shift", "amount", 0, 1.5),)
 
 
@@ -69,9 +64,8 @@ def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
     exporter = serve(metrics.registry, port=0)
     latencies: list[float] = []
     with WebhookReceiver() as webhook:
-        routing = alertmanager_config_for_test(yaml.safe_load(ALERTMANAGER.read_text()), webhook)
-        stack = PromStack(scratch / "promstack", scrape_targets=[f"127.0.0.1:{exporter.port}"],
-                          rule_files=[RULES], alertmanager_config=routing, binaries=binaries)  # fmt: skip
+        stack = shipped_stack(scratch / "promstack", scrape_targets=[f"127.0.0.1:{exporter.port}"],
+                              webhook=webhook, binaries=binaries)  # fmt: skip
         with stack as prom:
             prom.wait_for_scrape()
             for run in range(runs):

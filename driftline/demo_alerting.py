@@ -24,10 +24,6 @@ from driftline.metrics import PipelineMetrics, serve
 
 logger = logging.getLogger(__name__)
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-RULES = DEPLOY / "prometheus" / "rules" / "driftline.rules.yml"
-ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
-
 
 @dataclass
 class DemoAlerting:
@@ -55,14 +51,14 @@ class DemoAlerting:
         return self
 
     def _start_prometheus(self, port: int) -> None:
-        import yaml
-
         from driftline.testing.promstack import (
+            DEPLOY,
             MISSING_HINT,
-            PromStack,
+            SHIPPED_ALERTMANAGER,
+            SHIPPED_RULES,
             WebhookReceiver,
-            alertmanager_config_for_test,
             find_binaries,
+            shipped_stack,
         )
 
         binaries = find_binaries()
@@ -71,16 +67,14 @@ class DemoAlerting:
             return
         # a fresh TSDB: series left by an earlier demo (e.g. its stopped queries) must not alert now
         shutil.rmtree(self.workdir, ignore_errors=True)
-        if not RULES.exists() or not ALERTMANAGER.exists():
+        if not SHIPPED_RULES.exists() or not SHIPPED_ALERTMANAGER.exists():
             self.unavailable = f"the shipped rules or Alertmanager config are missing under {DEPLOY}"
             return
         self._webhook = self._stack.enter_context(WebhookReceiver())
-        routing = alertmanager_config_for_test(yaml.safe_load(ALERTMANAGER.read_text()), self._webhook)
         host = self.config.metrics.address
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # wildcard: scrape via loopback
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        prom = PromStack(self.workdir, scrape_targets=[target], rule_files=[RULES],
-                         alertmanager_config=routing, binaries=binaries)  # fmt: skip
+        prom = shipped_stack(self.workdir, scrape_targets=[target], webhook=self._webhook, binaries=binaries)
         self._prom = self._stack.enter_context(prom)
         self._prom.wait_for_scrape()
 

@@ -303,6 +303,28 @@ def alertmanager_config_for_test(
     return config
 
 
+#: The alert rules and routing tree the project ships, where a checkout of the repository has them.
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+SHIPPED_RULES = DEPLOY / "prometheus" / "rules" / "driftline.rules.yml"
+SHIPPED_ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
+
+
+def shipped_stack(
+    workdir: Path,
+    *,
+    scrape_targets: list[str],
+    webhook: WebhookReceiver,
+    binaries: PromBinaries | None = None,
+) -> PromStack:
+    """A :class:`PromStack` with the shipped rules and routing tree, every receiver sent to ``webhook``
+    (see :func:`alertmanager_config_for_test`); enter it to start Prometheus and Alertmanager."""
+    import yaml
+
+    routing = alertmanager_config_for_test(yaml.safe_load(SHIPPED_ALERTMANAGER.read_text()), webhook)
+    return PromStack(workdir, scrape_targets=scrape_targets, rule_files=[SHIPPED_RULES],
+                     alertmanager_config=routing, binaries=binaries)  # fmt: skip
+
+
 def _to_webhook(receiver: dict[str, Any], webhook: WebhookReceiver) -> dict[str, Any]:
     notifiers = [key for key in receiver if key.endswith("_configs")]
     if not any(receiver[key] for key in notifiers):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import yaml
 
 from driftline.config import load_pipeline
 from driftline.metrics import PipelineMetrics, serve
@@ -25,17 +24,14 @@ from driftline.testing import Drift
 from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config
 from driftline.testing.promstack import (
     MISSING_HINT,
-    PromStack,
     WebhookReceiver,
-    alertmanager_config_for_test,
     find_binaries,
+    shipped_stack,
 )
-from tests.conftest import REPO, pipeline_copy
+from tests.conftest import pipeline_copy
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(900)]
 
-RULES = REPO / "deploy" / "prometheus" / "rules" / "driftline.rules.yml"
-ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 RATE = 150  # records per second: 1,500 per ten-second window
 WINDOW = 10.0
 DRIFTS = (Drift("mean_shift", "amount", 0, 1.5), Drift("new_category", "country", 0, 0.3, "BR"))
@@ -50,11 +46,10 @@ def stack(tmp_path_factory):
     metrics = PipelineMetrics("demo")
     exporter = serve(metrics.registry, port=0)
     webhook = WebhookReceiver()
-    config = alertmanager_config_for_test(yaml.safe_load(ALERTMANAGER.read_text()), webhook)
     workdir = tmp_path_factory.mktemp("promstack")
     try:
-        with PromStack(workdir, scrape_targets=[f"127.0.0.1:{exporter.port}"], rule_files=[RULES],
-                       alertmanager_config=config, binaries=binaries) as prom:  # fmt: skip
+        with shipped_stack(workdir, scrape_targets=[f"127.0.0.1:{exporter.port}"], webhook=webhook,
+                           binaries=binaries) as prom:  # fmt: skip
             prom.wait_for_scrape()
             yield metrics, webhook, prom
     finally:
