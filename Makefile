@@ -7,13 +7,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint check-java prometheus-tools clean
+.PHONY: install demo test bench lint check-java maven prometheus-tools clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml driftline/jvm.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@$(MAKE) --no-print-directory check-java maven
+	$(PY) -m driftline.jvm fetch
 	@touch $(STAMP)
 
 install: $(STAMP) check-java
@@ -29,6 +31,17 @@ check-java:
 	  if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
 	    echo "driftline: Java 17+ is required by Spark 4, found '$$v'."; \
 	    echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; fi
+
+# Maven resolves the JVM jars (Kafka connector, spark-avro, Delta Lake, the Kafka broker) from
+# Maven Central into the venv (python -m driftline.jvm fetch); ~/.m2 is its download cache.
+maven:
+	@command -v mvn >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null; then \
+	    echo "driftline: installing Maven with apt-get (it fetches the JVM jars)"; \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	      --no-install-recommends maven >/dev/null; \
+	  else echo "driftline: Maven ('mvn') is needed to fetch the JVM jars; install it and retry"; exit 1; fi; }
 
 # Debian's Prometheus and Alertmanager (prometheus, promtool, prometheus-alertmanager, amtool):
 # the rule unit tests, the end-to-end alert test, the demo's alert delivery and the latency

@@ -1,27 +1,33 @@
 """Throughput of the streaming path, each stage measured on the same topic in one run.
 
 1. raw consume: confluent-kafka reading the topic, no processing (the ceiling);
-2. decode only: the same read plus ``BulkDecoder`` into Arrow (what the source does);
-3. record-by-record decode with fastavro (``AvroDecoder``), for reference;
-4. end to end: ``driftline.spark.job.run`` until idle (source, rules, windows,
-   tables, dead letters, drift scoring against a reference profile), timed after the
-   SparkSession is up.
+2. Spark's Kafka source into a ``noop`` sink (what Spark costs before any work);
+3. the same source + the Confluent frame check + ``from_avro`` per schema id
+   (:class:`driftline.spark.decode.FrameDecoder`) into a ``noop`` sink;
+4. the whole job: ``driftline.spark.job.run`` until idle (decode, rules, windows,
+   tables, dead letters, drift scoring against a reference profile).
+
+Stages 2-4 run in one SparkSession with the same per-batch cap
+(``[kafka] max_offsets_per_trigger``), timed after the session is up. Each rate is
+printed as records/s and as ratios to raw consume and to source -> noop; the job's
+time is broken down by batch step (its ``batch_step`` log lines, summed).
 
 It also times ``ReferenceProfile.score`` on one window's counts (the driver-side
-drift work per closed window: six features, PSI / KS / chi-square, BH, verdicts), and
-measures the event-to-alert latency through real Prometheus and Alertmanager over
-``--alert-runs`` drift injections (median and p95; see ``bench/alert_latency.py``).
-
-Each rate is printed as records/s and as a ratio to the raw consume rate. Run on
-the embedded broker; ``--records`` sets the size (default 200,000 payments records).
+drift work per closed window), and measures the event-to-alert latency through real
+Prometheus and Alertmanager over ``--alert-runs`` drift injections (median and p95;
+see ``bench/alert_latency.py``). ``--records`` sets the size (default 1,000,000
+payments records, 4 partitions) on the embedded Apache Kafka broker.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -29,9 +35,8 @@ from confluent_kafka import Consumer, TopicPartition
 from bench import alert_latency
 from driftline.config import load_pipeline
 from driftline.kafka.broker import EmbeddedBroker, free_port
-from driftline.kafka.bulk_decode import BulkDecoder
 from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer, produce
-from driftline.kafka.codec import AvroDecoder, AvroEncoder
+from driftline.kafka.codec import AvroEncoder
 from driftline.kafka.registry import FileSchemaRegistry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,36 +58,43 @@ def _produce(bootstrap: str, topic: str, records: int) -> None:
     assert producer.flush(120) == 0
 
 
-def _consume(bootstrap: str, topic: str, records: int, on_chunk=None) -> float:
-    """Seconds to read every record of ``topic`` (optionally handing 50k-record chunks on)."""
+def _consume(bootstrap: str, topic: str, records: int) -> float:
+    """Seconds to read every record of ``topic`` with confluent-kafka, doing nothing with them."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    seen, chunk = 0, []
+    seen = 0
     started = time.perf_counter()
     while seen < records:
-        for message in consumer.consume(10_000, 1.0):
-            if message.error() is None:
-                seen += 1
-                if on_chunk is not None:
-                    chunk.append(message.value())
-                    if len(chunk) >= 50_000:
-                        on_chunk(chunk)
-                        chunk = []
-    if chunk and on_chunk is not None:
-        on_chunk(chunk)
+        seen += sum(1 for m in consumer.consume(10_000, 1.0) if m.error() is None)
     elapsed = time.perf_counter() - started
     consumer.close()
     return elapsed
 
 
+class _StepTimes(logging.Handler):
+    """Sums the job's ``batch_step ... step=S seconds=X`` log lines per step."""
+
+    PATTERN = re.compile(r"step=(\S+) seconds=([0-9.]+)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.batches: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("batch_step") and (match := self.PATTERN.search(text)):
+            self.seconds[match.group(1)] += float(match.group(2))
+            self.batches.add(int(re.search(r"batch=(\d+)", text).group(1)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--alert-runs", type=int, default=5, help="drift injections timed to the alert")
     args = parser.parse_args()
     n = args.records
-    registry = FileSchemaRegistry(REPO / "schemas")
-    reader = registry.get("payments")
+    steps = _StepTimes()
     with tempfile.TemporaryDirectory() as scratch:
         broker = EmbeddedBroker(Path(scratch) / "broker", port=free_port())
         state = broker.start()
@@ -90,18 +102,22 @@ def main() -> None:
             topic = "bench.signals.payments"
             _produce(state.bootstrap, topic, n)
             results = {"raw consume": n / _consume(state.bootstrap, topic, n)}
-            bulk = BulkDecoder(registry, reader)
-            results["consume + bulk decode"] = n / _consume(state.bootstrap, topic, n, bulk.decode)
-            per_record = AvroDecoder(registry, reader)
-            sample = min(n, 50_000)
-            results["consume + fastavro per record"] = sample / _consume(
-                state.bootstrap, topic, sample, lambda values: [per_record.decode(v) for v in values]
-            )
             from driftline.spark.session import build_session
 
             spark = build_session("driftline-bench")
             try:
-                results["end-to-end job"] = n / _job_seconds(spark, state.bootstrap, Path(scratch), topic)
+                config = _config(state.bootstrap, Path(scratch))
+                results["spark kafka source -> noop"] = n / _noop_seconds(
+                    spark, config, topic, Path(scratch), False
+                )
+                results["source + frame check + from_avro -> noop"] = n / _noop_seconds(
+                    spark, config, topic, Path(scratch), True
+                )
+                logger = logging.getLogger("driftline.spark.batch")
+                logger.setLevel(logging.INFO)
+                logger.addHandler(steps)
+                results["whole job until idle"] = n / _job_seconds(spark, config, Path(scratch), topic)
+                logger.removeHandler(steps)
                 latency = None
                 if args.alert_runs:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
@@ -111,27 +127,67 @@ def main() -> None:
                 spark.stop()
         finally:
             broker.stop(force=True)
-    raw = results["raw consume"]
-    print(f"driftline bench: {n:,} payments records, {PARTITIONS} partitions, embedded broker")
+    raw, source = results["raw consume"], results["spark kafka source -> noop"]
+    print(f"driftline bench: {n:,} payments records, {PARTITIONS} partitions, embedded Apache Kafka, "
+          f"{config.kafka.max_offsets_per_trigger:,} records per batch at most")  # fmt: skip
     for name, rate in results.items():
-        print(f"  {name:<32} {rate:>12,.0f} records/s   {rate / raw:6.3f} x raw")
+        print(
+            f"  {name:<42} {rate:>10,.0f} records/s   {rate / raw:6.3f} x raw   {rate / source:6.3f} x source"
+        )
+    total = sum(steps.seconds.values()) or 1.0
+    print(f"  where the job's time goes ({len(steps.batches)} batches, seconds summed over batches):")
+    for step, seconds in sorted(steps.seconds.items(), key=lambda kv: -kv[1]):
+        print(f"    {step:<24} {seconds:8.1f} s  {seconds / total:6.1%}")
     windows_per_second = _scoring_rate()
     print(
-        f"  {'drift scoring (driver)':<32} {windows_per_second:>12,.0f} windows/s (6 features, default grid)"
+        f"  {'drift scoring (driver)':<42} {windows_per_second:>10,.0f} windows/s (6 features, default grid)"
     )
     if latency:
         setup = "10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape"
-        print(f"  {'event-to-alert latency':<32} median {latency['median_s']:.1f} s, "
+        print(f"  {'event-to-alert latency':<42} median {latency['median_s']:.1f} s, "
               f"p95 {latency['p95_s']:.1f} s over {latency['runs']} runs ({setup})")  # fmt: skip
     print(
         json.dumps(
             {
                 **{k: round(v) for k, v in results.items()},
+                "ratio_to_source": {k: round(v / source, 3) for k, v in results.items()},
+                "job_step_seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
                 "windows_scored_per_s": round(windows_per_second),
                 "alert_latency": latency,
             }  # fmt: skip
         )
     )
+
+
+def _config(bootstrap: str, scratch: Path):
+    config = load_pipeline(REPO / "pipelines" / "demo.toml")
+    return config.with_kafka(bootstrap_servers=bootstrap, topic_prefix="bench.").model_copy(
+        update={
+            "state_dir": str(scratch / "state"),
+            "warehouse_dir": str(scratch / "warehouse"),
+            "metrics": config.metrics.model_copy(update={"port": 0}),
+        }
+    )
+
+
+def _noop_seconds(spark, config, topic: str, scratch: Path, decode: bool) -> float:
+    """Seconds for the Kafka source (optionally with the decode) to drain ``topic`` into ``noop``."""
+    from driftline.kafka.registry import open_registry
+    from driftline.spark.decode import FrameDecoder
+    from driftline.spark.kafka_source import kafka_stream
+
+    stream = kafka_stream(spark, config, [topic])
+    if decode:
+        registry = open_registry(config.path(config.schemas_dir))
+        stream = FrameDecoder(registry, registry.get("payments")).decode(stream)
+    checkpoint = scratch / f"noop-{'decode' if decode else 'source'}"
+    started = time.perf_counter()
+    query = (
+        stream.writeStream.format("noop").option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True).start()
+    )  # fmt: skip
+    query.awaitTermination()
+    return time.perf_counter() - started
 
 
 def _reference_records(count: int):
@@ -167,17 +223,9 @@ def _scoring_rate() -> float:
     return rounds / (time.perf_counter() - started)
 
 
-def _job_seconds(spark, bootstrap: str, scratch: Path, topic: str) -> float:
+def _job_seconds(spark, config, scratch: Path, topic: str) -> float:
     from driftline.spark.job import run
 
-    config = load_pipeline(REPO / "pipelines" / "demo.toml")
-    config = config.with_kafka(bootstrap_servers=bootstrap, topic_prefix="bench.").model_copy(
-        update={
-            "state_dir": str(scratch / "state"),
-            "warehouse_dir": str(scratch / "warehouse"),
-            "metrics": config.metrics.model_copy(update={"port": 0}),
-        }
-    )
     assert config.topic("payments") == topic
     references = scratch / "references"
     _profile(config).save(references / "payments" / "bench.json")
@@ -187,12 +235,8 @@ def _job_seconds(spark, bootstrap: str, scratch: Path, topic: str) -> float:
     started = time.perf_counter()
     summary = run(spark, config, sources=["payments"])
     elapsed = time.perf_counter() - started
-    assert (
-        summary.sources["payments"].read
-        == summary.sources["payments"].valid
-        + summary.sources["payments"].dead_lettered
-        + summary.sources["payments"].late
-    )
+    payments = summary.sources["payments"]
+    assert payments.read == payments.valid + payments.dead_lettered + payments.late
     return elapsed
 
 

@@ -16,7 +16,15 @@ from typing import Annotated
 
 import typer
 
-from driftline.errors import BrokerError, ConfigError, DeliveryError, DriftlineError, SchemaError
+from driftline.errors import (
+    BrokerError,
+    ConfigError,
+    DataLossError,
+    DeliveryError,
+    DriftlineError,
+    JobError,
+    SchemaError,
+)
 
 
 class ExitCode(IntEnum):
@@ -26,6 +34,8 @@ class ExitCode(IntEnum):
     DELIVERY_FAILED = 3
     BROKER_UNAVAILABLE = 4
     SCHEMA_INCOMPATIBLE = 5
+    JOB_FAILED = 6
+    DATA_LOSS = 7
 
 
 app = typer.Typer(
@@ -35,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-broker_app = typer.Typer(help="Run the embedded Kafka-compatible broker (tansu).", no_args_is_help=True)
+broker_app = typer.Typer(help="Run the embedded Apache Kafka broker (KRaft, one node).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Work with the Avro schemas under schemas/.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(schemas_app, name="schemas")
@@ -61,6 +71,8 @@ _EXIT_FOR = {
     SchemaError: ExitCode.CONFIG,
     BrokerError: ExitCode.BROKER_UNAVAILABLE,
     DeliveryError: ExitCode.DELIVERY_FAILED,
+    DataLossError: ExitCode.DATA_LOSS,
+    JobError: ExitCode.JOB_FAILED,
 }
 
 
@@ -93,7 +105,7 @@ def broker_start(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9092,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 30.0,
 ) -> None:
-    """Start tansu on 127.0.0.1 and print its bootstrap address."""
+    """Start Apache Kafka (KRaft) on 127.0.0.1 and print its bootstrap address."""
     from driftline.kafka.broker import EmbeddedBroker
 
     try:
@@ -109,7 +121,7 @@ def broker_stop(
     state_dir: StateDirOption = Path(".driftline/broker"),
     force: Annotated[bool, typer.Option(help="SIGKILL at once instead of letting clients drain.")] = False,
 ) -> None:
-    """Stop the broker started from this state directory (its in-memory data is gone)."""
+    """Stop the broker started from this state directory (its topics stay in the state dir)."""
     from driftline.kafka.broker import EmbeddedBroker
 
     state = EmbeddedBroker(state_dir).stop(force=force)

@@ -96,7 +96,7 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     broker.stop()  # a broker left over from an interrupted demo
     _clear_previous_run(config)
     state = broker.start()
-    console.print(f"[bold]embedded broker[/] tansu at {state.bootstrap} (pid {state.pid})")
+    console.print(f"[bold]embedded broker[/] Apache Kafka (KRaft) at {state.bootstrap} (pid {state.pid})")
     config = config.with_kafka(bootstrap_servers=state.bootstrap)
     summaries, baselines = [], {}
     interval = SPAN / records

@@ -30,3 +30,11 @@ class BrokerError(DriftlineError, OSError):
 
 class DeliveryError(DriftlineError, OSError):
     """Records could not be delivered to Kafka after the producer's retries."""
+
+
+class JobError(DriftlineError, RuntimeError):
+    """A streaming query of the quality job failed."""
+
+
+class DataLossError(JobError):
+    """Records the job had not read yet are gone from Kafka (``failOnDataLoss``)."""

@@ -65,6 +65,17 @@ class KafkaConfig(_Model):
     producer: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
     consumer: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
     schema_registry: dict[str, LibrdkafkaValue | SecretStr] = Field(default_factory=dict)
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a new query starts reading (a restarted one resumes)."
+    )
+    max_offsets_per_trigger: int = Field(
+        default=200_000, ge=1, description="At most this many records per micro-batch, across partitions."
+    )
+    fail_on_data_loss: bool = Field(
+        default=True,
+        description="Stop the job when records it has not read are gone (retention, delete_records, "
+        "a recreated topic); false counts them as lost and goes on.",
+    )
 
     @field_validator("client", "producer", "consumer", "schema_registry")
     @classmethod
@@ -75,6 +86,13 @@ class KafkaConfig(_Model):
         """The pass-through settings for one client role, secrets revealed."""
         layers = [self.client] + ([getattr(self, role)] if role != "admin" else [])
         return _reveal(*layers)
+
+    def java_consumer(self) -> dict[str, str]:
+        """``[kafka.client]`` + ``[kafka.consumer]`` in the Java client's names, for Spark's
+        Kafka connector (secrets revealed: never log the result)."""
+        from driftline.kafka.java_client import java_consumer_settings
+
+        return java_consumer_settings(self.librdkafka("consumer"), table="[kafka.client]/[kafka.consumer]")
 
     def schema_registry_client(self) -> dict[str, Any]:
         """``SchemaRegistryClient`` settings (e.g. ``basic.auth.user.info``), secrets revealed."""

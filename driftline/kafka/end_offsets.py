@@ -1,17 +1,11 @@
-"""Each partition's end offset, measured so it is right on Kafka and on tansu.
+"""Partition offsets from the broker's ``ListOffsets`` (earliest and latest), on the driver.
 
-Used by the streaming source (``latestOffset``, every trigger) and by the job's lag
-monitor (every ``[metrics] lag_interval``), both on the driver.
-
-tansu's ListOffsets can report the last batch's base offset + 1 instead of the end,
-so the end comes from a fetch at the last known position: a ``PARTITION_EOF`` event
-carries the end offset; a fetched record means there is more, and the high watermark
-of that fetch response is the end.
+Used by the job's lag monitor (every ``[metrics] lag_interval``) and by the data-loss
+accounting of a run with ``failOnDataLoss = false``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,7 +15,7 @@ TopicPartitionKey = tuple[str, int]
 
 
 class EndOffsetProbe:
-    """A driver-side consumer (created lazily, never pickled) that measures end offsets."""
+    """A driver-side consumer (created lazily, never pickled) that asks for offsets."""
 
     def __init__(self, make_consumer: Callable[..., Any], *, bootstrap: str) -> None:
         self._make_consumer = make_consumer
@@ -35,9 +29,7 @@ class EndOffsetProbe:
 
     def _probe(self):
         if self._consumer is None:
-            self._consumer = self._make_consumer(
-                **{"enable.partition.eof": True, "fetch.wait.max.ms": 20, "max.partition.fetch.bytes": 65536}
-            )
+            self._consumer = self._make_consumer()
         return self._consumer
 
     def partitions(self, topics: Iterable[str]) -> list[TopicPartitionKey]:
@@ -51,36 +43,19 @@ class EndOffsetProbe:
             found.extend((topic, p) for p in sorted(info.partitions))
         return found
 
-    def ends(
-        self, partitions: list[TopicPartitionKey], known: Mapping[TopicPartitionKey, int], *, timeout=30.0
-    ) -> dict[TopicPartitionKey, int]:
-        """The end of every partition, never below ``known`` (a position already reached)."""
-        from confluent_kafka import KafkaError, TopicPartition
+    def watermarks(self, partitions: list[TopicPartitionKey], *, timeout: float = 30.0
+                   ) -> dict[TopicPartitionKey, tuple[int, int]]:  # fmt: skip
+        """``(earliest, end)`` of every partition, asked of the partition leader."""
+        from confluent_kafka import TopicPartition
 
         consumer = self._probe()
-        consumer.assign([TopicPartition(t, p, known.get((t, p), 0)) for t, p in partitions])
-        pending, ends = set(partitions), {}
-        deadline = time.monotonic() + timeout
-        try:
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no fetch response for {sorted(pending)} within {timeout:.0f}s")
-                for message in consumer.consume(1000, 0.2):
-                    tp = (message.topic(), message.partition())
-                    if tp not in pending:
-                        continue
-                    error = message.error()
-                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                        ends[tp] = message.offset()
-                    elif error is None:
-                        high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1]
-                        ends[tp] = max(high, message.offset() + 1)
-                    else:
-                        continue
-                    pending.discard(tp)
-        finally:
-            consumer.unassign()
-        return {tp: max(ends[tp], known.get(tp, 0)) for tp in partitions}
+        return {tp: tuple(consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout, cached=False))
+                for tp in partitions}  # fmt: skip
+
+    def ends(self, partitions: list[TopicPartitionKey], known: Mapping[TopicPartitionKey, int] | None = None,
+             *, timeout: float = 30.0) -> dict[TopicPartitionKey, int]:  # fmt: skip
+        """The end (next offset to be written) of every partition."""
+        return {tp: end for tp, (_, end) in self.watermarks(partitions, timeout=timeout).items()}
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -1,11 +1,9 @@
 """Read a topic from the beginning to its current end, without consumer groups.
 
-The end of each partition is taken from the high watermark that fetch responses
-carry (``get_watermark_offsets(cached=True)``), not from a ListOffsets request:
-Kafka answers both correctly, but the embedded tansu broker can report the last
-batch's base offset + 1 from ListOffsets (1 where 1000 records exist), while its
-fetch high watermark is right. Partitions are ``assign()``-ed, so no group
-rebalance (tansu's first ``subscribe()`` takes ~20 s) is involved.
+The end of each partition comes from ``ListOffsets`` (asked once, before reading);
+with ``read_committed`` the reader is done when its position, which moves past
+aborted records and transaction markers too, reaches that end. Partitions are
+``assign()``-ed, so no consumer group (and no rebalance) is involved.
 """
 
 from __future__ import annotations
@@ -50,6 +48,8 @@ def read_topic(
         consumer.assign([TopicPartition(topic, p, first[p]) for p in partitions])
         records: list[Message] = []
         next_offset = dict(first)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in partitions}  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
             for message in consumer.consume(10_000, 0.2):
@@ -57,10 +57,6 @@ def read_topic(
                     continue
                 records.append(message)
                 next_offset[message.partition()] = message.offset() + 1
-            ends = {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
-                for p in partitions
-            }
             if all(
                 end >= 0 and _position(consumer, topic, p, next_offset[p]) >= end for p, end in ends.items()
             ):

@@ -7,23 +7,19 @@ Spark micro-batch never writes twice; a batch interrupted mid-way is aborted (th
 next ``init_transactions`` with the same ``transactional.id`` fences and aborts it)
 and written again.
 
-The embedded tansu broker hands records of *aborted* transactions to
-``read_committed`` readers (seen here: an aborted record came back), so the first
-batch a (re)started writer writes is checked: it reads the topic from the last
-marker's end offsets and leaves out the records a ``read_committed`` reader can already see. On Kafka that
-set is empty (aborted records are invisible) and everything is written again; on
-tansu the leaked copies are not doubled. Either way each record is visible once.
+Records of an aborted attempt stay in the log but are invisible to ``read_committed``
+readers, so every record of a batch is visible exactly once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import KafkaException
 
 from driftline.errors import DeliveryError
 from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer, produce
@@ -37,7 +33,6 @@ class OutgoingRecord:
     value: bytes | None
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
-    identity: Hashable = None  # what makes it unique, for the resume check
 
 
 @dataclass
@@ -49,20 +44,16 @@ class TransactionalBatchWriter:
     name:
         Stable writer name, e.g. ``"demo/payments/dlq"``: the marker key and the
         ``transactional.id`` (so a restarted writer fences its predecessor).
-    identity_of:
-        How to recognise a record already in the topic (for tansu's leaked aborts).
     """
 
     bootstrap: str
     topic: str
     markers_topic: str
     name: str
-    identity_of: Callable[[Message], Hashable]
     settings: Mapping[str, Any] = field(default_factory=dict)
     partitions: int = 1
     _producer: Any = field(default=None, init=False, repr=False)
     _marker: dict[str, Any] | None = field(default=None, init=False, repr=False)
-    _resumed: bool = field(default=False, init=False, repr=False)
 
     def _start(self) -> None:
         if self._producer is not None:
@@ -103,27 +94,13 @@ class TransactionalBatchWriter:
                 "batch_skipped writer=%s batch=%d committed=%d", self.name, batch_id, self._marker["batch_id"]
             )
             return 0
-        # Only the first batch after a (re)start can follow an interrupted attempt.
-        visible = set() if self._resumed else self._visible_since_marker()
-        self._resumed = True
-        producer, written, ends = self._producer, 0, {}
-
-        def delivered(error, message) -> None:
-            if error is None:
-                part = message.partition()
-                ends[part] = max(ends.get(part, 0), message.offset() + 1)
-
+        producer, written = self._producer, 0
         try:
             producer.begin_transaction()
             for record in records:
-                if record.identity is not None and record.identity in visible:
-                    continue
-                produce(producer, self.topic, value=record.value, key=record.key, headers=record.headers,
-                        on_delivery=delivered)  # fmt: skip
+                produce(producer, self.topic, value=record.value, key=record.key, headers=record.headers)
                 written += 1
-            producer.flush(60)  # data acknowledged before the marker is sent (tansu shows it early)
-            previous = (self._marker or {}).get("ends", {})
-            marker = {"batch_id": batch_id, "ends": {**previous, **{str(p): o for p, o in ends.items()}}}
+            marker = {"batch_id": batch_id}
             produce(producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
             producer.commit_transaction(60)
         except KafkaException as exc:
@@ -137,13 +114,6 @@ class TransactionalBatchWriter:
         self._marker = marker
         logger.info("batch_committed writer=%s batch=%d records=%d", self.name, batch_id, written)
         return written
-
-    def _visible_since_marker(self) -> set[Hashable]:
-        start = {int(p): o for p, o in ((self._marker or {}).get("ends") or {}).items()}
-        return {
-            self.identity_of(m)
-            for m in read_topic(self.bootstrap, self.topic, settings=self.settings, start=start)
-        }
 
     def close(self) -> None:
         if self._producer is not None:

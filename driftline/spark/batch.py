@@ -5,7 +5,9 @@ runs on the driver once per micro-batch (Spark calls it again with the same batc
 and the same rows if the batch is replayed after a failure); all row work in it is
 Spark SQL executed by the executors. Per batch:
 
-1. split the rows: decode failures (``_reason`` set by the source), rule failures
+0. decode Spark's Kafka rows (:class:`driftline.spark.decode.FrameDecoder`), cached once:
+   the topic is read once per batch;
+1. split the rows: decode failures (``_reason`` set by the decoder), rule failures
    (first failed expectation), late rows, valid rows;
 2. late means the row's (last) window ended at or before the watermark, where the
    watermark for batch N is ``max(event time of valid rows in batches < N) - delay``
@@ -38,6 +40,7 @@ from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWrit
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import window_stats as ws
+from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials
 from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions, read_batches
 
@@ -95,18 +98,33 @@ class BatchProcessor:
         plan: SourcePlan,
         dead_letters: TransactionalBatchWriter | None,
         metrics: PipelineMetrics | None = None,
+        decoder: FrameDecoder | None = None,
     ) -> None:
         self.plan = plan
         self.dead_letters = dead_letters
         self.metrics = metrics
+        self.decoder = decoder  # None: the batch is already decoded rows (tests)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
         try:
-            self._process(self._cache(batch), batch_id)
+            self._process(self._decode(batch, batch_id), batch_id)
         finally:
             for frame in self._cached:  # only this batch's: other sources' queries share the session
                 frame.unpersist()
+
+    def _decode(self, batch: DataFrame, batch_id: int) -> DataFrame:
+        """Decoded, cached rows; a schema id met for the first time is looked up in the
+        registry and, when found, the batch is decoded again with it."""
+        if self.decoder is None:
+            return self._cache(batch)
+        with _timed("decode", self.plan.source, batch_id):
+            rows = self._cache(self.decoder.decode(batch))
+            unknown = self.decoder.unknown_ids(rows)  # materialises the cache: one read of the topic
+            if unknown and self.decoder.learn(unknown):
+                rows.unpersist()
+                rows = self._cache(self.decoder.decode(batch))
+        return rows
 
     def _cache(self, frame: DataFrame) -> DataFrame:
         self._cached.append(frame.persist())
@@ -117,7 +135,7 @@ class BatchProcessor:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
         with _timed("read_and_watermark", plan.source, batch_id):
-            read = rows.count()  # materialises the cached batch: the source read and decode happen here
+            read = rows.count()
             watermark = self._watermark(spark, before=batch_id)
         decode_failed = rows.where(F.col("_reason").isNotNull())
         # rules are evaluated once: the checked rows feed partials, tables and counts
@@ -243,7 +261,6 @@ class BatchProcessor:
                 value=letter.raw,
                 key=None if row["_key"] is None else bytes(row["_key"]),
                 headers=letter.headers(),
-                identity=letter.origin,
             )
 
     def _counts(self, record: dict, watermark: datetime | None) -> BatchCounts:

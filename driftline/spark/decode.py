@@ -1,74 +1,199 @@
-"""Turn consumed Kafka messages into the Arrow record batches the source yields.
+"""Confluent-framed Avro to typed rows, as Spark SQL: the frame check, then spark-avro.
 
-Runs on executors inside ``KafkaStreamReader.read``. Values are decoded in bulk per
-chunk (:class:`driftline.kafka.bulk_decode.BulkDecoder`); Kafka metadata is appended
-as the ``_``-prefixed columns of :data:`driftline.spark.schema.METADATA_COLUMNS`.
-The batch matches the declared Spark schema exactly (pyspark rejects anything else:
-column order, int64 for BIGINT, tz-aware microsecond timestamps).
+A Kafka value is ``0x00``, a 4-byte big-endian schema id, then the Avro body. Per row,
+in the JVM (no Python runs per record):
+
+* not at least 5 bytes, or a first byte other than ``0x00``: ``NOT_FRAMED``;
+* a schema id the registry does not know: ``UNKNOWN_SCHEMA``;
+* a body that ``from_avro`` (``PERMISSIVE``) cannot decode with the writer schema of
+  its id, resolved to the reader schema (the ``avroSchema`` option), or a writer the
+  reader cannot resolve at all (checked on the driver with Avro's own rules):
+  ``DECODE_FAILED``.
+
+Every row keeps its original bytes in ``_raw`` and its Kafka coordinates, so a bad one
+becomes a dead letter the batch processor writes as it is.
+
+Where it runs: :meth:`FrameDecoder.decode` runs on the driver once per micro-batch
+and only builds a column expression (one ``from_avro`` branch per writer schema id);
+Spark evaluates it on the executors. Writer schemas come from the registry on the
+driver: all versions of the reader's subject at start, any other id when a batch
+first meets it (:meth:`FrameDecoder.learn`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator
-from typing import Any
+import json
+import logging
+from collections.abc import Iterable
+from functools import reduce
+from operator import and_
 
-import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.avro.functions import from_avro
 
-from driftline.kafka.bulk_decode import BulkDecoder
+from driftline.kafka.compat import check_pair
 from driftline.kafka.registry import RegisteredSchema, SchemaRegistry
+from driftline.quality.reasons import ReasonCode
+from driftline.spark.schema import METADATA_COLUMNS, source_columns
 
-METADATA_ARROW = pa.schema(
-    [
-        ("_topic", pa.string()),
-        ("_partition", pa.int32()),
-        ("_offset", pa.int64()),
-        ("_timestamp", pa.timestamp("us", tz="UTC")),
-        ("_key", pa.binary()),
-        ("_schema_id", pa.int64()),
-        ("_raw", pa.binary()),
-        ("_reason", pa.string()),
-        ("_detail", pa.string()),
-    ]
-)
+logger = logging.getLogger(__name__)
+
+_DECODED = "_decoded"
 
 
-class RangeDecoder:
-    """Decodes chunks of messages of one offset range into Arrow record batches."""
+class FrameDecoder:
+    """Builds the decode expression of one source (reader schema fixed, writers learnt).
+
+    Parameters
+    ----------
+    registry:
+        Where writer schemas are looked up by id (file or Confluent registry).
+    reader:
+        The pipeline's reader schema for the source; every row comes out in its shape.
+    """
 
     def __init__(self, registry: SchemaRegistry, reader: RegisteredSchema) -> None:
-        # A damaged block makes polars panic and BulkDecoder falls back per record: that is
-        # expected data, not a crash, so keep Rust's panic message to one line in task logs.
-        os.environ["RUST_BACKTRACE"] = "0"
-        self._decoder = BulkDecoder(registry, reader)
+        self.registry = registry
+        self.reader = reader
+        self._reader_json = json.dumps(reader.definition)
+        self._data_columns = [name for name, _ in source_columns(reader) if not name.startswith("_")]
+        self._writers: dict[int, RegisteredSchema] = {}
+        self._unresolvable: dict[int, str] = {}  # writer id -> why the reader cannot read it
+        self._unknown: set[int] = set()
+        self.learn(reader.schema_id)
+        for version in registry.versions(reader.subject):
+            self._add(registry.get(reader.subject, version))
 
-    def batches(self, messages: Iterable[Any], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-        chunk: list[Any] = []
-        for message in messages:
-            chunk.append(message)
-            if len(chunk) >= chunk_rows:
-                yield self.decode(chunk)
-                chunk = []
-        if chunk:
-            yield self.decode(chunk)
+    @property
+    def known_ids(self) -> frozenset[int]:
+        return frozenset(self._writers) | frozenset(self._unresolvable)
 
-    def decode(self, messages: list[Any]) -> pa.RecordBatch:
-        values = [m.value() for m in messages]
-        decoded = self._decoder.decode(values)
-        metadata = [
-            pa.array([m.topic() for m in messages], pa.string()),
-            pa.array([m.partition() for m in messages], pa.int32()),
-            pa.array([m.offset() for m in messages], pa.int64()),
-            pa.array([m.timestamp()[1] * 1000 for m in messages], pa.int64()).cast(
-                pa.timestamp("us", tz="UTC")
-            ),
-            pa.array([m.key() for m in messages], pa.binary()),
-            pa.array(decoded.schema_ids, pa.int64()),
-            pa.array(values, pa.binary()),
-            pa.array(decoded.reasons, pa.string()),
-            pa.array(decoded.details, pa.string()),
-        ]
-        table = decoded.table
-        columns = [table.column(i).combine_chunks() for i in range(table.num_columns)] + metadata
-        schema = pa.schema(list(table.schema) + list(METADATA_ARROW))
-        return pa.RecordBatch.from_arrays(columns, schema=schema)
+    def learn(self, schema_ids: Iterable[int] | int) -> bool:
+        """Look up ids not seen before (driver); True when one of them was found."""
+        ids = [schema_ids] if isinstance(schema_ids, int) else list(schema_ids)
+        found = False
+        for schema_id in ids:
+            if schema_id in self.known_ids:
+                continue
+            writer = self.registry.by_id(schema_id)
+            if writer is None:
+                if schema_id not in self._unknown:
+                    logger.warning("schema_id_unknown id=%d subject=%s", schema_id, self.reader.subject)
+                self._unknown.add(schema_id)
+                continue
+            self._add(writer)
+            found = True
+        return found
+
+    def _add(self, writer: RegisteredSchema) -> None:
+        if writer.schema_id in self.known_ids:
+            return
+        problem = check_pair(self.reader, writer)
+        if problem is not None:
+            self._unresolvable[writer.schema_id] = (
+                f"writer schema {writer.subject} v{writer.version} (id {writer.schema_id}) cannot be "
+                f"read as {self.reader.subject} v{self.reader.version}: {problem}"
+            )[:500]
+        else:
+            self._writers[writer.schema_id] = writer
+        logger.info("writer_schema id=%d subject=%s version=%d resolvable=%s", writer.schema_id,
+                    writer.subject, writer.version, problem is None)  # fmt: skip
+
+    def decode(self, kafka_rows: DataFrame) -> DataFrame:
+        """Spark's Kafka rows (key, value, topic, partition, offset, timestamp, ...) to the
+        reader's columns followed by :data:`~driftline.spark.schema.METADATA_COLUMNS`."""
+        value = F.col("value")
+        framed = value.isNotNull() & (F.length(value) >= 5) & (F.hex(F.substring(value, 1, 1)) == F.lit("00"))
+        schema_id = F.when(framed, F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("bigint"))
+        body = F.expr("substring(value, 6)")
+        decoded: Column = F.lit(None)
+        branches = sorted(self._writers.items())
+        if branches:
+            first_id, first = branches[0]
+            decoded = F.when(F.col("_schema_id") == first_id, self._from_avro(body, first))
+            for writer_id, writer in branches[1:]:
+                decoded = decoded.when(F.col("_schema_id") == writer_id, self._from_avro(body, writer))
+        reason = (
+            F.when(~framed, F.lit(ReasonCode.NOT_FRAMED.value))
+            .when(
+                ~F.col("_schema_id").isin(*self.known_ids) if self.known_ids else F.lit(True),
+                F.lit(ReasonCode.UNKNOWN_SCHEMA.value),
+            )  # fmt: skip
+            .when(self._failed(), F.lit(ReasonCode.DECODE_FAILED.value))
+        )
+        detail = (
+            F.when(
+                ~framed,
+                F.concat(
+                    F.lit("value is not Confluent-framed Avro (magic byte 0x00 + 4-byte schema id): "),
+                    F.coalesce(F.length(value), F.lit(0)).cast("string"),
+                    F.lit(" bytes, first byte 0x"),
+                    F.coalesce(F.hex(F.substring(value, 1, 1)), F.lit("--")),
+                ),
+            )  # fmt: skip
+            .when(
+                F.col("_reason") == ReasonCode.UNKNOWN_SCHEMA.value,
+                F.concat(
+                    F.lit("schema id "),
+                    F.col("_schema_id").cast("string"),
+                    F.lit(" is not in the schema registry"),
+                ),
+            )  # fmt: skip
+            .when(F.col("_reason") == ReasonCode.DECODE_FAILED.value, self._decode_failure_detail())
+        )
+        rows = (
+            kafka_rows.withColumn("_schema_id", schema_id)
+            .withColumn(_DECODED, decoded)
+            .withColumn("_reason", reason)
+            .withColumn("_detail", detail)
+        )
+        good = F.col("_reason").isNull()
+        data = [F.when(good, F.col(f"{_DECODED}.`{name}`")).alias(name) for name in self._data_columns]
+        metadata = {
+            "_topic": F.col("topic"),
+            "_partition": F.col("partition"),
+            "_offset": F.col("offset"),
+            "_timestamp": F.col("timestamp"),
+            "_key": F.col("key"),
+            "_schema_id": F.col("_schema_id"),
+            "_raw": value,
+            "_reason": F.col("_reason"),
+            "_detail": F.col("_detail"),
+        }
+        return rows.select(*data, *(metadata[name].alias(name) for name, _ in METADATA_COLUMNS))
+
+    def _failed(self) -> Column:
+        """``from_avro`` in ``PERMISSIVE`` mode gives a struct of nulls for a body it cannot
+        decode; a field the reader declares non-nullable is never null otherwise."""
+        required = [f["name"] for f in self.reader.definition["fields"] if not _nullable(f["type"])]
+        names = required or self._data_columns
+        failed = F.col(_DECODED).isNull()
+        if names:
+            failed = failed | reduce(and_, (F.col(f"{_DECODED}.`{n}`").isNull() for n in names))
+        return failed
+
+    def _from_avro(self, body: Column, writer: RegisteredSchema) -> Column:
+        options = {"mode": "PERMISSIVE"}
+        if writer.schema_id != self.reader.schema_id:
+            options["avroSchema"] = self._reader_json
+        return from_avro(body, json.dumps(writer.definition), options)
+
+    def _decode_failure_detail(self) -> Column:
+        detail: Column = F.concat(
+            F.lit("the Avro body does not decode with writer schema id "), F.col("_schema_id").cast("string")
+        )
+        for writer_id, why in sorted(self._unresolvable.items()):
+            detail = F.when(F.col("_schema_id") == writer_id, F.lit(why)).otherwise(detail)
+        return detail
+
+    def unknown_ids(self, decoded: DataFrame) -> list[int]:
+        """Schema ids of this batch's ``UNKNOWN_SCHEMA`` rows (one small aggregation)."""
+        rows = (
+            decoded.where(F.col("_reason") == ReasonCode.UNKNOWN_SCHEMA.value).select("_schema_id").distinct()
+        )
+        return [r[0] for r in rows.collect()]
+
+
+def _nullable(avro_type) -> bool:
+    return isinstance(avro_type, list) and "null" in avro_type

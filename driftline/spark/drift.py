@@ -274,23 +274,9 @@ class DriftScorer:
             value=value.encode(),
             key=row["alert_id"].encode(),
             headers=[("driftline.event", row["event"].encode())],
-            identity=alert_identity(row["alert_id"], row["event"], iso_utc(row["window_start"])),
         )
 
 
 def _moment(iso: str | None) -> datetime | None:
     """A policy window label (ISO UTC, ``Z`` suffix) as a datetime."""
     return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
-
-
-def alert_identity(alert_id: str, event: str, window_start: str) -> tuple[str, str, str]:
-    """What makes one alert event unique (for the alerts writer's resume check)."""
-    return (alert_id, event, window_start)
-
-
-def identity_of_alert(message) -> tuple[str, str, str] | None:
-    try:
-        event = json.loads(message.value())
-        return alert_identity(event["alert_id"], event["event"], event["window_start"])
-    except (TypeError, ValueError, KeyError):
-        return None

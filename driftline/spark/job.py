@@ -23,12 +23,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from driftline.config import PipelineConfig
-from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.registry import open_registry
 from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.batch import BatchProcessor, SourcePlan
-from driftline.spark.drift import DriftScorer, identity_of_alert
-from driftline.spark.kafka_source import FORMAT
+from driftline.spark.decode import FrameDecoder
+from driftline.spark.drift import DriftScorer
+from driftline.spark.failures import query_failure
+from driftline.spark.kafka_source import kafka_stream
 from driftline.spark.tables import Warehouse, iso_utc, read_batches
 from driftline.stats import AlertPolicy
 
@@ -145,13 +147,6 @@ def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> D
     )
 
 
-def _identity(message) -> Any:
-    try:
-        return DeadLetter.from_message(message.value(), message.headers()).origin
-    except (KeyError, ValueError):
-        return None  # not one of ours
-
-
 def query_id(checkpoint: Path) -> str:
     """The streaming query's id, stable across restarts from ``checkpoint``.
 
@@ -180,29 +175,16 @@ def start_query(
     spec = config.source(source)
     checkpoint = checkpoint_of(config, source)
     bootstrap = config.kafka.bootstrap_servers
-    reader = (
-        spark.readStream.format(FORMAT)
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("kafka.isolation.level", "read_committed")
-        .option("subscribe", config.topic(source))
-        .option("startingOffsets", "earliest")
-        .option("schemasDir", str(config.path(config.schemas_dir)))
-        .option("subject", spec.subject)
-        .option("schemaVersion", str(spec.schema_version))
-        .option("checkpointLocation", str(checkpoint))
-    )
-    for key, value in config.kafka.librdkafka("consumer").items():
-        reader = reader.option(f"kafka.{key}", str(value))
-    if config.kafka.schema_registry_url:
-        reader = reader.option("schemaRegistryUrl", config.kafka.schema_registry_url)
-    if max_records_per_batch:
-        reader = reader.option("maxOffsetsPerTrigger", str(max_records_per_batch))
+    topics = [config.topic(source)]
+    stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)
+    registry = open_registry(config.path(config.schemas_dir), config.kafka.schema_registry_url,
+                             config.kafka.schema_registry_client())  # fmt: skip
+    decoder = FrameDecoder(registry, registry.get(spec.subject, spec.schema_version))
     writer = TransactionalBatchWriter(
         bootstrap=bootstrap,
         topic=config.dead_letter_topic(source),
         markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
         name=f"{config.name}.{source}.dlq.{query_id(checkpoint)}",
-        identity_of=_identity,
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,
     )
@@ -217,7 +199,6 @@ def start_query(
             topic=config.kafka.topic_prefix + config.drift.alerts_topic,
             markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
             name=f"{config.name}.{source}.alerts.{query_id(checkpoint)}",
-            identity_of=identity_of_alert,
             settings=config.kafka.librdkafka("producer"),
             partitions=1,
         )
@@ -227,10 +208,9 @@ def start_query(
             plan.drift.export_saved_state()  # a firing alert stays firing across a restart
     if metrics is not None:
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
-    processor = BatchProcessor(plan, writer, metrics)
+    processor = BatchProcessor(plan, writer, metrics, decoder)
     return (
-        reader.load()
-        .writeStream.queryName(f"{config.name}.{source}")
+        stream.writeStream.queryName(f"{config.name}.{source}")
         .option("checkpointLocation", str(checkpoint))
         .trigger(processingTime=f"{trigger_seconds} seconds")
         .foreachBatch(processor)
@@ -290,9 +270,10 @@ def run(
                     metrics.query_terminated(name, failed=query.exception() is not None)
             if served and failed:
                 _linger(config)
-    for query in queries:
+    for query, name in zip(queries, names, strict=False):
         if query.exception() is not None:
-            raise RuntimeError(f"query {query.name} failed: {query.exception()}")
+            raise query_failure(name, query.exception(), checkpoint=str(checkpoint_of(config, name)),
+                                topics=[config.topic(name)])  # fmt: skip
     return summarize(spark, config, names)
 
 

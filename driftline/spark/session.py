@@ -1,10 +1,11 @@
 """Building the SparkSession driftline's jobs run in.
 
 Local runs use ``local[*]`` with a small number of shuffle partitions (these are
-2-core machines) and the current interpreter for Python workers, so the streaming
-source (a Python data source) runs with the same packages as the driver.
-``spark-submit`` runs take their master and resources from ``spark-conf/`` and the
-command line instead; :func:`build_session` only fills what is not set.
+2-core machines), the current interpreter for Python workers, and the JVM jars of
+:mod:`driftline.jvm` (Kafka connector, spark-avro, Delta Lake) as ``spark.jars``.
+``spark-submit`` runs take their master, resources and jars (``--packages``) from
+``spark-conf/`` and the command line instead; :func:`build_session` only fills what
+is not set.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
 def build_session(
     app_name: str = "driftline", *, master: str | None = "local[*]", conf: Mapping[str, Any] | None = None
 ):
-    """Return a SparkSession with driftline's data sources registered.
+    """Return a SparkSession with the Kafka connector, spark-avro and Delta Lake on its class path.
 
     Parameters
     ----------
@@ -57,15 +58,11 @@ def build_session(
         builder = builder.master(master)
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
+        conf = dict(conf or {})
+        if "spark.jars" not in conf and "spark.jars.packages" not in conf:
+            from driftline.jvm import spark_jars
+
+            builder = builder.config("spark.jars", spark_jars())
     for key, value in (conf or {}).items():
         builder = builder.config(key, str(value))
-    spark = builder.getOrCreate()
-    register_sources(spark)
-    return spark
-
-
-def register_sources(spark) -> None:
-    """Register driftline's Python data sources (explicitly, never on import)."""
-    from driftline.spark.kafka_source import KafkaAvroDataSource
-
-    spark.dataSource.register(KafkaAvroDataSource)
+    return builder.getOrCreate()

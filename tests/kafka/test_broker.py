@@ -1,4 +1,4 @@
-"""``driftline broker start|stop|status`` runs the real tansu binary and refuses clearly."""
+"""``driftline broker start|stop|status`` runs Apache Kafka (KRaft), keeps its data, refuses clearly."""
 
 import json
 import os
@@ -50,8 +50,36 @@ def test_start_status_stop_and_refusals(tmp_path) -> None:
     assert cli("stop", "--state-dir", state).stdout.strip() == "no broker running"
 
 
-def test_missing_binary_is_refused_with_its_cause(tmp_path) -> None:
+def test_records_survive_a_stop_and_a_kill(tmp_path) -> None:
+    """The log directory is formatted once and kept: a clean stop and a SIGKILL lose nothing."""
+    from driftline.kafka.broker import EmbeddedBroker
+    from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer
+    from driftline.kafka.reading import read_topic
+
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    bootstrap = broker.start().bootstrap
+    try:
+        ensure_topics(make_admin(bootstrap), [TopicSpec("kept", 2)])
+        producer = make_producer(bootstrap)
+        for i in range(500):
+            producer.produce("kept", value=b"%d" % i, partition=i % 2)
+        assert producer.flush(30) == 0
+        cluster = (tmp_path / "broker" / "kraft" / "meta.properties").read_text()
+        broker.stop()
+        broker.start()
+        assert sorted(int(m.value()) for m in read_topic(bootstrap, "kept")) == list(range(500))
+        broker.stop(force=True)
+        broker.start()
+        assert sorted(int(m.value()) for m in read_topic(bootstrap, "kept")) == list(range(500))
+        assert (tmp_path / "broker" / "kraft" / "meta.properties").read_text() == cluster, "reformatted"
+    finally:
+        broker.stop()
+
+
+def test_missing_jars_are_refused_with_the_fix(tmp_path) -> None:
+    home = tmp_path / "venv"
     run = cli("start", "--state-dir", str(tmp_path), "--port", str(free_port()),
-              env={"CALF_TANSU_BIN": str(tmp_path / "no-such-tansu")})  # fmt: skip
+              env={"DRIFTLINE_JARS_HOME": str(home)})  # fmt: skip
     assert run.returncode == 4
-    assert "tansu broker binary not found" in run.stderr and "no-such-tansu" in run.stderr
+    assert "the kafka jars (org.apache.kafka:kafka_2.13:" in run.stderr
+    assert "python -m driftline.jvm fetch" in run.stderr and str(home / "kafka") in run.stderr

@@ -25,9 +25,12 @@ def test_spark_submit_runs_the_job_until_idle(kafka_bootstrap, topic_prefix, tmp
     generator, names = generator_for(config, "clickstream", seed=4, corruption=Corruption(0.05))
     records = generator.records(4000)
     ingested = ingest_file(config, "clickstream", write_records(tmp_path / "c.jsonl", records, names))
+    from driftline.jvm import spark_jars
+
     submit = Path(sys.executable).parent / "spark-submit"
     run = subprocess.run(
         [str(submit), "--properties-file", str(REPO / "spark-conf" / "spark-defaults.conf"), "--master", "local[2]",
+         "--jars", spark_jars(),
          str(REPO / "jobs" / "quality_stream.py"), "--pipeline", str(pipeline), "--until-idle", "--source", "clickstream"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)},
     )  # fmt: skip

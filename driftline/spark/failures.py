@@ -1,0 +1,46 @@
+"""A failed streaming query, turned into a :class:`~driftline.errors.JobError` a user can act on.
+
+Spark's Kafka source stops a query with ``failOnDataLoss`` when records it has not
+read are gone: deleted by retention or ``delete_records`` (``COULD_NOT_READ_OFFSET_RANGE``,
+``START_OFFSET_RESET``), or a topic deleted and recreated, so offsets went backwards
+(``PARTITION_OFFSET_CHANGED``, ``PARTITIONS_DELETED``). Those become a
+:class:`~driftline.errors.DataLossError` naming the topic, partition, offsets and
+checkpoint, and how to go on. Runs on the driver, after the query stopped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from driftline.errors import DataLossError, JobError
+
+_KIND = re.compile(r"KAFKA_DATA_LOSS\.([A-Z_]+)")
+_PARTITION = re.compile(r"(?:partition|Partition|for) (?P<tp>[\w.\-]+-\d+)")
+_OFFSETS = re.compile(r"(?:from|was|\[)\s*(?P<a>-?\d+)\S*\s*(?:to|but consumer reset to|,)\s*(?P<b>-?\d+)")
+
+
+def query_failure(source: str, exception: object, *, checkpoint: str, topics: list[str]) -> JobError:
+    """The error ``driftline run`` reports for a failed query of ``source``."""
+    text = str(exception)
+    if "UnknownTopicOrPartitionException" in text:
+        named = " or ".join(repr(t) for t in topics)
+        return JobError(
+            f"source {source!r}: topic {named} does not exist on the broker (or was deleted while the job "
+            f"ran); ingest into it first or check [kafka] topic_prefix and the source's topic"
+        )
+    kind = _KIND.search(text)
+    if kind is None and "Some data may have been lost" not in text:
+        first = text.strip().splitlines()[0] if text.strip() else type(exception).__name__
+        return JobError(f"the streaming query of source {source!r} failed: {first[:2000]}")
+    where = _PARTITION.search(text)
+    offsets = _OFFSETS.search(text[where.end():] if where else text)
+    partition = where.group("tp") if where else "?"
+    span = f"offsets {offsets.group('a')} -> {offsets.group('b')}" if offsets else "offsets unknown"
+    reason = kind.group(1) if kind else "DATA_LOSS"
+    return DataLossError(
+        f"source {source!r}: records the job had not read are gone from Kafka ({reason}: topic-partition "
+        f"{partition}, {span}). The checkpoint {checkpoint} no longer matches topic(s) {', '.join(topics)}: "
+        f"the topic was deleted and recreated, or records were removed (retention, delete_records) before "
+        f"the job read them. To start afresh remove {checkpoint}; to go on past the lost records set "
+        f"[kafka] fail_on_data_loss = false (they are counted as lost)"
+    )
