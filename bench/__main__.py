@@ -33,11 +33,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from bench import alert_latency
+from driftline.avro.codec import AvroEncoder
+from driftline.avro.registry import FileSchemaRegistry
 from driftline.config import load_pipeline
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer, produce
-from driftline.kafka.codec import AvroEncoder
-from driftline.kafka.registry import FileSchemaRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
@@ -172,7 +172,7 @@ def _config(bootstrap: str, scratch: Path):
 
 def _noop_seconds(spark, config, topic: str, scratch: Path, decode: bool) -> float:
     """Seconds for the Kafka source (optionally with the decode) to drain ``topic`` into ``noop``."""
-    from driftline.kafka.registry import open_registry
+    from driftline.avro.registry import open_registry
     from driftline.spark.decode import FrameDecoder
     from driftline.spark.kafka_source import kafka_stream
 

@@ -97,6 +97,8 @@ def _main(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
+    # py4j logs a failed foreachBatch call with its whole traceback; the job reports it once, as a message
+    logging.getLogger("py4j.clientserver").setLevel(logging.CRITICAL)
 
 
 @broker_app.command("start")
@@ -161,8 +163,8 @@ def schemas_check(
     ] = "BACKWARD",
 ) -> None:
     """Check that each subject's versions are compatible; exit 5 naming the field if not."""
-    from driftline.kafka.compat import CompatibilityMode, check_subject
-    from driftline.kafka.registry import FileSchemaRegistry
+    from driftline.avro.compat import CompatibilityMode, check_subject
+    from driftline.avro.registry import FileSchemaRegistry
 
     try:
         chosen = CompatibilityMode(mode.upper())

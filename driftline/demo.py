@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,9 +59,7 @@ VERDICTS = {
 
 
 def _clear_previous_run(config) -> None:
-    """The broker keeps nothing between demos, so neither may the checkpoints and tables."""
-    import shutil
-
+    """Each demo starts afresh: no checkpoints, tables or references of an earlier one."""
     for folder in (
         config.path(config.state_dir) / "checkpoints",
         config.path(config.warehouse_dir),
@@ -94,6 +93,7 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     state_dir = config.path(config.state_dir) / "demo-broker"
     broker = EmbeddedBroker(state_dir, port=9092 if port_is_free("127.0.0.1", 9092) else free_port())
     broker.stop()  # a broker left over from an interrupted demo
+    shutil.rmtree(state_dir, ignore_errors=True)  # and its topics: the demo's broker starts empty
     _clear_previous_run(config)
     state = broker.start()
     console.print(f"[bold]embedded broker[/] Apache Kafka (KRaft) at {state.bootstrap} (pid {state.pid})")
@@ -129,6 +129,9 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     finally:
         if not keep_broker:
             broker.stop()
+            # the checkpoints point into the demo's own broker, which is gone: a later
+            # `driftline run` on another broker starts afresh instead of finding offsets it never had
+            shutil.rmtree(config.path(config.state_dir) / "checkpoints", ignore_errors=True)
     _show_job(console, job, config, observability)
     truth = drift_truth(config, drifts, interval, delivered if observability["prometheus"] else None)
     _show_drift(console, truth)
@@ -286,9 +289,9 @@ def _bypass_ingest(config, source: str, generator, records: int) -> None:
     """What a buggy producer sends: damaged frames and suite-breaking records, straight to Kafka."""
     import numpy as np
 
+    from driftline.avro.codec import AvroEncoder
+    from driftline.avro.registry import FileSchemaRegistry
     from driftline.kafka.clients import make_producer, produce
-    from driftline.kafka.codec import AvroEncoder
-    from driftline.kafka.registry import FileSchemaRegistry
 
     writer = FileSchemaRegistry(config.path(config.schemas_dir)).get(config.source(source).subject)
     encoder, rng = AvroEncoder(writer), np.random.default_rng(99)

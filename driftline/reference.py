@@ -143,9 +143,9 @@ def baseline_from_file(
     version: str | None = None,
 ) -> BaselineSummary:  # fmt: skip
     """Profile a file (CSV, JSON Lines or Parquet), validated as ``ingest`` validates it."""
+    from driftline.avro.validation import RecordValidator
     from driftline.ingest.readers import detect_format, read_records
     from driftline.ingest.run import open_pipeline_registry
-    from driftline.kafka.validation import RecordValidator
     from driftline.quality.outcome import Invalid
     from driftline.quality.reasons import ReasonCode
 
@@ -181,8 +181,8 @@ def baseline_from_topic(
 ) -> BaselineSummary:
     """Profile what is already in the source's topic: event times in ``[start_time,
     end_time)`` and/or offsets in ``[start_offset, end_offset)`` of every partition."""
+    from driftline.avro.codec import AvroDecoder
     from driftline.ingest.run import open_pipeline_registry
-    from driftline.kafka.codec import AvroDecoder
     from driftline.kafka.reading import read_topic
 
     spec = config.source(source)

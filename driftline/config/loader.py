@@ -104,7 +104,7 @@ def _avro_kind(avro_type: Any) -> tuple[str, str | None, bool]:
 
 def check_against_schemas(config: PipelineConfig, origin: str) -> None:
     """Every source's subject, version, event time, entity id and features exist and fit."""
-    from driftline.kafka.registry import FileSchemaRegistry
+    from driftline.avro.registry import FileSchemaRegistry
 
     schemas_dir = config.path(config.schemas_dir)
     try:

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from driftline.avro.codec import AvroEncoder
+from driftline.avro.registry import SchemaRegistry, open_registry
+from driftline.avro.validation import RecordValidator
 from driftline.config import PipelineConfig
 from driftline.ingest.readers import InputFormat, detect_format, read_records
 from driftline.kafka.clients import (
@@ -27,10 +30,7 @@ from driftline.kafka.clients import (
     make_producer,
     produce,
 )
-from driftline.kafka.codec import AvroEncoder
 from driftline.kafka.dead_letter import DeadLetter
-from driftline.kafka.registry import SchemaRegistry, open_registry
-from driftline.kafka.validation import RecordValidator
 from driftline.quality.outcome import Invalid, Outcome
 from driftline.quality.reasons import ReasonCode
 

@@ -1,7 +1,6 @@
-"""The Kafka edge: Avro schemas and wire framing, registry, producer/admin helpers,
-dead-letter records and the embedded broker.
+"""Kafka I/O: producer/consumer/admin helpers, transactional batches, dead-letter
+records, librdkafka-to-Java settings and the embedded Apache Kafka broker.
 
-Submodules are imported explicitly (``from driftline.kafka.codec import ...``); this
-package's ``__init__`` imports nothing so that the Avro pieces do not pull in
-confluent-kafka.
+Avro serialisation lives apart, in ``driftline.avro``. Submodules are imported
+explicitly; this ``__init__`` imports nothing.
 """

@@ -83,7 +83,10 @@ def kafka_classpath() -> str:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens on ``host:port`` (connections of a stopped broker in TIME_WAIT
+    do not count: Kafka binds with SO_REUSEADDR as this check does)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -295,6 +298,9 @@ class EmbeddedBroker:
                 break
             time.sleep(0.05)
         _reap(state.pid)
+        # a killed JVM's listening sockets close a moment after its pid is gone
+        while not port_is_free(state.host, state.port) and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
         self._state_file.unlink(missing_ok=True)
         logger.info("broker_stopped bootstrap=%s pid=%s", state.bootstrap, state.pid)
         return state

@@ -32,6 +32,24 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Settings of producers; a ``[kafka.client]`` table may hold them for every producer.
+PRODUCER_ONLY = frozenset(
+    {
+        "acks", "request.required.acks", "batch.size", "batch.num.messages", "compression.type",
+        "compression.codec", "compression.level", "enable.idempotence", "linger.ms",
+        "queue.buffering.max.ms", "queue.buffering.max.messages", "queue.buffering.max.kbytes",
+        "message.timeout.ms", "delivery.timeout.ms", "retries", "message.send.max.retries",
+        "transactional.id", "transaction.timeout.ms", "partitioner", "max.in.flight",
+        "max.in.flight.requests.per.connection",
+    }
+)  # fmt: skip
+
+
+def consumer_side(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` without producer-only keys (librdkafka warns about each one a consumer gets)."""
+    return {k: v for k, v in (settings or {}).items() if k not in PRODUCER_ONLY}
+
+
 def client_config(bootstrap: str, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
     """librdkafka settings: bootstrap, then each layer in order (later layers win)."""
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": librdkafka_logger}

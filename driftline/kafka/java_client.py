@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from driftline.errors import ConfigError
+from driftline.kafka.clients import PRODUCER_ONLY
 
 SAME_NAME = frozenset(
     {
@@ -40,17 +41,6 @@ SAME_NAME = frozenset(
     }
 )  # fmt: skip
 RENAMED = {"sasl.mechanisms": "sasl.mechanism", "fetch.wait.max.ms": "fetch.max.wait.ms"}
-#: Settings of producers; a ``[kafka.client]`` table may hold them for every producer.
-PRODUCER_ONLY = frozenset(
-    {
-        "acks", "request.required.acks", "batch.size", "batch.num.messages", "compression.type",
-        "compression.codec", "compression.level", "enable.idempotence", "linger.ms",
-        "queue.buffering.max.ms", "queue.buffering.max.messages", "queue.buffering.max.kbytes",
-        "message.timeout.ms", "delivery.timeout.ms", "retries", "message.send.max.retries",
-        "transactional.id", "transaction.timeout.ms", "partitioner", "max.in.flight",
-        "max.in.flight.requests.per.connection",
-    }
-)  # fmt: skip
 #: What the connector or driftline sets itself, and where a user sets it instead.
 MANAGED = {
     "bootstrap.servers": "[kafka] bootstrap_servers",

@@ -22,7 +22,14 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from driftline.errors import DeliveryError
-from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer, produce
+from driftline.kafka.clients import (
+    TopicSpec,
+    consumer_side,
+    ensure_topics,
+    make_admin,
+    make_producer,
+    produce,
+)
 from driftline.kafka.reading import read_topic
 
 logger = logging.getLogger(__name__)
@@ -73,7 +80,7 @@ class TransactionalBatchWriter:
 
     def _last_marker(self) -> dict[str, Any] | None:
         marker = None
-        for message in read_topic(self.bootstrap, self.markers_topic, settings=self.settings):
+        for message in read_topic(self.bootstrap, self.markers_topic, settings=consumer_side(self.settings)):
             if message.key() == self.name.encode():
                 marker = json.loads(message.value())
         return marker

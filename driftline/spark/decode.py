@@ -32,8 +32,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
-from driftline.kafka.compat import check_pair
-from driftline.kafka.registry import RegisteredSchema, SchemaRegistry
+from driftline.avro.compat import check_pair
+from driftline.avro.registry import RegisteredSchema, SchemaRegistry
 from driftline.quality.reasons import ReasonCode
 from driftline.spark.schema import METADATA_COLUMNS, source_columns
 

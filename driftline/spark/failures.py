@@ -14,9 +14,19 @@ import re
 
 from driftline.errors import DataLossError, JobError
 
+_PHRASES = (
+    ("Could not read records in offset", "COULD_NOT_READ_OFFSET_RANGE"),
+    ("offset was changed from", "PARTITION_OFFSET_CHANGED"),
+    ("but consumer reset to", "START_OFFSET_RESET"),
+    ("have been deleted", "PARTITIONS_DELETED"),
+)
 _KIND = re.compile(r"KAFKA_DATA_LOSS\.([A-Z_]+)")
 _PARTITION = re.compile(r"(?:partition|Partition|for) (?P<tp>[\w.\-]+-\d+)")
-_OFFSETS = re.compile(r"(?:from|was|\[)\s*(?P<a>-?\d+)\S*\s*(?:to|but consumer reset to|,)\s*(?P<b>-?\d+)")
+_OFFSETS = re.compile(
+    r"offset \[(?P<a>-?\d+), (?P<b>-?\d+)\)"  # COULD_NOT_READ_OFFSET_RANGE
+    r"|changed from (?P<c>-?\d+) to (?P<d>-?\d+)"  # PARTITION_OFFSET_CHANGED
+    r"|was (?P<e>-?\d+) but consumer reset to (?P<f>-?\d+)"  # START_OFFSET_RESET
+)
 
 
 def query_failure(source: str, exception: object, *, checkpoint: str, topics: list[str]) -> JobError:
@@ -33,14 +43,19 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
         first = text.strip().splitlines()[0] if text.strip() else type(exception).__name__
         return JobError(f"the streaming query of source {source!r} failed: {first[:2000]}")
     where = _PARTITION.search(text)
-    offsets = _OFFSETS.search(text[where.end():] if where else text)
+    offsets = _OFFSETS.search(text)
     partition = where.group("tp") if where else "?"
-    span = f"offsets {offsets.group('a')} -> {offsets.group('b')}" if offsets else "offsets unknown"
-    reason = kind.group(1) if kind else "DATA_LOSS"
+    span = "offsets unknown"
+    if offsets:
+        first, second = (g for g in offsets.groups() if g is not None)
+        span = f"offsets {first} -> {second}"
+    reason = kind.group(1) if kind else next(
+        (name for phrase, name in _PHRASES if phrase in text), "KAFKA_DATA_LOSS"
+    )
     return DataLossError(
         f"source {source!r}: records the job had not read are gone from Kafka ({reason}: topic-partition "
         f"{partition}, {span}). The checkpoint {checkpoint} no longer matches topic(s) {', '.join(topics)}: "
         f"the topic was deleted and recreated, or records were removed (retention, delete_records) before "
         f"the job read them. To start afresh remove {checkpoint}; to go on past the lost records set "
-        f"[kafka] fail_on_data_loss = false (they are counted as lost)"
+        f"[kafka] fail_on_data_loss = false"
     )

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from driftline.avro.registry import open_registry
 from driftline.config import PipelineConfig
-from driftline.kafka.registry import open_registry
 from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.batch import BatchProcessor, SourcePlan
@@ -254,13 +255,16 @@ def run(
                 query = start_query(spark, config, name, trigger_seconds=trigger,
                                     max_records_per_batch=max_records_per_batch, metrics=metrics)  # fmt: skip
                 queries.append(query)
-            if until_idle:
-                for query in queries:
-                    query.processAllAvailable()
-                if when_idle is not None:
-                    when_idle()
-            else:
-                spark.streams.awaitAnyTermination()
+            try:
+                if until_idle:
+                    for query in queries:
+                        query.processAllAvailable()
+                    if when_idle is not None:
+                        when_idle()
+                else:
+                    spark.streams.awaitAnyTermination()
+            except StreamingQueryException:
+                pass  # reported below from query.exception(), as a DriftlineError with its own exit code
         finally:
             for query in queries:
                 query.stop()

@@ -11,6 +11,7 @@ range. Settings (Spark's option names):
 ``failOnDataLoss``          ``[kafka] fail_on_data_loss``: records gone before they were read
                             (retention, ``delete_records``, a recreated topic) stop the query
 ``kafka.isolation.level``   always ``read_committed``: aborted transactions are never read
+``fetchOffset.*``           60 retries, 1 s apart: a broker restart delays batches, not fails them
 ``kafka.<setting>``         ``[kafka.client]`` / ``[kafka.consumer]`` mapped to the Java
                             client's names (:mod:`driftline.kafka.java_client`)
 ==========================  ===============================================================
@@ -41,6 +42,9 @@ def source_options(config: PipelineConfig, topics: list[str], *, max_offsets_per
         "maxOffsetsPerTrigger": str(max_offsets_per_trigger or kafka.max_offsets_per_trigger),
         "failOnDataLoss": str(kafka.fail_on_data_loss).lower(),
         "kafka.isolation.level": "read_committed",
+        # ride out a broker restart (about 5-30 s) instead of failing the query after 3 s
+        "fetchOffset.numRetries": "60",
+        "fetchOffset.retryIntervalMs": "1000",
     }
     for key, value in kafka.java_consumer().items():
         options[f"kafka.{key}"] = value

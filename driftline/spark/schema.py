@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftline.avro.registry import RegisteredSchema
 from driftline.errors import SchemaError
-from driftline.kafka.registry import RegisteredSchema
 
 #: Metadata columns every source row carries, after the data columns.
 METADATA_COLUMNS: list[tuple[str, str]] = [

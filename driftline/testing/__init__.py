@@ -44,8 +44,8 @@ def generator_for(config, source: str, **kwargs) -> tuple[SignalGenerator, list[
     The source's schema subject picks the model; fields the schema version does not
     have are left out, so the output validates against exactly that version.
     """
+    from driftline.avro.registry import FileSchemaRegistry
     from driftline.errors import ConfigError
-    from driftline.kafka.registry import FileSchemaRegistry
 
     source_config = config.source(source)
     if source_config.subject not in SOURCES:

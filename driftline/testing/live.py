@@ -57,9 +57,9 @@ class LiveProducer:
     def __init__(
         self, config: PipelineConfig, source: str, *, rate: int, drifts: tuple[Drift, ...], seed: int = 7
     ) -> None:
+        from driftline.avro.codec import AvroEncoder
+        from driftline.avro.registry import FileSchemaRegistry
         from driftline.kafka.clients import make_producer
-        from driftline.kafka.codec import AvroEncoder
-        from driftline.kafka.registry import FileSchemaRegistry
         from driftline.testing import generator_for
 
         self.config, self.source, self.rate = config, source, rate

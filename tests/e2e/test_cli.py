@@ -95,10 +95,10 @@ def test_baseline_from_a_file_and_from_the_topic(kafka_bootstrap, tmp_path, topi
     import numpy as np
     import pandas as pd
 
+    from driftline.avro.codec import AvroDecoder
+    from driftline.avro.registry import FileSchemaRegistry
     from driftline.config import load_pipeline
-    from driftline.kafka.codec import AvroDecoder
     from driftline.kafka.reading import read_topic
-    from driftline.kafka.registry import FileSchemaRegistry
     from driftline.reference import find_profile
     from driftline.stats import ReferenceProfile
 

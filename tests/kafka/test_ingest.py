@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from driftline.avro.codec import AvroDecoder, AvroEncoder
+from driftline.avro.registry import FileSchemaRegistry
+from driftline.avro.validation import RecordValidator
 from driftline.ingest.run import ingest_file
-from driftline.kafka.codec import AvroDecoder, AvroEncoder
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
-from driftline.kafka.registry import FileSchemaRegistry
-from driftline.kafka.validation import RecordValidator
 from driftline.testing import EXPECTED_REASON, Corruption, generator_for, write_records
 from tests.conftest import SCHEMAS
 

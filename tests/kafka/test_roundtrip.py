@@ -2,6 +2,8 @@
 
 import pytest
 
+from driftline.avro.codec import AvroDecoder, AvroEncoder
+from driftline.avro.registry import FileSchemaRegistry
 from driftline.kafka.clients import (
     DeliveryReport,
     TopicSpec,
@@ -10,9 +12,7 @@ from driftline.kafka.clients import (
     make_producer,
     produce,
 )
-from driftline.kafka.codec import AvroDecoder, AvroEncoder
 from driftline.kafka.reading import read_topic
-from driftline.kafka.registry import FileSchemaRegistry
 from driftline.testing import SignalGenerator
 from tests.conftest import SCHEMAS
 

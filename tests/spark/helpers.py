@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from driftline.avro.codec import AvroEncoder
+from driftline.avro.registry import FileSchemaRegistry
 from driftline.kafka.clients import (
     TopicSpec,
     ensure_topics,
@@ -15,8 +17,6 @@ from driftline.kafka.clients import (
     make_producer,
     produce,
 )
-from driftline.kafka.codec import AvroEncoder
-from driftline.kafka.registry import FileSchemaRegistry
 from driftline.testing import corrupt_frame
 from tests.conftest import REPO, SCHEMAS
 

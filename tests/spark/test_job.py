@@ -195,7 +195,9 @@ def test_a_failing_query_is_reported_in_the_metrics(spark, kafka_bootstrap, topi
     """A source topic that does not exist fails the query: run() raises, the metrics say why."""
     config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
     metrics = PipelineMetrics(config.name)
-    with pytest.raises(JobError, match=rf"source 'payments': topic '{topic_prefix}signals.payments' does not exist"):
+    with pytest.raises(
+        JobError, match=rf"source 'payments': topic '{topic_prefix}signals.payments' does not exist"
+    ):
         run(spark, config, sources=["payments"], metrics=metrics)
     ids = {"pipeline": "demo", "source": "payments"}
     assert metrics.registry.get_sample_value("driftline_query_up", ids) == 0

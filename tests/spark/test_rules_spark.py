@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
+from driftline.avro.registry import FileSchemaRegistry
 from driftline.demo import demo_drifts
 from driftline.errors import ConfigError
 from driftline.expectations import load_expectation_suite
-from driftline.kafka.registry import FileSchemaRegistry
 from driftline.quality.rules import parse_suite
 from driftline.spark.rules import MAX_SHOWN_CHARS, check_regexes, failure_detail, first_failed_rule, violation
 from driftline.spark.schema import spark_type

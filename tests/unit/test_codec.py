@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftline.kafka.codec import AvroDecoder, AvroEncoder
-from driftline.kafka.framing import frame
-from driftline.kafka.registry import FileSchemaRegistry
-from driftline.kafka.validation import RecordValidator
+from driftline.avro.codec import AvroDecoder, AvroEncoder
+from driftline.avro.framing import frame
+from driftline.avro.registry import FileSchemaRegistry
+from driftline.avro.validation import RecordValidator
 from driftline.quality.reasons import ReasonCode
 from driftline.testing.strategies import records_for
 from tests.conftest import SCHEMAS

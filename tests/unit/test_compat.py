@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from driftline.kafka.compat import CompatibilityMode, check_subject
-from driftline.kafka.registry import FileSchemaRegistry
+from driftline.avro.compat import CompatibilityMode, check_subject
+from driftline.avro.registry import FileSchemaRegistry
 from tests.conftest import SCHEMAS
 
 BASE = {"type": "record", "name": "Reading", "namespace": "t", "fields": [

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from driftline.kafka.framing import HEADER_SIZE, FramingError, frame, unframe
+from driftline.avro.framing import HEADER_SIZE, FramingError, frame, unframe
 
 
 @given(st.integers(min_value=0, max_value=2**32 - 1), st.binary(max_size=2000))

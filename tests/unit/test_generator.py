@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from driftline.kafka.codec import AvroDecoder, AvroEncoder
-from driftline.kafka.registry import FileSchemaRegistry
-from driftline.kafka.validation import RecordValidator
+from driftline.avro.codec import AvroDecoder, AvroEncoder
+from driftline.avro.registry import FileSchemaRegistry
+from driftline.avro.validation import RecordValidator
 from driftline.testing import (
     EXPECTED_REASON,
     FRAME_CORRUPTIONS,

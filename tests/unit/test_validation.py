@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 
-from driftline.kafka.registry import FileSchemaRegistry
-from driftline.kafka.validation import RecordValidator
+from driftline.avro.registry import FileSchemaRegistry
+from driftline.avro.validation import RecordValidator
 from driftline.quality.reasons import ReasonCode, Stage
 from driftline.testing.strategies import records_for
 from tests.conftest import SCHEMAS

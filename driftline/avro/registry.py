@@ -11,7 +11,7 @@ Two implementations share one small interface (:class:`SchemaRegistry`):
   registered under their subject (as Confluent serializers do with
   ``auto.register.schemas``) and ids come from the server.
 
-Both frame records the same way (see :mod:`driftline.kafka.framing`).
+Both frame records the same way (see :mod:`driftline.avro.framing`).
 """
 
 from __future__ import annotations

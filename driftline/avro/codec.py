@@ -13,8 +13,8 @@ from typing import Any
 
 import fastavro
 
-from driftline.kafka.framing import FramingError, frame, unframe
-from driftline.kafka.registry import RegisteredSchema, SchemaRegistry
+from driftline.avro.framing import FramingError, frame, unframe
+from driftline.avro.registry import RegisteredSchema, SchemaRegistry
 from driftline.quality.outcome import Invalid, Outcome, Valid
 from driftline.quality.reasons import ReasonCode
 

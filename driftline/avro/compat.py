@@ -25,7 +25,7 @@ from enum import StrEnum
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from driftline.kafka.registry import RegisteredSchema, SchemaRegistry
+from driftline.avro.registry import RegisteredSchema, SchemaRegistry
 
 
 class CompatibilityMode(StrEnum):

@@ -21,7 +21,7 @@ from typing import Any
 
 from fastavro.validation import validate as fastavro_validate
 
-from driftline.kafka.registry import RegisteredSchema
+from driftline.avro.registry import RegisteredSchema
 from driftline.quality.outcome import Invalid, Outcome, Valid
 from driftline.quality.reasons import ReasonCode
 
@@ -212,7 +212,7 @@ class RecordValidator:
 
     Examples
     --------
-    >>> from driftline.kafka.registry import RegisteredSchema, parse_schema
+    >>> from driftline.avro.registry import RegisteredSchema, parse_schema
     >>> d = {"type": "record", "name": "R", "fields": [{"name": "n", "type": "int"}]}
     >>> v = RecordValidator(RegisteredSchema("s", 1, 1, d, parse_schema(d, origin="doc")))
     >>> v.validate({"n": 3}, raw=b"").value

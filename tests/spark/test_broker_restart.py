@@ -1,0 +1,90 @@
+"""The broker is killed and restarted on the same log directory while the job runs: the job
+resumes, and its tables and dead-letter topic equal a clean run's (nothing lost or doubled)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftline.config import load_pipeline
+from driftline.kafka.broker import EmbeddedBroker, free_port
+from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.reading import read_topic
+from driftline.testing import SignalGenerator
+from tests.conftest import REPO, pipeline_copy
+from tests.spark.helpers import driftline_run, encode_mix, produce_frames
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
+N = 3000
+
+
+def _committed_batches(warehouse: Path) -> int:
+    return len(list(warehouse.glob("_state/progress/source=payments/batch_id=*")))
+
+
+def _tables(config) -> tuple[pd.DataFrame, Counter]:
+    warehouse = Path(config.path(config.warehouse_dir))
+    stats = pd.read_parquet(warehouse / "feature_stats" / "source=payments")
+    stats = stats[["window_start", "feature", "rows", "nulls", "n", "mean", "min", "max", "late_rows"]]
+    stats = stats.sort_values(["window_start", "feature"]).reset_index(drop=True)
+    letters = Counter(
+        (letter.partition, letter.offset, letter.reason.value, letter.raw)
+        for letter in (DeadLetter.from_message(m.value(), m.headers())
+                       for m in read_topic(config.kafka.bootstrap_servers, config.dead_letter_topic("payments")))
+    )  # fmt: skip
+    return stats, letters
+
+
+def test_a_broker_killed_and_restarted_mid_run_loses_and_doubles_nothing(tmp_path) -> None:
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    bootstrap = broker.start().bootstrap
+    try:
+        records = [r.value for r in SignalGenerator("payments", seed=5).records(N)]
+        frame_kinds = {i: ("truncated", "not_framed")[i % 2] for i in range(7, N, 97)}
+        frames = encode_mix("payments", records, frame_kinds)
+        pipelines = {}
+        for name in ("restarted", "clean"):
+            pipelines[name] = pipeline_copy(tmp_path, bootstrap=bootstrap, prefix=f"{name}.", name=name)
+            produce_frames(bootstrap, load_pipeline(pipelines[name]).topic("payments"), frames, [None] * N)
+        restarted = load_pipeline(pipelines["restarted"])
+        job = subprocess.Popen(
+            [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipelines["restarted"]), "--until-idle",
+             "--source", "payments", "--max-records-per-batch", "250"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )  # fmt: skip
+        warehouse = Path(restarted.path(restarted.warehouse_dir))
+        deadline = time.monotonic() + 300
+        while _committed_batches(warehouse) < 2:  # the job is mid-run: some batches done, most to come
+            assert job.poll() is None, job.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the job committed no batch within 300 s"
+            time.sleep(0.2)
+        broker.stop(force=True)
+        broker.start()
+        out, err = job.communicate(timeout=900)
+        assert job.returncode == 0, err[-3000:]
+        summary = json.loads([line for line in out.splitlines() if line.startswith('{"pipeline"')][0])
+        assert _committed_batches(warehouse) >= N // 250, "the run went on after the restart"
+
+        clean = driftline_run(pipelines["clean"], "--source", "payments", "--max-records-per-batch", "250")
+        assert clean.returncode == 0, clean.stderr[-3000:]
+        clean_summary = json.loads(
+            [line for line in clean.stdout.splitlines() if line.startswith('{"pipeline"')][0]
+        )
+        for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows"):
+            assert summary["sources"]["payments"][key] == clean_summary["sources"]["payments"][key], key
+        assert summary["sources"]["payments"]["read"] == N
+
+        stats, letters = _tables(restarted)
+        clean_stats, clean_letters = _tables(load_pipeline(pipelines["clean"]))
+        pd.testing.assert_frame_equal(stats, clean_stats, check_exact=False, rtol=1e-12)
+        assert letters == clean_letters and set(letters.values()) == {1}
+        assert sum(letters.values()) == len(frame_kinds)
+    finally:
+        broker.stop()

@@ -1,0 +1,46 @@
+"""A failed query's exception becomes a message naming what was lost and how to go on."""
+
+from driftline.errors import DataLossError, JobError
+from driftline.spark.failures import query_failure
+
+CHECKPOINT = "/state/checkpoints/demo/payments"
+
+
+def _failure(text: str):
+    return query_failure("payments", text, checkpoint=CHECKPOINT, topics=["signals.payments"])
+
+
+def test_offsets_that_went_backwards_name_partition_offsets_and_checkpoint() -> None:
+    error = _failure(
+        "[STREAM_FAILED] Query terminated with exception: [KAFKA_DATA_LOSS.PARTITION_OFFSET_CHANGED] Some data "
+        "may have been lost because they are not available in Kafka any more; ... Partition signals.payments-3 "
+        "offset was changed from 1200 to 0. This could be ..."
+    )
+    assert isinstance(error, DataLossError)
+    text = str(error)
+    assert "(PARTITION_OFFSET_CHANGED: topic-partition signals.payments-3, offsets 1200 -> 0)" in text
+    assert f"To start afresh remove {CHECKPOINT}" in text and "fail_on_data_loss = false" in text
+
+
+def test_records_removed_by_retention_name_the_range() -> None:
+    error = _failure(
+        "[KAFKA_DATA_LOSS.COULD_NOT_READ_OFFSET_RANGE] Some data may have been lost ... Could not read records "
+        "in offset [400, 550) for topic partition signals.payments-0 with consumer group spark-kafka-source-x."
+    )
+    assert isinstance(error, DataLossError)
+    assert "(COULD_NOT_READ_OFFSET_RANGE: topic-partition signals.payments-0, offsets 400 -> 550)" in str(
+        error
+    )
+
+
+def test_other_failures_keep_their_first_line_and_a_missing_topic_is_named() -> None:
+    other = _failure("java.lang.OutOfMemoryError: Java heap space\n\tat org.apache...")
+    assert type(other) is JobError
+    assert (
+        str(other)
+        == "the streaming query of source 'payments' failed: java.lang.OutOfMemoryError: Java heap space"
+    )
+    missing = _failure(
+        "org.apache.kafka.common.errors.UnknownTopicOrPartitionException: This server does not host"
+    )
+    assert "topic 'signals.payments' does not exist on the broker" in str(missing)
