@@ -42,6 +42,7 @@ def _tables(config) -> tuple[pd.DataFrame, Counter]:
     return stats, letters
 
 
+@pytest.mark.timeout(1200)  # two job processes, each with its own JVM, plus a broker restart
 def test_a_broker_killed_and_restarted_mid_run_loses_and_doubles_nothing(tmp_path) -> None:
     broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
     bootstrap = broker.start().bootstrap
