@@ -20,9 +20,12 @@ def _pipeline_for(bootstrap: str, tmp_path):
     return pipeline_copy(tmp_path, bootstrap=bootstrap, replace=timeout)
 
 
-def _wait_for_records(bootstrap: str, topic: str, process, timeout: float = 60.0) -> bool:
-    """Until the broker holds some of ``topic``'s records (so the loss will be partial)."""
-    from confluent_kafka import Consumer, TopicPartition
+def _wait_for_records(
+    bootstrap: str, topic: str, process, timeout: float = 60.0, at_least: int = 30_000
+) -> bool:
+    """Until the broker holds ``at_least`` of ``topic``'s records, so some were acknowledged
+    before the kill (the loss will be partial: records just written may still await their ack)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
     deadline = time.monotonic() + timeout
@@ -30,11 +33,14 @@ def _wait_for_records(bootstrap: str, topic: str, process, timeout: float = 60.0
         while time.monotonic() < deadline and process.poll() is None:
             metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
             if metadata is not None and metadata.error is None and metadata.partitions:
-                ends = [
-                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                    for p in metadata.partitions
-                ]
-                if sum(ends) > 0:
+                try:
+                    ends = [
+                        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                        for p in metadata.partitions
+                    ]
+                except KafkaException:  # a new topic's leaders are still being elected
+                    ends = []
+                if sum(ends) >= at_least:
                     return True
             time.sleep(0.02)
     finally:
