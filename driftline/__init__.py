@@ -1,6 +1,6 @@
 """driftline: streaming data-quality and drift detection.
 
-The package is layered (see DESIGN.md): ``driftline.stats`` and ``driftline.quality``
+The package is layered (see docs/architecture.md): ``driftline.stats`` and ``driftline.quality``
 are pure; ``driftline.kafka`` and ``driftline.spark`` are the edges; ``driftline.cli``
 sits on top. Importing ``driftline`` itself loads none of the heavy dependencies.
 """
