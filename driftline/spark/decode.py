@@ -61,7 +61,6 @@ class FrameDecoder:
         self._writers: dict[int, RegisteredSchema] = {}
         self._unresolvable: dict[int, str] = {}  # writer id -> why the reader cannot read it
         self._unknown: set[int] = set()
-        self.learn(reader.schema_id)
         for version in registry.versions(reader.subject):
             self._add(registry.get(reader.subject, version))
 
