@@ -44,7 +44,7 @@ PARTITIONS = 4
 
 
 def _produce(bootstrap: str, topic: str, records: int) -> None:
-    from driftline.testing import SignalGenerator
+    from driftline.demo import SignalGenerator
 
     registry = FileSchemaRegistry(REPO / "schemas")
     encoder = AvroEncoder(registry.get("payments"))
@@ -191,7 +191,7 @@ def _noop_seconds(spark, config, topic: str, scratch: Path, decode: bool) -> flo
 
 
 def _reference_records(count: int):
-    from driftline.testing import SignalGenerator
+    from driftline.demo import SignalGenerator
 
     return [
         r.value for r in SignalGenerator("payments", seed=1234, exclude_fields=("channel",)).records(count)

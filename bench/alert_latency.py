@@ -24,15 +24,15 @@ import uuid
 from pathlib import Path
 
 from driftline.config import load_pipeline
-from driftline.metrics import PipelineMetrics, serve
-from driftline.testing import Drift
-from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config, wait_until
-from driftline.testing.promstack import (
+from driftline.demo import Drift
+from driftline.demo.promstack import (
     MISSING_HINT,
     WebhookReceiver,
     find_binaries,
     shipped_stack,
 )
+from driftline.metrics import PipelineMetrics, serve
+from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 DRIFT = (Drift("mean_shift", "amount", 0, 1.5),)

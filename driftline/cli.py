@@ -264,7 +264,7 @@ def generate(
     late_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of late records.")] = 0.0,
 ) -> None:
     """Write seeded demo records for SOURCE, with optional drift and corruption."""
-    from driftline.testing import FILE_CORRUPTIONS, Corruption, generator_for, write_records
+    from driftline.demo import FILE_CORRUPTIONS, Corruption, generator_for, write_records
 
     try:
         config = _load(pipeline, None)
@@ -288,7 +288,7 @@ def generate(
 
 
 def _parse_drift(text: str):
-    from driftline.testing import Drift
+    from driftline.demo import Drift
 
     parts = text.split(":")
     if not 3 <= len(parts) <= 5:
@@ -411,7 +411,7 @@ def demo(
     keep_broker: Annotated[bool, typer.Option(help="Leave the broker running afterwards.")] = False,
 ) -> None:
     """Run the whole pipeline on the embedded defaults and show what it found."""
-    from driftline.demo import run_demo
+    from driftline.demo.run import run_demo
 
     try:
         ok = run_demo(pipeline, records=records, output_dir=output_dir, keep_broker=keep_broker)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -61,6 +61,8 @@ class BatchCounts:
     rows_checked: int  # rows the row-level expectations were evaluated on
     max_event_time: datetime | None
     watermark: datetime | None
+    lost: Mapping[str, int] = field(default_factory=dict)  # topic -> offsets Kafka no longer had
+    offsets_reset: Mapping[str, int] = field(default_factory=dict)  # topic -> partitions gone backwards
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,18 @@ class PipelineMetrics:
         self.unreconciled = gauge(
             "driftline_records_unreconciled",
             "Records read minus valid, dead-lettered and late since the job started; must be 0.",
+        )
+        self.lost = counter(
+            "driftline_records_lost",
+            "Offsets the job skipped because Kafka no longer had them (retention or delete_records "
+            "removed them first); only with [kafka] fail_on_data_loss = false, else the query stops.",
+            "topic",
+        )
+        self.offsets_reset = counter(
+            "driftline_offsets_reset",
+            "Partitions whose offsets went backwards under the job (topic deleted and recreated); "
+            "only with [kafka] fail_on_data_loss = false, else the query stops.",
+            "topic",
         )
         self.batches = counter("driftline_batches", "Micro-batches committed.")
         self.batch_seconds = Histogram(
@@ -232,6 +246,13 @@ class PipelineMetrics:
         for reason in JOB_REASONS:  # a reason's first burst shows in rate() only if the series exists
             self.dead_letters.labels(*labels, reason)
 
+    def source_topics(self, source: str, topics: Iterable[str]) -> None:
+        """The source's topics: their lost-offset series exist at 0 from the start, so the
+        first loss shows in ``increase()`` (a series born at 150 shows no increase)."""
+        for topic in topics:
+            self.lost.labels(self.pipeline, source, topic)
+            self.offsets_reset.labels(self.pipeline, source, topic)
+
     def reference(self, source: str, version: str | None) -> None:
         """The reference profile the source is scored against (``none``: drift is not scored)."""
         self.reference_info.labels(self.pipeline, source, version or "none").set(1)
@@ -288,6 +309,10 @@ class PipelineMetrics:
         totals[0] += counts.read
         totals[1] += counts.valid + counts.dead_lettered + counts.late
         self.unreconciled.labels(*labels).set(totals[0] - totals[1])
+        for topic, lost in counts.lost.items():
+            self.lost.labels(*labels, topic).inc(lost)
+        for topic, partitions in counts.offsets_reset.items():
+            self.offsets_reset.labels(*labels, topic).inc(partitions)
         self.batches.labels(*labels).inc()
         if counts.read:
             self.last_record.labels(*labels).set(time.time() if now is None else now)

@@ -40,8 +40,10 @@ from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWrit
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import window_stats as ws
+from driftline.spark.data_loss import NO_LOSS, LossCounter
 from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials
+from driftline.spark.offsets import OffsetLoss
 from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions, read_batches
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,16 @@ DEAD_LETTER_COLUMNS = ["reason", "stage", "message", "rule", "_topic", "_partiti
 
 PROGRESS_SCHEMA = (
     "read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
-    "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP"
+    "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP, "
+    "lost BIGINT, offsets_reset INT"
 )
+
+
+def _by_topic(items) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for (topic, _partition), count in items:
+        totals[topic] = totals.get(topic, 0) + count
+    return totals
 
 
 @contextmanager
@@ -99,11 +109,13 @@ class BatchProcessor:
         dead_letters: TransactionalBatchWriter | None,
         metrics: PipelineMetrics | None = None,
         decoder: FrameDecoder | None = None,
+        loss: LossCounter | None = None,
     ) -> None:
         self.plan = plan
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.decoder = decoder  # None: the batch is already decoded rows (tests)
+        self.loss = loss  # None: failOnDataLoss stops the query instead of skipping
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
@@ -137,6 +149,7 @@ class BatchProcessor:
         with _timed("read_and_watermark", plan.source, batch_id):
             read = rows.count()
             watermark = self._watermark(spark, before=batch_id)
+            loss = self.loss.measure(spark, rows, batch_id) if self.loss is not None else NO_LOSS
         decode_failed = rows.where(F.col("_reason").isNotNull())
         # rules are evaluated once: the checked rows feed partials, tables and counts
         checked = self._cache(self._with_rules(rows.where(F.col("_reason").isNull())))
@@ -169,7 +182,7 @@ class BatchProcessor:
             with timed("dead_letters_topic"):
                 self.dead_letters.write(batch_id, self._outgoing(dead, batch_id))
         with timed("progress"):
-            record = self._progress(read, valid, dead, batch_id, watermark)
+            record = self._progress(read, valid, dead, batch_id, watermark, loss)
             overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), state("progress"))
         # the watermark after this batch, derived rather than read back from the progress table
         newest = record["max_event_time"]
@@ -181,7 +194,8 @@ class BatchProcessor:
             with timed("drift"):
                 plan.drift.score_closed(spark, batch_id, [(as_utc(a), as_utc(b)) for a, b in closed])
         if self.metrics is not None:
-            self.metrics.batch_committed(plan.source, self._counts(record, watermark_after), suite=plan.suite)
+            counts = self._counts(record, watermark_after, loss)
+            self.metrics.batch_committed(plan.source, counts, suite=plan.suite)
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -263,7 +277,7 @@ class BatchProcessor:
                 headers=letter.headers(),
             )
 
-    def _counts(self, record: dict, watermark: datetime | None) -> BatchCounts:
+    def _counts(self, record: dict, watermark: datetime | None, loss: OffsetLoss = NO_LOSS) -> BatchCounts:
         """The committed batch's counts for the metrics (decode failures are never rule-checked)."""
         rule_failed = record["by_reason"].get(ReasonCode.RULE_FAILED.value, 0)
         decode_failed = record["dead_lettered"] - rule_failed
@@ -272,10 +286,11 @@ class BatchProcessor:
             late=record["late"], by_reason=record["by_reason"], rule_failures=self._rule_failures,
             rows_checked=record["read"] - decode_failed if self.plan.rules else 0,
             max_event_time=record["max_event_time"] and as_utc(record["max_event_time"]),
-            watermark=watermark,
+            watermark=watermark, lost=_by_topic(loss.lost.items()),
+            offsets_reset=_by_topic((tp, 1) for tp in loss.reset),
         )  # fmt: skip
 
-    def _progress(self, read: int, valid, dead, batch_id, watermark) -> dict:
+    def _progress(self, read: int, valid, dead, batch_id, watermark, loss: OffsetLoss = NO_LOSS) -> dict:
         """This batch's counts (checked to reconcile) and newest valid event time."""
         by_reason: dict[str, int] = {}
         self._rule_failures: dict[str, int] = {}
@@ -293,6 +308,8 @@ class BatchProcessor:
             "by_reason": by_reason,
             "max_event_time": totals["t"],
             "watermark": watermark,
+            "lost": loss.total_lost,
+            "offsets_reset": len(loss.reset),
         }
         accounted = record["valid"] + record["dead_lettered"] + record["late"]
         if record["read"] != accounted:  # a programming error, never bad data

@@ -49,8 +49,10 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
     if offsets:
         first, second = (g for g in offsets.groups() if g is not None)
         span = f"offsets {first} -> {second}"
-    reason = kind.group(1) if kind else next(
-        (name for phrase, name in _PHRASES if phrase in text), "KAFKA_DATA_LOSS"
+    reason = (
+        kind.group(1)
+        if kind
+        else next((name for phrase, name in _PHRASES if phrase in text), "KAFKA_DATA_LOSS")
     )
     return DataLossError(
         f"source {source!r}: records the job had not read are gone from Kafka ({reason}: topic-partition "

@@ -25,9 +25,11 @@ from pyspark.sql import functions as F
 
 from driftline.avro.registry import open_registry
 from driftline.config import PipelineConfig
+from driftline.kafka.end_offsets import EndOffsetProbe
 from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.batch import BatchProcessor, SourcePlan
+from driftline.spark.data_loss import LossCounter
 from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer
 from driftline.spark.failures import query_failure
@@ -46,6 +48,8 @@ class SourceSummary:
     dead_lettered: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
     late: int = 0
+    lost: int = 0  # offsets Kafka no longer had (fail_on_data_loss = false); never in read
+    offsets_reset: int = 0  # partitions whose offsets went backwards (fail_on_data_loss = false)
     windows: int = 0
     batches: int = 0
     reference_version: str | None = None
@@ -209,7 +213,11 @@ def start_query(
             plan.drift.export_saved_state()  # a firing alert stays firing across a restart
     if metrics is not None:
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
-    processor = BatchProcessor(plan, writer, metrics, decoder)
+        metrics.source_topics(source, topics)
+    loss = None if config.kafka.fail_on_data_loss else LossCounter(
+        source, str(checkpoint), EndOffsetProbe(_lag_consumer(config), bootstrap=bootstrap)
+    )
+    processor = BatchProcessor(plan, writer, metrics, decoder, loss)
     return (
         stream.writeStream.queryName(f"{config.name}.{source}")
         .option("checkpointLocation", str(checkpoint))
@@ -337,6 +345,8 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
                 summary.valid += row["valid"]
                 summary.dead_lettered += row["dead_lettered"]
                 summary.late += row["late"]
+                summary.lost += row.asDict().get("lost") or 0  # progress written before 0.x lacks it
+                summary.offsets_reset += row.asDict().get("offsets_reset") or 0
                 for reason, count in (row["by_reason"] or {}).items():
                     summary.by_reason[reason] = summary.by_reason.get(reason, 0) + count
         stats = warehouse.table("feature_stats") / f"source={source}"

@@ -2,35 +2,123 @@
 
 >>> from_offset({"t": {"1": 7, "0": 3}})
 {('t', 1): 7, ('t', 0): 3}
+
+Spark's offset log is ``<checkpoint>/offsets/<batchId>``: a version line, a JSON
+metadata line, then one line per source with that source's end offsets for the batch.
+Batch N covers ``[end of batch N-1, end of batch N)`` per partition.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 Offsets = dict[str, dict[str, int]]
+TopicPartitionKey = tuple[str, int]
 
 
-def from_offset(offset: Mapping[str, Mapping[str, int]] | None) -> dict[tuple[str, int], int]:
+def from_offset(offset: Mapping[str, Mapping[str, int]] | None) -> dict[TopicPartitionKey, int]:
     return {(topic, int(p)): int(o) for topic, parts in (offset or {}).items() for p, o in parts.items()}
+
+
+def parse_offset_log_entry(text: str) -> Offsets | None:
+    """The (single) source's end offsets in one offset-log file, or None if it has none.
+
+    >>> parse_offset_log_entry('v1\\n{"batchWatermarkMs":0}\\n{"t":{"0":12}}\\n')
+    {'t': {'0': 12}}
+    """
+    lines = text.splitlines()
+    if len(lines) >= 3 and lines[2].strip() not in ("", "-"):
+        return json.loads(lines[2])
+    return None
 
 
 def last_checkpointed_end(checkpoint: str | Path | None) -> Offsets | None:
     """The end offset of the newest batch in a query's checkpoint, if there is one.
 
-    Spark's offset log is ``<checkpoint>/offsets/<batchId>``: a version line, a JSON
-    metadata line, then one line per source with that source's offset JSON. This is
-    where the query stands after a restart, before its first progress event (the lag
-    monitor's starting point).
+    This is where the query stands after a restart, before its first progress event
+    (the lag monitor's starting point; read on the driver).
     """
     if not checkpoint:
         return None
     folder = Path(str(checkpoint).removeprefix("file:")) / "offsets"
     batches = sorted((int(p.name) for p in folder.glob("[0-9]*") if p.name.isdigit()), reverse=True)
     for batch in batches:
-        lines = (folder / str(batch)).read_text().splitlines()
-        if len(lines) >= 3 and lines[2].strip() not in ("", "-"):
-            return json.loads(lines[2])
+        offsets = parse_offset_log_entry((folder / str(batch)).read_text())
+        if offsets is not None:
+            return offsets
     return None
+
+
+@dataclass(frozen=True)
+class OffsetLoss:
+    """What one batch skipped because Kafka no longer had it.
+
+    ``lost``: offsets per partition that were below the log start offset when the batch
+    read them (retention, ``delete_records``); ``reset``: partitions whose offsets went
+    backwards (the topic was deleted and recreated, or the partition truncated), where
+    how much of the old log was never read cannot be known any more.
+    """
+
+    lost: dict[TopicPartitionKey, int]
+    reset: tuple[TopicPartitionKey, ...]
+
+    @property
+    def total_lost(self) -> int:
+        return sum(self.lost.values())
+
+
+def offset_loss(
+    start: Mapping[TopicPartitionKey, int],
+    end: Mapping[TopicPartitionKey, int],
+    first_read: Mapping[TopicPartitionKey, int],
+    earliest: Mapping[TopicPartitionKey, int],
+) -> OffsetLoss:
+    """The offsets a batch covering ``[start, end)`` should have read but could not.
+
+    Notes
+    -----
+    Per partition p with start ``s``, end ``e``, first offset actually read ``f``
+    (``e`` when none was) and log start offset now ``l`` (``ListOffsets`` earliest):
+
+        lost_p = max(0, min(f, l, e) - s)     when e >= s
+        reset  = e < s
+
+    Below ``l`` nothing can be read any more, and nothing from ``f`` on was skipped, so
+    the gap ``[s, min(f, l, e))`` is exactly what the batch lost. A gap made only of
+    transaction markers lies at or above ``l``, so it never counts. A partition with
+    no start (new in this batch, or the query's first batch) lost nothing.
+
+    >>> loss = offset_loss({("t", 0): 400}, {("t", 0): 1000}, {("t", 0): 550}, {("t", 0): 550})
+    >>> loss.lost, loss.reset
+    ({('t', 0): 150}, ())
+    >>> offset_loss({("t", 0): 400}, {("t", 0): 250}, {}, {("t", 0): 0}).reset
+    (('t', 0),)
+    >>> offset_loss({("t", 0): 5}, {("t", 0): 9}, {("t", 0): 7}, {("t", 0): 0}).lost  # markers at 5, 6
+    {}
+    """
+    lost: dict[TopicPartitionKey, int] = {}
+    reset: list[TopicPartitionKey] = []
+    for tp, e in sorted(end.items()):
+        s = start.get(tp)
+        if s is None:
+            continue
+        if e < s:
+            reset.append(tp)
+            continue
+        gap = min(first_read.get(tp, e), earliest.get(tp, s), e) - s
+        if gap > 0:
+            lost[tp] = gap
+    return OffsetLoss(lost, tuple(reset))
+
+
+__all__ = [
+    "OffsetLoss",
+    "Offsets",
+    "from_offset",
+    "last_checkpointed_end",
+    "offset_loss",
+    "parse_offset_log_entry",
+]

@@ -50,8 +50,13 @@ def overwrite(frame: DataFrame, path: Path, *, files: int | None = None) -> None
     """Replace whatever is at ``path`` with ``frame`` (one batch's own partition).
 
     ``files`` coalesces small outputs (partials, progress) so a batch writes a few
-    files, not one per shuffle partition.
+    files, not one per shuffle partition. A column named by one of the path's
+    ``key=value`` folders (``source=payments``) is left out of the files: partition
+    discovery restores it on read, and a copy in the files too makes every read warn
+    ``COLUMN_ALREADY_EXISTS``.
     """
+    folders = [part.split("=", 1)[0] for part in Path(path).parts if "=" in part]
+    frame = frame.drop(*[c for c in frame.columns if c in folders])
     (frame.coalesce(files) if files else frame).write.mode("overwrite").parquet(str(path))
 
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from driftline.config import PipelineConfig, parse_duration
-from driftline.testing.generator import Drift
+from driftline.demo.generator import Drift
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class LiveProducer:
     ) -> None:
         from driftline.avro.codec import AvroEncoder
         from driftline.avro.registry import FileSchemaRegistry
+        from driftline.demo import generator_for
         from driftline.kafka.clients import make_producer
-        from driftline.testing import generator_for
 
         self.config, self.source, self.rate = config, source, rate
         self.clean, _ = generator_for(config, source, seed=seed)
@@ -193,8 +193,8 @@ def wait_until(condition, timeout: float, what: str, *, poll: float = 0.25):
 
 def build_reference(config: PipelineConfig, source: str, folder: Path, *, records: int = 10_000, seed=99):
     """A reference profile for ``source`` from clean generated training data (``driftline baseline``)."""
+    from driftline.demo import generator_for, write_records
     from driftline.reference import baseline_from_file
-    from driftline.testing import generator_for, write_records
 
     generator, names = generator_for(config, source, seed=seed)
     path = write_records(folder / f"{source}-reference.parquet", generator.records(records), names)

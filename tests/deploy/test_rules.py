@@ -59,6 +59,7 @@ def test_the_expected_alerts_exist():
             "DriftlineExporterDown",
             "DriftlineQueryFailing",
             "DriftlineRecordsUnreconciled",
+            "DriftlineRecordsLost",
         ]
     )
 
@@ -100,6 +101,7 @@ def test_declared_names_are_the_names_the_exporter_serves():
     metrics.drift_scored("s", [observation])
     metrics.drift_alert_event("s", "amount", "psi", "fired")
     metrics.consumer_lag("s", "signals.s", 5)
+    metrics.source_topics("s", ["signals.s"])
     metrics.reference("s", "v1")
     metrics.query_terminated("s", failed=True)
     text = exposition(metrics)
@@ -144,6 +146,8 @@ MUTATIONS = [
     ("DriftlineExporterDown", "expr", 'up{job="driftline"}', "up"),
     ("DriftlineQueryFailing", "expr", "[15m]", "[30m]"),
     ("DriftlineRecordsUnreconciled", "expr", "!= 0", "> 0"),
+    ("DriftlineRecordsLost", "expr", "increase(driftline_offsets_reset_total[30m]) > 0", "vector(0) > 1"),
+    ("DriftlineRecordsLost", "expr", "lost_total[30m]", "lost_total[10m]"),
 ]
 
 

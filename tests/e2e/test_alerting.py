@@ -19,15 +19,15 @@ import time
 import pytest
 
 from driftline.config import load_pipeline
-from driftline.metrics import PipelineMetrics, serve
-from driftline.testing import Drift
-from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config
-from driftline.testing.promstack import (
+from driftline.demo import Drift
+from driftline.demo.promstack import (
     MISSING_HINT,
     WebhookReceiver,
     find_binaries,
     shipped_stack,
 )
+from driftline.metrics import PipelineMetrics, serve
+from driftline.testing.live import LiveProducer, StreamingJob, build_reference, live_config
 from tests.conftest import pipeline_copy
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -161,7 +161,7 @@ def test_unreachable_broker_exits_4(tmp_path) -> None:
 
 
 def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
-    from driftline.demo import BYPASS_RECORDS
+    from driftline.demo.run import BYPASS_RECORDS
 
     run = driftline("demo", "--records", "3000", "--output-dir", str(tmp_path / "out"), timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -182,7 +182,7 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
     assert "payments.amount per 5-minute window" in run.stdout
 
     # drift against the truth: every injected feature found after the injection, the rest quiet
-    from driftline.demo import demo_drifts
+    from driftline.demo.run import demo_drifts
 
     injected = {(source, d.feature) for source, drifts in demo_drifts(3000).items() for d in drifts}
     assert len(injected) == 5

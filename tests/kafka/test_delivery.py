@@ -7,9 +7,9 @@ import time
 import pytest
 
 from driftline.config import load_pipeline
+from driftline.demo import generator_for, write_records
 from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import EmbeddedBroker, free_port
-from driftline.testing import generator_for, write_records
 from tests.conftest import pipeline_copy
 
 pytestmark = pytest.mark.kafka

@@ -8,10 +8,10 @@ import pytest
 from driftline.avro.codec import AvroDecoder, AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
 from driftline.avro.validation import RecordValidator
+from driftline.demo import EXPECTED_REASON, Corruption, generator_for, write_records
 from driftline.ingest.run import ingest_file
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
-from driftline.testing import EXPECTED_REASON, Corruption, generator_for, write_records
 from tests.conftest import SCHEMAS
 
 pytestmark = pytest.mark.kafka

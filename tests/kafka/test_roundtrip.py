@@ -4,6 +4,7 @@ import pytest
 
 from driftline.avro.codec import AvroDecoder, AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
+from driftline.demo import SignalGenerator
 from driftline.kafka.clients import (
     DeliveryReport,
     TopicSpec,
@@ -13,7 +14,6 @@ from driftline.kafka.clients import (
     produce,
 )
 from driftline.kafka.reading import read_topic
-from driftline.testing import SignalGenerator
 from tests.conftest import SCHEMAS
 
 pytestmark = pytest.mark.kafka

@@ -9,9 +9,9 @@ import pytest
 
 from driftline.avro.codec import AvroDecoder
 from driftline.avro.registry import ConfluentSchemaRegistry, FileSchemaRegistry
+from driftline.demo import generator_for, write_records
 from driftline.ingest.run import ingest_file, open_pipeline_registry
 from driftline.kafka.reading import read_topic
-from driftline.testing import generator_for, write_records
 from driftline.testing.schema_registry import SchemaRegistryDouble
 from tests.conftest import SCHEMAS
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
+from driftline.demo import corrupt_frame
 from driftline.kafka.clients import (
     TopicSpec,
     ensure_topics,
@@ -17,7 +18,6 @@ from driftline.kafka.clients import (
     make_producer,
     produce,
 )
-from driftline.testing import corrupt_frame
 from tests.conftest import REPO, SCHEMAS
 
 REGISTRY = FileSchemaRegistry(SCHEMAS)

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
+from driftline.demo import SignalGenerator
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
-from driftline.testing import SignalGenerator
 from tests.conftest import REPO, pipeline_copy
 from tests.spark.helpers import driftline_run, encode_mix, produce_frames
 

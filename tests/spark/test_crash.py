@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
+from driftline.demo import Drift, SignalGenerator, write_records
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
 from driftline.reference import baseline_from_file
-from driftline.testing import Drift, SignalGenerator, write_records
 from tests.conftest import REPO, pipeline_copy
 from tests.spark.helpers import driftline_run, encode_mix, produce_frames, within_rank_bound
 

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
+from driftline.demo import Drift, SignalGenerator, write_records
 from driftline.kafka.reading import read_topic
 from driftline.metrics import PipelineMetrics
 from driftline.reference import baseline_from_file, find_profile
 from driftline.spark.job import run
 from driftline.stats import AlertPolicy, ReferenceProfile
-from driftline.testing import Drift, SignalGenerator, write_records
 from tests.conftest import pipeline_copy
 from tests.spark.helpers import encode_mix, produce_frames
 

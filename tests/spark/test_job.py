@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
+from driftline.demo import EXPECTED_REASON, SignalGenerator
 from driftline.errors import JobError
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
 from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.job import run
-from driftline.testing import EXPECTED_REASON, SignalGenerator
 from tests.conftest import pipeline_copy
 from tests.spark.helpers import encode_mix, produce_frames, sample, scrape, within_rank_bound
 

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from driftline.avro.registry import FileSchemaRegistry
-from driftline.demo import demo_drifts
+from driftline.demo import SignalGenerator
+from driftline.demo.run import demo_drifts
 from driftline.errors import ConfigError
 from driftline.expectations import load_expectation_suite
 from driftline.quality.rules import parse_suite
 from driftline.spark.rules import MAX_SHOWN_CHARS, check_regexes, failure_detail, first_failed_rule, violation
 from driftline.spark.schema import spark_type
-from driftline.testing import SignalGenerator
 from tests.conftest import REPO, SCHEMAS
 
 pytestmark = pytest.mark.spark

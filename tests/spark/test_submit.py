@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
+from driftline.demo import Corruption, generator_for, write_records
 from driftline.ingest.run import ingest_file
-from driftline.testing import Corruption, generator_for, write_records
 from tests.conftest import REPO, pipeline_copy
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]

@@ -105,6 +105,18 @@ def test_batch_counts_add_up_and_reconcile():
     assert _value(metrics, "driftline_records_unreconciled", **ids) == 10
 
 
+def test_lost_offsets_and_reset_partitions_are_counted_per_topic():
+    metrics = PipelineMetrics("p")
+    ids = {"pipeline": "p", "source": "s"}
+    metrics.batch_committed("s", _counts(lost={"t1": 150, "t2": 7}), suite=None)
+    metrics.batch_committed("s", _counts(lost={"t1": 3}, offsets_reset={"t2": 2}), suite=None)
+    assert _value(metrics, "driftline_records_lost_total", **ids, topic="t1") == 153
+    assert _value(metrics, "driftline_records_lost_total", **ids, topic="t2") == 7
+    assert _value(metrics, "driftline_offsets_reset_total", **ids, topic="t2") == 2
+    assert _value(metrics, "driftline_offsets_reset_total", **ids, topic="t1") is None
+    assert _value(metrics, "driftline_records_unreconciled", **ids) == 0, "lost offsets were never read"
+
+
 def test_drift_gauges_follow_the_newest_window():
     metrics = PipelineMetrics("p")
     end = T0.replace(minute=30)

@@ -51,7 +51,7 @@ class DemoAlerting:
         return self
 
     def _start_prometheus(self, port: int) -> None:
-        from driftline.testing.promstack import (
+        from driftline.demo.promstack import (
             DEPLOY,
             MISSING_HINT,
             SHIPPED_ALERTMANAGER,

@@ -6,7 +6,7 @@ import pytest
 from driftline.avro.codec import AvroDecoder, AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
 from driftline.avro.validation import RecordValidator
-from driftline.testing import (
+from driftline.demo import (
     EXPECTED_REASON,
     FRAME_CORRUPTIONS,
     Corruption,

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from driftline.testing.sources import (
+from driftline.demo.sources import (
+    SOURCES,
     BoolField,
     CategoricalField,
     IdField,
@@ -255,3 +256,27 @@ def corrupt_frame(kind: str, valid_frame: bytes, rng: np.random.Generator) -> by
     if kind == "not_framed":
         return b"\x7b" + valid_frame[1:]
     raise ValueError(f"frame corruption {kind!r} is not one of {FRAME_CORRUPTIONS}")
+
+
+def generator_for(config, source: str, **kwargs) -> tuple[SignalGenerator, list[str]]:
+    """A generator for a pipeline source and the writer schema's field names.
+
+    The source's schema subject picks the model; fields the schema version does not
+    have are left out, so the output validates against exactly that version.
+    """
+    from driftline.avro.registry import FileSchemaRegistry
+    from driftline.errors import ConfigError
+
+    source_config = config.source(source)
+    if source_config.subject not in SOURCES:
+        raise ConfigError(
+            f"sources.{source}.subject: no generator for subject {source_config.subject!r}; "
+            f"generators exist for: {', '.join(SOURCES)}"
+        )
+    schema = FileSchemaRegistry(config.path(config.schemas_dir)).get(
+        source_config.subject, source_config.schema_version
+    )
+    model_fields = [f.name for f in SOURCES[source_config.subject].fields]
+    excluded = tuple(name for name in model_fields if name not in schema.field_names)
+    generator = SignalGenerator(source_config.subject, exclude_fields=excluded, **kwargs)
+    return generator, schema.field_names

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from driftline.testing.promstack import (
+from driftline.demo.promstack import (
     MISSING_HINT,
     PromBinaries,
     PromStack,

@@ -23,10 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from driftline.config import load_pipeline
-from driftline.demo_alerting import DemoAlerting
-from driftline.ingest.run import ingest_file
-from driftline.kafka.broker import EmbeddedBroker, free_port, port_is_free
-from driftline.testing import (
+from driftline.demo import (
     FRAME_CORRUPTIONS,
     Corruption,
     Drift,
@@ -34,6 +31,9 @@ from driftline.testing import (
     generator_for,
     write_records,
 )
+from driftline.demo.alerting import DemoAlerting
+from driftline.ingest.run import ingest_file
+from driftline.kafka.broker import EmbeddedBroker, free_port, port_is_free
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def drift_truth(
     Alertmanager delivered its drift alert to (``None`` without Prometheus)."""
     import pandas as pd
 
-    from driftline.testing.generator import DEFAULT_START
+    from driftline.demo.generator import DEFAULT_START
 
     warehouse = config.path(config.warehouse_dir)
     alerts_path = warehouse / "alerts"

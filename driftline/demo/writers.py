@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from driftline.demo.generator import GeneratedRecord, iso_millis
 from driftline.errors import ConfigError
 from driftline.ingest.readers import InputFormat, detect_format
-from driftline.testing.generator import GeneratedRecord, iso_millis
 
 _FLATTEN = str.maketrans({",": ";", '"': "'", "\n": " "})
 

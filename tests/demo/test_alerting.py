@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 from driftline.config import load_pipeline
-from driftline.demo_alerting import DemoAlerting
+from driftline.demo.alerting import DemoAlerting
 from tests.conftest import DEMO_PIPELINE
 
 
