@@ -56,10 +56,12 @@ def last_checkpointed_end(checkpoint: str | Path | None) -> Offsets | None:
 class OffsetLoss:
     """What one batch skipped because Kafka no longer had it.
 
-    ``lost``: offsets per partition that were below the log start offset when the batch
-    read them (retention, ``delete_records``); ``reset``: partitions whose offsets went
-    backwards (the topic was deleted and recreated, or the partition truncated), where
-    how much of the old log was never read cannot be known any more.
+    ``lost``: offsets per partition that the batch should have read but did not: below
+    the log start offset when it read them (retention, ``delete_records``), or, on a
+    ``reset`` partition, the new log's records below the batch's end, which Spark's
+    source skips. ``reset``: partitions whose offsets went backwards (the topic was
+    deleted and recreated), where how much of the old log was never read cannot be
+    known any more.
     """
 
     lost: dict[TopicPartitionKey, int]
@@ -84,18 +86,21 @@ def offset_loss(
     (``e`` when none was) and log start offset now ``l`` (``ListOffsets`` earliest):
 
         lost_p = max(0, min(f, l, e) - s)     when e >= s
-        reset  = e < s
+        lost_p = max(0, e - l), reset         when e < s
 
     Below ``l`` nothing can be read any more, and nothing from ``f`` on was skipped, so
     the gap ``[s, min(f, l, e))`` is exactly what the batch lost. A gap made only of
-    transaction markers lies at or above ``l``, so it never counts. A partition with
+    transaction markers lies at or above ``l``, so it never counts. When the offsets
+    went back (``e < s``), Spark's source plans an empty range for the partition and the
+    next batch starts at ``e``: the new log's ``[l, e)`` is skipped. A partition with
     no start (new in this batch, or the query's first batch) lost nothing.
 
     >>> loss = offset_loss({("t", 0): 400}, {("t", 0): 1000}, {("t", 0): 550}, {("t", 0): 550})
     >>> loss.lost, loss.reset
     ({('t', 0): 150}, ())
-    >>> offset_loss({("t", 0): 400}, {("t", 0): 250}, {}, {("t", 0): 0}).reset
-    (('t', 0),)
+    >>> recreated = offset_loss({("t", 0): 400}, {("t", 0): 250}, {}, {("t", 0): 0})
+    >>> recreated.reset, recreated.lost
+    ((('t', 0),), {('t', 0): 250})
     >>> offset_loss({("t", 0): 5}, {("t", 0): 9}, {("t", 0): 7}, {("t", 0): 0}).lost  # markers at 5, 6
     {}
     """
@@ -107,6 +112,9 @@ def offset_loss(
             continue
         if e < s:
             reset.append(tp)
+            skipped = e - earliest.get(tp, e)
+            if skipped > 0:
+                lost[tp] = skipped
             continue
         gap = min(first_read.get(tp, e), earliest.get(tp, s), e) - s
         if gap > 0:

@@ -62,6 +62,12 @@ def test_compose_has_the_services():
     assert set(SERVICES) <= set(_compose()["services"])
 
 
+def test_the_stack_runs_the_kafka_the_embedded_broker_runs():
+    from driftline.jvm import KAFKA_VERSION
+
+    assert _compose()["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_tags_are_pinned(service):
     image = _compose()["services"][service]["image"]

@@ -38,10 +38,13 @@ def test_lost_offsets_are_the_records_deleted_before_they_were_read(case):
     assert len(truly_lost) <= counted <= len(truly_lost) + leading_markers
 
 
-def test_offsets_going_back_are_a_reset_not_a_loss():
+def test_offsets_going_back_are_a_reset_and_the_new_log_below_the_end_is_lost():
+    # Spark plans [400, 250) as empty and goes on at 250: the recreated topic's 0-249 are skipped
     loss = offset_loss({TP: 400, ("t", 1): 10}, {TP: 250, ("t", 1): 12}, {("t", 1): 10}, {TP: 0, ("t", 1): 0})
     assert loss.reset == (TP,)
-    assert loss.lost == {}
+    assert loss.lost == {TP: 250}
+    retention_ran_too = offset_loss({TP: 400}, {TP: 250}, {}, {TP: 100})
+    assert retention_ran_too.lost == {TP: 150}
 
 
 def test_a_partition_new_in_the_batch_lost_nothing():
