@@ -214,8 +214,10 @@ def start_query(
     if metrics is not None:
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
         metrics.source_topics(source, topics)
-    loss = None if config.kafka.fail_on_data_loss else LossCounter(
-        source, str(checkpoint), EndOffsetProbe(_lag_consumer(config), bootstrap=bootstrap)
+    loss = (
+        None
+        if config.kafka.fail_on_data_loss
+        else LossCounter(source, str(checkpoint), EndOffsetProbe(_lag_consumer(config), bootstrap=bootstrap))
     )
     processor = BatchProcessor(plan, writer, metrics, decoder, loss)
     return (

@@ -86,7 +86,9 @@ def test_records_deleted_before_they_were_read(kafka_bootstrap, topic_prefix, tm
 
 
 @pytest.mark.parametrize("fail_on_data_loss", [True, False])
-def test_topic_deleted_and_recreated_under_the_job(kafka_bootstrap, topic_prefix, tmp_path, fail_on_data_loss):
+def test_topic_deleted_and_recreated_under_the_job(
+    kafka_bootstrap, topic_prefix, tmp_path, fail_on_data_loss
+):
     pipeline, config = _pipeline(tmp_path, kafka_bootstrap, topic_prefix, fail_on_data_loss)
     topic = config.topic("payments")
     _first_run(pipeline, kafka_bootstrap, topic)  # the checkpoint stands at offset 400
