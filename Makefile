@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml driftline/jvm.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# setuptools warns on every editable install about folders named like the package; nothing to do about it
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install --quiet -e '.[dev]'
 	@$(MAKE) --no-print-directory check-java maven
 	$(PY) -m driftline.jvm fetch
 	@touch $(STAMP)

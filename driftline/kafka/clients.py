@@ -21,6 +21,20 @@ from driftline.errors import BrokerError
 logger = logging.getLogger(__name__)
 librdkafka_logger = logging.getLogger("driftline.librdkafka")
 
+
+class _RetryingIsInfo(logging.Filter):
+    """librdkafka warns about states it retries by itself (``...: retrying``, such as a new
+    broker's transaction coordinator still loading); nothing to act on, so they are INFO.
+    If the retries run out, the failure reaches the caller as an error anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.getMessage().rstrip().endswith("retrying"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return record.levelno >= librdkafka_logger.getEffectiveLevel()
+
+
+librdkafka_logger.addFilter(_RetryingIsInfo())
+
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
