@@ -58,14 +58,21 @@ VERDICTS = {
 }
 
 
-def _clear_previous_run(config) -> None:
-    """Each demo starts afresh: no checkpoints, tables or references of an earlier one."""
-    for folder in (
-        config.path(config.state_dir) / "checkpoints",
-        config.path(config.warehouse_dir),
-        config.path(config.reference.path),
-    ):
-        shutil.rmtree(folder, ignore_errors=True)
+def demo_config(config):
+    """The pipeline with every folder of the demo's own under ``<state_dir>/demo``.
+
+    The demo runs its own broker, so its checkpoints, tables and references belong with
+    it: a later ``driftline run`` of the same pipeline on another broker finds neither
+    offsets that broker never had nor tables of the demo's run mixed with its own.
+    """
+    root = config.path(config.state_dir) / "demo"
+    return config.model_copy(
+        update={
+            "state_dir": str(root),
+            "warehouse_dir": str(root / "warehouse"),
+            "reference": config.reference.model_copy(update={"path": str(root / "references")}),
+        }
+    )
 
 
 def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
@@ -89,12 +96,13 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)  # logs and CI: wide enough for the tables
-    config = load_pipeline(pipeline)
-    state_dir = config.path(config.state_dir) / "demo-broker"
-    broker = EmbeddedBroker(state_dir, port=9092 if port_is_free("127.0.0.1", 9092) else free_port())
+    config = demo_config(load_pipeline(pipeline))
+    root = config.path(config.state_dir)
+    broker = EmbeddedBroker(root / "broker", port=9092 if port_is_free("127.0.0.1", 9092) else free_port())
     broker.stop()  # a broker left over from an interrupted demo
-    shutil.rmtree(state_dir, ignore_errors=True)  # and its topics: the demo's broker starts empty
-    _clear_previous_run(config)
+    shutil.rmtree(
+        root, ignore_errors=True
+    )  # each demo starts afresh: topics, checkpoints, tables, references
     state = broker.start()
     console.print(f"[bold]embedded broker[/] Apache Kafka (KRaft) at {state.bootstrap} (pid {state.pid})")
     config = config.with_kafka(bootstrap_servers=state.bootstrap)
@@ -117,7 +125,7 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
             clean, _ = generator_for(config, source, seed=seed, drifts=drifts[source], interval=interval)
             _bypass_ingest(config, source, clean, records)
         _show(console, summaries, config)
-        with DemoAlerting(config, config.path(config.state_dir) / "demo-prometheus") as alerting:
+        with DemoAlerting(config, root / "prometheus") as alerting:
             style = "green" if alerting.available else "yellow"
             console.print(f"[bold]observability[/] [{style}]{alerting.describe()}[/]")
             console.print("[bold]running the quality stream job until idle[/] (local Spark) ...")
@@ -129,9 +137,6 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     finally:
         if not keep_broker:
             broker.stop()
-            # the checkpoints point into the demo's own broker, which is gone: a later
-            # `driftline run` on another broker starts afresh instead of finding offsets it never had
-            shutil.rmtree(config.path(config.state_dir) / "checkpoints", ignore_errors=True)
     _show_job(console, job, config, observability)
     truth = drift_truth(config, drifts, interval, delivered if observability["prometheus"] else None)
     _show_drift(console, truth)
@@ -163,6 +168,8 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
     }
     (output_dir / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     console.print(f"summary written to {output_dir / 'summary.json'}")
+    console.print(f"the demo's tables are under {warehouse}, its broker data and checkpoints under "
+                  f"{config.path(config.state_dir)} (the next demo starts afresh)")  # fmt: skip
     ingest_ok = all(s.reconciles and not s.undelivered for s in summaries)
     drift_ok = all(
         f["verdict"] in ("found", "quiet") for features in truth.values() for f in features.values()

@@ -119,6 +119,15 @@ def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout: float
     return created
 
 
+def missing_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.0) -> list[str]:
+    """Those of ``names`` the cluster does not have (an unreachable cluster is a BrokerError)."""
+    try:
+        topics = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise BrokerError(f"cannot list topics: {exc}") from exc
+    return [n for n in names if n not in topics or topics[n].error is not None]
+
+
 def _wait_for_topics(admin: AdminClient, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:

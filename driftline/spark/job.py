@@ -249,6 +249,7 @@ def run(
     names = sources or list(config.sources)
     for name in names:
         config.source(name)
+    check_topics(config, names)
     trigger = 0.0 if until_idle else config.windows.trigger.seconds
     spark.streams.resetTerminated()  # else awaitAnyTermination returns at once after an earlier run
     with ExitStack() as stack:
@@ -289,6 +290,26 @@ def run(
             raise query_failure(name, query.exception(), checkpoint=str(checkpoint_of(config, name)),
                                 topics=[config.topic(name)])  # fmt: skip
     return summarize(spark, config, names)
+
+
+def check_topics(config: PipelineConfig, sources: list[str]) -> None:
+    """Every source's topic exists before any query starts (else Spark's first batch fails
+    with a stack trace and the other sources' queries are stopped half-way)."""
+    from driftline.errors import JobError
+    from driftline.kafka.clients import make_admin, missing_topics
+
+    admin = make_admin(config.kafka.bootstrap_servers, config.kafka.librdkafka("admin"))
+    topics = {source: config.topic(source) for source in sources}
+    missing = set(missing_topics(admin, topics.values()))
+    absent = [source for source, topic in topics.items() if topic in missing]
+    if absent:
+        have = [source for source in sources if source not in absent]
+        listed = ", ".join(f"{source!r} ({topics[source]!r})" for source in absent)
+        only = f"; to run the others alone: {' '.join('--source ' + s for s in have)}" if have else ""
+        raise JobError(
+            f"no topic on {config.kafka.bootstrap_servers} for source(s) {listed}: ingest into them first "
+            f"(driftline ingest -p <pipeline> -s <source> -i <file>) or check [kafka] topic_prefix{only}"
+        )
 
 
 def _linger(config: PipelineConfig) -> None:

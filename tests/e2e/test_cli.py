@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +180,10 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
         }  # fmt: skip
         assert job["windows"] >= 1
     assert "pipeline demo: ingest" in run.stdout and "pipeline demo: quality stream job" in run.stdout
+    # everything of the demo's own lives under <state_dir>/demo, apart from a user's own runs
+    demo_root = REPO / ".driftline" / "demo"
+    assert {Path(p).parent for p in summary["tables"].values()} == {demo_root / "warehouse"}
+    assert (demo_root / "checkpoints" / "demo" / "payments" / "offsets").is_dir()
     assert "payments.amount per 5-minute window" in run.stdout
 
     # drift against the truth: every injected feature found after the injection, the rest quiet

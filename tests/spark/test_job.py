@@ -191,13 +191,47 @@ def _check_metrics(exporter, summary, records, frame_kinds, violating) -> None:
     assert value("driftline_processed_records_per_second") > 0
 
 
-def test_a_failing_query_is_reported_in_the_metrics(spark, kafka_bootstrap, topic_prefix, tmp_path):
-    """A source topic that does not exist fails the query: run() raises, the metrics say why."""
+def test_a_missing_topic_stops_the_run_before_any_query_starts(
+    spark, kafka_bootstrap, topic_prefix, tmp_path
+):
     config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
+    produce_frames(kafka_bootstrap, config.topic("sensors"), [b"x"], [None], partitions=1)
     metrics = PipelineMetrics(config.name)
-    with pytest.raises(
-        JobError, match=rf"source 'payments': topic '{topic_prefix}signals.payments' does not exist"
-    ):
+    with pytest.raises(JobError) as failure:
+        run(spark, config, sources=["payments", "sensors", "clickstream"], metrics=metrics)
+    message = str(failure.value)
+    assert (
+        f"'payments' ('{topic_prefix}signals.payments'), 'clickstream' ('{topic_prefix}signals.clickstream')"
+        in message
+    )
+    assert "'sensors' (" not in message and message.endswith("to run the others alone: --source sensors")
+    assert spark.streams.active == [] and metrics.registry.get_sample_value(
+        "driftline_query_up", {"pipeline": "demo", "source": "sensors"}
+    ) is None, "no query was started"  # fmt: skip
+
+
+def test_a_failing_query_is_reported_in_the_metrics(spark, kafka_bootstrap, topic_prefix, tmp_path):
+    """Records deleted before the query read them fail it: run() raises, the metrics say why."""
+    from confluent_kafka import TopicPartition
+
+    from driftline.errors import DataLossError
+    from driftline.kafka.clients import make_admin
+
+    config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
+    topic = config.topic("payments")
+    records = [r.value for r in SignalGenerator("payments", seed=3).records(60)]
+    produce_frames(
+        kafka_bootstrap, topic, encode_mix("payments", records[:30], {}), [None] * 30, partitions=1
+    )
+    run(spark, config, sources=["payments"])
+    produce_frames(
+        kafka_bootstrap, topic, encode_mix("payments", records[30:], {}), [None] * 30, partitions=1
+    )
+    admin = make_admin(kafka_bootstrap)  # kept alive until its futures are done
+    for future in admin.delete_records([TopicPartition(topic, 0, 45)]).values():
+        future.result(30)
+    metrics = PipelineMetrics(config.name)
+    with pytest.raises(DataLossError, match=rf"topic-partition {topic}-0"):
         run(spark, config, sources=["payments"], metrics=metrics)
     ids = {"pipeline": "demo", "source": "payments"}
     assert metrics.registry.get_sample_value("driftline_query_up", ids) == 0
