@@ -119,13 +119,25 @@ def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout: float
     return created
 
 
-def missing_topics(admin: AdminClient, names: Iterable[str], timeout: float = 30.0) -> list[str]:
-    """Those of ``names`` the cluster does not have (an unreachable cluster is a BrokerError)."""
+def topic_ids(admin: AdminClient, names: Iterable[str], timeout: float = 30.0) -> dict[str, str | None]:
+    """Kafka's topic id (the UUID assigned when a topic is created) of each of ``names``;
+    None for a topic the cluster does not have. An unreachable cluster is a BrokerError."""
+    from confluent_kafka import TopicCollection
+
+    names = list(names)
     try:
-        topics = admin.list_topics(timeout=timeout).topics
+        futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(f"cannot list topics: {exc}") from exc
-    return [n for n in names if n not in topics or topics[n].error is not None]
+        raise BrokerError(f"cannot describe topics {names}: {exc}") from exc
+    ids: dict[str, str | None] = {}
+    for name, future in futures.items():
+        try:
+            ids[name] = str(future.result(timeout=timeout).topic_id)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BrokerError(f"cannot describe topic {name!r}: {exc}") from exc
+            ids[name] = None
+    return ids
 
 
 def _wait_for_topics(admin: AdminClient, names: list[str], timeout: float) -> None:

@@ -78,7 +78,11 @@ class FrameDecoder:
             writer = self.registry.by_id(schema_id)
             if writer is None:
                 if schema_id not in self._unknown:
-                    logger.warning("schema_id_unknown id=%d subject=%s", schema_id, self.reader.subject)
+                    logger.warning(
+                        "schema_id_unknown id=%d subject=%s: the registry has no such schema; its records "
+                        "are dead-lettered as UNKNOWN_SCHEMA",
+                        schema_id, self.reader.subject,
+                    )  # fmt: skip
                 self._unknown.add(schema_id)
                 continue
             self._add(writer)

@@ -293,15 +293,17 @@ def run(
 
 
 def check_topics(config: PipelineConfig, sources: list[str]) -> None:
-    """Every source's topic exists before any query starts (else Spark's first batch fails
-    with a stack trace and the other sources' queries are stopped half-way)."""
+    """Before any query starts: every source's topic exists (else Spark's first batch fails
+    with a stack trace and the other sources' queries are stopped half-way), and is the
+    topic its checkpoint was made for (:mod:`driftline.spark.topic_identity`)."""
     from driftline.errors import JobError
-    from driftline.kafka.clients import make_admin, missing_topics
+    from driftline.kafka.clients import make_admin, topic_ids
+    from driftline.spark.topic_identity import check_topic_identity
 
     admin = make_admin(config.kafka.bootstrap_servers, config.kafka.librdkafka("admin"))
     topics = {source: config.topic(source) for source in sources}
-    missing = set(missing_topics(admin, topics.values()))
-    absent = [source for source, topic in topics.items() if topic in missing]
+    ids = topic_ids(admin, topics.values())
+    absent = [source for source, topic in topics.items() if ids[topic] is None]
     if absent:
         have = [source for source in sources if source not in absent]
         listed = ", ".join(f"{source!r} ({topics[source]!r})" for source in absent)
@@ -310,6 +312,9 @@ def check_topics(config: PipelineConfig, sources: list[str]) -> None:
             f"no topic on {config.kafka.bootstrap_servers} for source(s) {listed}: ingest into them first "
             f"(driftline ingest -p <pipeline> -s <source> -i <file>) or check [kafka] topic_prefix{only}"
         )
+    for source, topic in topics.items():
+        check_topic_identity(source, checkpoint_of(config, source), {topic: ids[topic]},
+                             fail_on_data_loss=config.kafka.fail_on_data_loss)  # fmt: skip
 
 
 def _linger(config: PipelineConfig) -> None:
