@@ -9,11 +9,12 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test bench lint check-java maven prometheus-tools clean
 
+# PYTHONWARNINGS: setuptools warns on every editable install about folders named like the
+# package, which is nothing a user can act on
 $(STAMP): pyproject.toml driftline/jvm.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# setuptools warns on every editable install about folders named like the package; nothing to do about it
 	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install --quiet -e '.[dev]'
 	@$(MAKE) --no-print-directory check-java maven
 	$(PY) -m driftline.jvm fetch

@@ -114,7 +114,8 @@ def main() -> None:
                 noop = {False: [], True: []}
                 for attempt in range(2):
                     for decode in (False, True):
-                        noop[decode].append(_noop_seconds(spark, config, topic, Path(scratch), decode, attempt))
+                        seconds = _noop_seconds(spark, config, topic, Path(scratch), decode, attempt)
+                        noop[decode].append(seconds)
                 results["spark kafka source -> noop"] = n / min(noop[False])
                 results["source + frame check + from_avro -> noop"] = n / min(noop[True])
                 logger = logging.getLogger("driftline.spark.batch")
