@@ -14,7 +14,7 @@ QUERY = str(uuid.uuid4())
 
 
 def _progress(end_offset, *, batch_ms=4200, rows=3000):
-    source = {"description": "driftline-kafka", "startOffset": None, "endOffset": end_offset,
+    source = {"description": "KafkaV2[Subscribe[signals.payments]]", "startOffset": None, "endOffset": end_offset,
               "latestOffset": None, "numInputRows": rows, "inputRowsPerSecond": 150.0,
               "processedRowsPerSecond": 714.3}  # fmt: skip
     return QueryProgressEvent.fromJson({"progress": {
