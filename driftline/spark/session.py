@@ -6,12 +6,20 @@ Local runs use ``local[*]`` with a small number of shuffle partitions (these are
 ``spark-submit`` runs take their master, resources and jars (``--packages``) from
 ``spark-conf/`` and the command line instead; :func:`build_session` only fills what
 is not set.
+
+When it starts the JVM itself, it reads the JVM's stderr through a pipe and passes every
+line on, except the two start-up banners no user can act on (:data:`JVM_BANNERS`):
+the JVM's note that Spark's launcher always loads ``jdk.incubator.vector``, and
+DataSketches' note, printed on class load, that it runs without off-heap memory on
+Java > 11 (Spark's KLL sketches do not need it).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,37 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.adaptive.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
+
+
+#: Start-up lines of the JVM that carry nothing to act on (see the module docstring).
+JVM_BANNERS = (
+    "WARNING: Using incubator modules: jdk.incubator.vector",
+    "Warning: Java versions > Java 11 can only operate in restricted mode",
+)
+
+
+def _forward_jvm_stderr(stream, out=None) -> None:
+    """Copy the JVM's stderr to ours, line by line, without the :data:`JVM_BANNERS`."""
+    out = out or sys.stderr
+    for line in iter(stream.readline, b""):
+        text = line.decode("utf-8", errors="replace")
+        if not text.startswith(JVM_BANNERS):
+            out.write(text)
+            out.flush()
+
+
+def _start_jvm(settings: Mapping[str, str]) -> None:
+    """Start Spark's JVM with a filtered stderr, unless one runs already (or spark-submit started us)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    conf = SparkConf(loadDefaults=False).setAll(list(settings.items()))
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    threading.Thread(target=_forward_jvm_stderr, args=(gateway.proc.stderr,), name="jvm-stderr",
+                     daemon=True).start()  # fmt: skip
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
 
 
 def build_session(
@@ -53,16 +92,18 @@ def build_session(
         os.environ.setdefault("SPARK_CONF_DIR", str(REPO_SPARK_CONF))
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app_name)
+    settings: dict[str, str] = {"spark.app.name": app_name}
     if master is not None:
-        builder = builder.master(master)
-        for key, value in LOCAL_DEFAULTS.items():
-            builder = builder.config(key, value)
-        conf = dict(conf or {})
-        if "spark.jars" not in conf and "spark.jars.packages" not in conf:
+        settings["spark.master"] = master
+        settings.update(LOCAL_DEFAULTS)
+        if not {"spark.jars", "spark.jars.packages"} & set(conf or {}):
             from driftline.jvm import spark_jars
 
-            builder = builder.config("spark.jars", spark_jars())
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, str(value))
+            settings["spark.jars"] = spark_jars()
+    settings.update({key: str(value) for key, value in (conf or {}).items()})
+    if master is not None:
+        _start_jvm(settings)
+    builder = SparkSession.builder
+    for key, value in settings.items():
+        builder = builder.config(key, value)
     return builder.getOrCreate()

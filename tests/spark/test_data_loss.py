@@ -55,6 +55,7 @@ def _first_run(spark, config, kafka_bootstrap) -> None:
 def _stopped_with_one_message(completed) -> str:
     assert completed.returncode == 7, completed.stderr[-3000:]
     assert "Traceback" not in completed.stderr
+    assert "Using incubator modules" not in completed.stderr, "the JVM's banner is filtered out"
     message = [line for line in completed.stderr.splitlines() if line.startswith("driftline: error:")]
     assert len(message) == 1, completed.stderr[-3000:]
     return message[0]
