@@ -133,6 +133,12 @@ class WindowConfig(_Model):
     slide: DurationField | None = None
     watermark: DurationField = parse_duration("10 minutes")
     trigger: DurationField = parse_duration("10 seconds")
+    max_future: DurationField = Field(
+        default=parse_duration("1 hour"),
+        description="How far ahead of its Kafka timestamp a record's event time may be; further ahead "
+        "(a 9999-12-31 sentinel, a clock years off) it is dead-lettered as EVENT_TIME_OUT_OF_RANGE and "
+        "never moves the watermark.",
+    )
 
     @model_validator(mode="after")
     def _slide_fits(self) -> WindowConfig:

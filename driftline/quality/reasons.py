@@ -37,6 +37,7 @@ class ReasonCode(StrEnum):
     NOT_FRAMED = "NOT_FRAMED"
     UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"
     DECODE_FAILED = "DECODE_FAILED"
+    EVENT_TIME_OUT_OF_RANGE = "EVENT_TIME_OUT_OF_RANGE"
     # rule: row-level expectations
     RULE_FAILED = "RULE_FAILED"
     # late: event time behind the watermark
@@ -57,6 +58,7 @@ _STAGE_OF: dict[ReasonCode, Stage] = {
     ReasonCode.NOT_FRAMED: Stage.DECODE,
     ReasonCode.UNKNOWN_SCHEMA: Stage.DECODE,
     ReasonCode.DECODE_FAILED: Stage.DECODE,
+    ReasonCode.EVENT_TIME_OUT_OF_RANGE: Stage.DECODE,
     ReasonCode.RULE_FAILED: Stage.RULE,
     ReasonCode.LATE_DATA: Stage.LATE,
 }

@@ -43,6 +43,7 @@ from driftline.spark import window_stats as ws
 from driftline.spark.data_loss import NO_LOSS, LossCounter
 from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials
+from driftline.spark.event_time import with_event_time_check
 from driftline.spark.offsets import OffsetLoss
 from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions, read_batches
 
@@ -87,6 +88,7 @@ class SourcePlan:
     window_seconds: int = 300
     slide_seconds: int | None = None
     watermark_seconds: int = 600
+    max_future_seconds: int = 3600  # event time further ahead of the Kafka timestamp: a dead letter
     warehouse: Warehouse | None = None
     drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
     suite: str | None = None  # the expectation suite's name (metrics label)
@@ -129,14 +131,17 @@ class BatchProcessor:
         """Decoded, cached rows; a schema id met for the first time is looked up in the
         registry and, when found, the batch is decoded again with it."""
         if self.decoder is None:
-            return self._cache(batch)
+            return self._cache(self._checked_event_time(batch))
         with _timed("decode", self.plan.source, batch_id):
-            rows = self._cache(self.decoder.decode(batch))
+            rows = self._cache(self._checked_event_time(self.decoder.decode(batch)))
             unknown = self.decoder.unknown_ids(rows)  # materialises the cache: one read of the topic
             if unknown and self.decoder.learn(unknown):
                 rows.unpersist()
-                rows = self._cache(self.decoder.decode(batch))
+                rows = self._cache(self._checked_event_time(self.decoder.decode(batch)))
         return rows
+
+    def _checked_event_time(self, rows: DataFrame) -> DataFrame:
+        return with_event_time_check(rows, self.plan.event_time, self.plan.max_future_seconds)
 
     def _cache(self, frame: DataFrame) -> DataFrame:
         self._cached.append(frame.persist())

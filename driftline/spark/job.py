@@ -106,6 +106,7 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         window_seconds=round(windows.size.seconds),
         slide_seconds=round(windows.slide.seconds) if windows.slide else None,
         watermark_seconds=round(windows.watermark.seconds),
+        max_future_seconds=round(windows.max_future.seconds),
         warehouse=warehouse,
         drift=drift_scorer(config, source, warehouse),
         suite=suite_name(suite) if suite else None,

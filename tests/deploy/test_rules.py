@@ -60,6 +60,7 @@ def test_the_expected_alerts_exist():
             "DriftlineQueryFailing",
             "DriftlineRecordsUnreconciled",
             "DriftlineRecordsLost",
+            "DriftlineSourceMostlyLate",
         ]
     )
 
@@ -148,6 +149,8 @@ MUTATIONS = [
     ("DriftlineRecordsUnreconciled", "expr", "!= 0", "> 0"),
     ("DriftlineRecordsLost", "expr", "increase(driftline_offsets_reset_total[30m]) > 0", "vector(0) > 1"),
     ("DriftlineRecordsLost", "expr", "lost_total[30m]", "lost_total[10m]"),
+    ("DriftlineSourceMostlyLate", "expr", "> 0.9", "> 0.7"),
+    ("DriftlineSourceMostlyLate", "for", "10m", "5m"),
 ]
 
 

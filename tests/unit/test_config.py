@@ -48,7 +48,7 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         (lambda d: d.update(widnows={}),
          "widnows: unknown key; valid keys here: drift, kafka, metrics, pipeline, reference, schemas_dir, sources, state_dir, warehouse_dir, windows"),
         (lambda d: d["windows"].update(sizee="1 minute"),
-         "windows.sizee: unknown key; valid keys here: size, slide, trigger, watermark"),
+         "windows.sizee: unknown key; valid keys here: max_future, size, slide, trigger, watermark"),
         (lambda d: d["sources"]["sensors"].update(colour="red"),
          "sources.sensors.colour: unknown key; valid keys here: dead_letter_topic, entity_id, event_time, expectations, features, partitions, schema_version, subject, topic"),
         (lambda d: d["windows"].update(size="soon"),
