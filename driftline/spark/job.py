@@ -374,8 +374,9 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
                 summary.valid += row["valid"]
                 summary.dead_lettered += row["dead_lettered"]
                 summary.late += row["late"]
-                summary.lost += row.asDict().get("lost") or 0  # progress written before 0.x lacks it
-                summary.offsets_reset += row.asDict().get("offsets_reset") or 0
+                values = row.asDict()  # progress rows written before lost/offsets_reset existed lack them
+                summary.lost += values.get("lost") or 0
+                summary.offsets_reset += values.get("offsets_reset") or 0
                 for reason, count in (row["by_reason"] or {}).items():
                     summary.by_reason[reason] = summary.by_reason.get(reason, 0) + count
         stats = warehouse.table("feature_stats") / f"source={source}"
