@@ -104,20 +104,38 @@ class DemoAlerting:
         return out
 
     def deliveries(self, *, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Wait until every firing drift alert was delivered (or ``timeout``); return all deliveries."""
+        """Wait until every firing drift alert reached every receiver Alertmanager routes it
+        to (or ``timeout``); return all deliveries.
+
+        The receivers come from Alertmanager itself (``/api/v2/alerts`` lists each alert's
+        routed receivers), so a drift alert that already paged but has not yet reached the
+        retraining webhook is still waited for."""
         if not self.available:
             return []
         expected = self.active_drift()
         deadline = time.monotonic() + timeout
 
-        def delivered() -> set[tuple[str, str, str]]:
-            return {
-                (a.labels.get("source"), a.labels.get("feature"), a.labels.get("method"))
-                for a in self._webhook.alerts()
-                if a.status == "firing" and a.labels.get("alertname", "").startswith("DriftlineFeatureDrift")
-            }
+        def is_drift(labels: dict[str, str]) -> bool:
+            return labels.get("alertname", "").startswith("DriftlineFeatureDrift")
 
-        while not expected <= delivered() and time.monotonic() < deadline:
+        def key(labels: dict[str, str]) -> tuple[str | None, str | None, str | None]:
+            return labels.get("source"), labels.get("feature"), labels.get("method")
+
+        def complete() -> bool:
+            routed: dict[tuple, set[str]] = {}
+            for alert in self._prom.alertmanager_alerts():
+                labels = alert.get("labels", {})
+                if is_drift(labels) and alert.get("status", {}).get("state") == "active":
+                    routed.setdefault(key(labels), set()).update(r["name"] for r in alert.get("receivers", []))
+            delivered = {
+                (key(a.labels), a.receiver) for a in self._webhook.alerts() if a.status == "firing" and is_drift(a.labels)
+            }
+            return all(
+                routed.get(alert) and all((alert, receiver) in delivered for receiver in routed[alert])
+                for alert in expected
+            )
+
+        while not complete() and time.monotonic() < deadline:
             time.sleep(0.25)
         return [
             {

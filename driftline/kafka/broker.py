@@ -133,8 +133,14 @@ def _alive(pid: int) -> bool:
 
 
 def cluster_id() -> str:
-    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid).
+
+    Like Kafka's own ``Uuid.randomUuid()`` it never starts with ``-``: the storage tool's
+    argument parser would read such an id as an option and refuse to format (1 in 64 ids)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def server_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:

@@ -83,3 +83,16 @@ def test_missing_jars_are_refused_with_the_fix(tmp_path) -> None:
     assert run.returncode == 4
     assert "the kafka jars (org.apache.kafka:kafka_2.13:" in run.stderr
     assert "python -m driftline.jvm fetch" in run.stderr and str(home / "kafka") in run.stderr
+
+
+def test_cluster_ids_are_kafka_uuids_the_storage_tool_accepts() -> None:
+    """1 in 64 random base64 ids starts with ``-``, which kafka-storage reads as an option
+    ("argument --cluster-id/-t: expected one argument"); Kafka's own Uuid never does."""
+    import base64
+
+    from driftline.kafka.broker import cluster_id
+
+    ids = [cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
+    assert len(set(ids)) == len(ids)
