@@ -126,9 +126,12 @@ class DemoAlerting:
             for alert in self._prom.alertmanager_alerts():
                 labels = alert.get("labels", {})
                 if is_drift(labels) and alert.get("status", {}).get("state") == "active":
-                    routed.setdefault(key(labels), set()).update(r["name"] for r in alert.get("receivers", []))
+                    receivers = {r["name"] for r in alert.get("receivers", [])}
+                    routed.setdefault(key(labels), set()).update(receivers)
             delivered = {
-                (key(a.labels), a.receiver) for a in self._webhook.alerts() if a.status == "firing" and is_drift(a.labels)
+                (key(a.labels), a.receiver)
+                for a in self._webhook.alerts()
+                if a.status == "firing" and is_drift(a.labels)
             }
             return all(
                 routed.get(alert) and all((alert, receiver) in delivered for receiver in routed[alert])
