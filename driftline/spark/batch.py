@@ -39,13 +39,15 @@ from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
+from driftline.spark import fs
 from driftline.spark import window_stats as ws
 from driftline.spark.data_loss import NO_LOSS, LossCounter
 from driftline.spark.decode import FrameDecoder
-from driftline.spark.drift import DriftScorer, bin_partials
+from driftline.spark.drift import DriftScorer, bin_partials, combine_bins
 from driftline.spark.event_time import with_event_time_check
 from driftline.spark.offsets import OffsetLoss
-from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions, read_batches
+from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions
+from driftline.spark.window_state import Commit, StateVersion, WindowState
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +153,13 @@ class BatchProcessor:
     def _process(self, rows: DataFrame, batch_id: int) -> None:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
-        with _timed("read_and_watermark", plan.source, batch_id):
+        state = WindowState(spark, str(warehouse.root), plan.source)
+        timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
+        with timed("read_and_watermark"):
             read = rows.count()
-            watermark = self._watermark(spark, before=batch_id)
+            previous = state.previous(batch_id)
+            before = previous.commit or Commit(batch_id - 1)
+            watermark = before.watermark  # the running watermark, kept with the state
             loss = self.loss.measure(spark, rows, batch_id) if self.loss is not None else NO_LOSS
         decode_failed = rows.where(F.col("_reason").isNotNull())
         # rules are evaluated once: the checked rows feed partials, tables and counts
@@ -165,19 +171,12 @@ class BatchProcessor:
         late = passing.where(F.col("_late"))
 
         windowed = ws.with_window(valid, plan.event_time, plan.window, plan.slide)
+        if watermark is not None:  # a sliding window's earlier windows may be final already: they stay so
+            windowed = windowed.where(F.col("window_end") > F.lit(watermark))
         late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
-        state = lambda name: warehouse.batch_path(warehouse.state(name), plan.source, batch_id)  # noqa: E731
-        timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
         with timed("partials"):
-            if plan.numeric:
-                overwrite(ws.numeric_partials(windowed, plan.numeric), state("numeric"), files=1)
-            if plan.categorical:
-                overwrite(ws.categorical_partials(windowed, plan.categorical), state("categorical"), files=1)
-            overwrite(ws.window_partials(windowed), state("windows"), files=1)
-            late_counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("late_rows"))
-            overwrite(late_counts, state("late"), files=1)
-            if plan.drift is not None and plan.drift.binnings:
-                overwrite(bin_partials(windowed, plan.drift.binnings), state("bins"), files=1)
+            state.clear(batch_id)  # what an interrupted attempt of this batch left
+            self._write_state(state, previous, windowed, batch_id)
         with timed("dead_letters_table"):
             dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
             dead_path = warehouse.batch_path(warehouse.table("dead_letters"), plan.source, batch_id)
@@ -188,19 +187,44 @@ class BatchProcessor:
                 self.dead_letters.write(batch_id, self._outgoing(dead, batch_id))
         with timed("progress"):
             record = self._progress(read, valid, dead, batch_id, watermark, loss)
-            overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), state("progress"))
-        # the watermark after this batch, derived rather than read back from the progress table
-        newest = record["max_event_time"]
-        candidates = [watermark, newest and as_utc(newest) - timedelta(seconds=plan.watermark_seconds)]
+            progress_path = warehouse.batch_path(warehouse.state("progress"), plan.source, batch_id)
+            overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), progress_path)
+        in_batch = record["max_event_time"] and as_utc(record["max_event_time"])
+        newest = max((t for t in (before.max_event_time, in_batch) if t is not None), default=None)
+        candidates = [watermark, newest and newest - timedelta(seconds=plan.watermark_seconds)]
         watermark_after = max((w for w in candidates if w is not None), default=None)
+        current = state.version(batch_id)
         with timed("merge_windows"):
-            closed = self._merge_windows(spark, batch_id, windowed, late_windowed, watermark, watermark_after)
+            closed = self._write_windows(spark, batch_id, current, late_windowed, watermark_after)
+        policy = before.policy
         if plan.drift is not None:
             with timed("drift"):
-                plan.drift.score_closed(spark, batch_id, [(as_utc(a), as_utc(b)) for a, b in closed])
+                policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
+        state.commit(Commit(batch_id, watermark_after, newest, policy))
+        logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
+        self.last_state_files_read = previous.files_read
         if self.metrics is not None:
             counts = self._counts(record, watermark_after, loss)
             self.metrics.batch_committed(plan.source, counts, suite=plan.suite)
+
+    def _write_state(self, state: WindowState, previous, windowed: DataFrame, batch_id: int) -> None:
+        """Version ``batch_id`` of the open windows' partials: the previous version's
+        open windows and this batch's partials, combined per key."""
+        plan = self.plan
+        parts = {"windows": ws.window_partials(windowed).withColumn("_batch", F.lit(batch_id).cast("bigint"))}
+        if plan.numeric:
+            parts["numeric"] = ws.numeric_partials(windowed, plan.numeric)
+        if plan.categorical:
+            parts["categorical"] = ws.categorical_partials(windowed, plan.categorical)
+        if plan.drift is not None and plan.drift.binnings:
+            parts["bins"] = bin_partials(windowed, plan.drift.binnings)
+        combine = {"numeric": ws.combine_numeric, "categorical": ws.combine_categorical,
+                   "windows": ws.combine_window_partials, "bins": combine_bins}  # fmt: skip
+        for kind, frame in parts.items():
+            earlier = previous.frame(kind)
+            state.write(
+                batch_id, kind, combine[kind](frame if earlier is None else earlier.unionByName(frame))
+            )
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -223,16 +247,6 @@ class BatchProcessor:
         if watermark is None:
             return F.lit(False)
         return self._last_window_end() <= F.lit(watermark)
-
-    def _watermark(self, spark, *, before: int | None = None, through: int | None = None) -> datetime | None:
-        progress = read_batches(spark, self.plan.warehouse.state("progress"), self.plan.source,
-                                before=before, through=through)  # fmt: skip
-        if progress is None:
-            return None
-        newest = progress.agg(F.max("max_event_time")).first()[0]
-        if newest is None:
-            return None
-        return as_utc(newest) - timedelta(seconds=self.plan.watermark_seconds)
 
     def _dead_letters(self, decode_failed, rule_failed, late, watermark, batch_id) -> DataFrame:
         plan = self.plan
@@ -327,91 +341,117 @@ class BatchProcessor:
         )  # fmt: skip
         return record
 
-    def _late_only_windows(self, spark, late: DataFrame, features: DataFrame) -> DataFrame:
-        """Zero-count rows for windows that only ever saw late rows, so their lateness shows."""
-        plan = self.plan
-        kinds = [(f, "numeric") for f in plan.numeric] + [(f, "categorical") for f in plan.categorical]
-        names = spark.createDataFrame(kinds, "feature STRING, kind STRING")
-        empty = late.select(*ws.WINDOW_KEY).join(
-            features.select(*ws.WINDOW_KEY).distinct(), ws.WINDOW_KEY, "left_anti"
-        )
-        zero = F.lit(0).cast("bigint")
-        distinct = F.when(F.col("kind") == "categorical", zero).alias("distinct_count")
-        return empty.crossJoin(names).select(
-            *ws.WINDOW_KEY,
-            "feature",
-            "kind",
-            zero.alias("rows"),
-            zero.alias("nulls"),
-            zero.alias("n"),
-            distinct,
-        )
-
-    def _merge_windows(
-        self,
-        spark,
-        batch_id: int,
-        windowed: DataFrame,
-        late_windowed: DataFrame,
-        watermark: datetime | None,
-        watermark_after: datetime | None,
+    def _write_windows(
+        self, spark, batch_id: int, current: StateVersion, late_windowed: DataFrame, watermark_after
     ) -> list[tuple[datetime, datetime]]:
-        """Rewrite the windows this batch changed: those it added rows to, and those the
-        watermark passed during it (they become final even if no row of theirs came).
+        """Rewrite the ``feature_stats`` rows this batch changed: windows it added rows to,
+        windows the watermark passed during it (final now, even if no row of theirs came),
+        and the long-closed windows its late rows belong to (their ``late_rows``).
 
         Returns the windows that closed in this batch, ``(start, end)`` in order."""
-        plan, warehouse = self.plan, self.plan.warehouse
-        touched = {
-            r["window_start"]
-            for r in windowed.select("window_start")
-            .union(late_windowed.select("window_start"))
-            .distinct()
-            .collect()
-        }
-        known = read_batches(spark, warehouse.state("windows"), plan.source, through=batch_id)
-        closed: list[tuple[datetime, datetime]] = []
-        if watermark_after is not None and known is not None:
-            crossed = F.col("window_end") <= F.lit(watermark_after)
-            if watermark is not None:
-                crossed = crossed & (F.col("window_end") > F.lit(watermark))
-            closed = sorted(
-                (r["window_start"], r["window_end"])
-                for r in known.where(crossed).select("window_start", "window_end").distinct().collect()
-            )
-            touched |= {start for start, _ in closed}
-        if not touched:
-            return closed
-        touched = sorted(touched)
+        warehouse = self.plan.warehouse
+        windows = current.frame("windows")
+        info = [] if windows is None else (
+            windows.groupBy("window_start", "window_end").agg(F.max("_batch").alias("newest")).collect()
+        )  # fmt: skip
+        closing = lambda end: watermark_after is not None and as_utc(end) <= watermark_after  # noqa: E731
+        closed = sorted(
+            (as_utc(r["window_start"]), as_utc(r["window_end"])) for r in info if closing(r["window_end"])
+        )
+        touched = sorted(
+            {as_utc(r["window_start"]) for r in info if r["newest"] == batch_id} | {s for s, _ in closed}
+        )
+        tables = [self._window_rows(spark, batch_id, current, touched, watermark_after)] if touched else []
+        late_rows = self._late_rows(spark, batch_id, late_windowed)
+        if late_rows is not None:
+            tables.append(late_rows)
+        if tables:
+            table = tables[0]
+            for more in tables[1:]:
+                table = table.unionByName(more, allowMissingColumns=True)
+            overwrite_partitions(table, warehouse.table("feature_stats"), ["source", "window_key"])
+        return closed
+
+    def _window_rows(
+        self, spark, batch_id: int, current: StateVersion, touched, watermark_after
+    ) -> DataFrame:
+        """``feature_stats`` rows of the ``touched`` windows, finished from the state."""
+        plan = self.plan
         in_touched = F.col("window_start").isin(touched)
-
-        def merged(name: str):
-            frame = read_batches(spark, warehouse.state(name), plan.source, through=batch_id)
-            return None if frame is None else frame.where(in_touched)
-
         stats = []
-        if plan.numeric and (numeric := merged("numeric")) is not None:
-            stats.append(ws.merge_numeric(numeric).withColumn("kind", F.lit("numeric")))
-        if plan.categorical and (categorical := merged("categorical")) is not None:
-            stats.append(ws.merge_categorical(categorical).withColumn("kind", F.lit("categorical")))
-        if not stats:
-            return closed
+        if plan.numeric and (numeric := current.frame("numeric")) is not None:
+            stats.append(ws.finish_numeric(numeric.where(in_touched)).withColumn("kind", F.lit("numeric")))
+        if plan.categorical and (categorical := current.frame("categorical")) is not None:
+            stats.append(
+                ws.merge_categorical(categorical.where(in_touched)).withColumn("kind", F.lit("categorical"))
+            )
         features = stats[0]
         for more in stats[1:]:
             features = features.unionByName(more, allowMissingColumns=True)
-        late = merged("late").groupBy(*ws.WINDOW_KEY).agg(F.sum("late_rows").alias("late_rows"))
-        features = features.unionByName(
-            self._late_only_windows(spark, late, features), allowMissingColumns=True
-        )
-        windows = ws.offset_ranges(known.where(in_touched))
+        ranges = ws.offset_ranges(current.frame("windows").where(in_touched))
         is_final = (F.col("window_end") <= F.lit(watermark_after)) if watermark_after else F.lit(False)
-        table = (
-            features.join(windows, ws.WINDOW_KEY, "left")
-            .join(late, ws.WINDOW_KEY, "left")
-            .withColumn("late_rows", F.coalesce(F.col("late_rows"), F.lit(0)).cast("bigint"))
-            .withColumn("pipeline", F.lit(plan.pipeline))
+        return (
+            self._table_columns(features.join(ranges, ws.WINDOW_KEY, "left"), batch_id)
+            .withColumn("late_rows", F.lit(0).cast("bigint"))
             .withColumn("is_final", is_final)
+        )
+
+    def _table_columns(self, frame: DataFrame, batch_id: int) -> DataFrame:
+        return (
+            frame.withColumn("pipeline", F.lit(self.plan.pipeline))
             .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
             .withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
         )
-        overwrite_partitions(table, warehouse.table("feature_stats"), ["source", "window_key"])
-        return closed
+
+    def _late_rows(self, spark, batch_id: int, late_windowed: DataFrame) -> DataFrame | None:
+        """The closed windows this batch's late rows belong to, their ``late_rows`` raised.
+
+        Only those windows' partitions of ``feature_stats`` are read. A row already written
+        by this batch (``batch_id``) is a replay's and keeps its count; a window no valid
+        row ever reached gets zero-count rows, so its lateness shows. Materialised
+        (``localCheckpoint``) before the table is overwritten with it."""
+        plan, warehouse = self.plan, self.plan.warehouse
+        counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("_late")).collect()
+        if not counts:
+            return None
+        late = spark.createDataFrame(
+            [(plan.source, r["window_start"], r["window_end"], r["_late"]) for r in counts],
+            "source STRING, window_start TIMESTAMP, window_end TIMESTAMP, _late BIGINT",
+        )
+        late = late.withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
+        root = str(warehouse.table("feature_stats"))
+        keys = [r["window_key"] for r in late.select("window_key").collect()]
+        paths = [
+            p
+            for k in keys
+            if fs.exists(spark, p := fs.join(root, f"source={plan.source}", f"window_key={k}"))
+        ]
+        updated = None
+        if paths:
+            existing = spark.read.option("basePath", root).parquet(*paths)
+            mine = F.col("batch_id") == batch_id
+            updated = (
+                existing.join(late.select("window_key", "_late"), "window_key")
+                .withColumn(
+                    "late_rows",
+                    F.when(mine, F.col("late_rows")).otherwise(F.col("late_rows") + F.col("_late")),
+                )
+                .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
+                .drop("_late")
+            )
+        kinds = [(f, "numeric") for f in plan.numeric] + [(f, "categorical") for f in plan.categorical]
+        names = spark.createDataFrame(kinds, "feature STRING, kind STRING")
+        zero = F.lit(0).cast("bigint")
+        unseen = (
+            late
+            if updated is None
+            else late.join(updated.select("window_key").distinct(), "window_key", "left_anti")
+        )
+        empty = self._table_columns(unseen.crossJoin(names), batch_id).select(
+            *ws.WINDOW_KEY, "feature", "kind", zero.alias("rows"), zero.alias("nulls"), zero.alias("n"),
+            F.when(F.col("kind") == "categorical", zero).alias("distinct_count"),
+            F.col("_late").alias("late_rows"), F.lit(True).alias("is_final"),
+            "pipeline", "batch_id", "window_key",
+        )  # fmt: skip
+        out = empty if updated is None else updated.unionByName(empty, allowMissingColumns=True)
+        return out.localCheckpoint(eager=True)

@@ -20,24 +20,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from driftline.kafka.end_offsets import EndOffsetProbe
+from driftline.spark.fs import read_text
 from driftline.spark.offsets import OffsetLoss, from_offset, offset_loss, parse_offset_log_entry
 
 logger = logging.getLogger(__name__)
 NO_LOSS = OffsetLoss({}, ())
-
-
-def read_text(spark: SparkSession, path: str) -> str | None:
-    """A small text file through Hadoop's FileSystem API (``file:``, ``hdfs:``, ``s3a:``), None if absent."""
-    jvm = spark._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(hadoop_path):
-        return None
-    stream = fs.open(hadoop_path)
-    try:
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
 
 
 class LossCounter:
@@ -88,4 +75,4 @@ class LossCounter:
         self.probe.close()
 
 
-__all__ = ["LossCounter", "read_text"]
+__all__ = ["LossCounter"]

@@ -4,17 +4,18 @@ Per micro-batch, inside the source's ``foreachBatch`` (driver side; the row work
 Spark SQL and Spark ML's JVM ``Bucketizer``, no Python UDF):
 
 1. :func:`bin_partials` counts the batch's valid rows per (window, numeric feature,
-   reference grid bin); they are written under ``_state/bins`` like the other partials.
-   Categorical counts per value are already in ``_state/categorical``.
+   reference grid bin); :func:`combine_bins` adds them to the open windows' state
+   (``bins`` in :mod:`driftline.spark.window_state`) like the other partials.
+   Categorical counts per value are already in the state's ``categorical``.
 2. When windows *close* (the watermark passes their end, which happens once per
-   window), :class:`DriftScorer` sums those partials over all batches for the closed
-   windows only, collects the counts (at most ``grid + 2`` numbers per feature and
-   window), and hands them to :func:`driftline.stats.score_window`: the one place the
-   formulas live. No raw row is re-scanned.
-3. The alert policy's state (k-of-n history, firing, hysteresis) is read from the
-   newest batch before this one, advanced window by window in event-time order, and
-   written for this batch. A replayed batch reads the same state and closes the same
-   windows, so it writes the same rows.
+   window), :class:`DriftScorer` reads the closed windows' counts from the state
+   version of this batch (at most ``grid + 2`` numbers per feature and window) and
+   hands them to :func:`driftline.stats.score_window`: the one place the formulas
+   live. No raw row is re-scanned, no earlier batch is read.
+3. The alert policy's state (k-of-n history, firing, hysteresis) comes from the
+   previous state version's commit record, is advanced window by window in
+   event-time order and goes into this version's commit record. A replayed batch
+   reads the same state and closes the same windows, so it writes the same rows.
 4. ``drift_scores`` and ``alerts`` rows go to the batch's own partitions
    (``source=<s>/batch_id=<n>``, overwritten on replay); alert events go to the alerts
    topic in one Kafka transaction with a commit marker (skipped if already committed).
@@ -27,7 +28,6 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,8 @@ from pyspark.sql import functions as F
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import DriftObservation, PipelineMetrics
 from driftline.spark import window_stats as ws
-from driftline.spark.tables import Warehouse, as_utc, iso_utc, overwrite, read_batches
+from driftline.spark.tables import Warehouse, as_utc, iso_utc, overwrite
+from driftline.spark.window_state import StateVersion, WindowState
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
 from driftline.stats.binning import NumericBinning
 from driftline.stats.scoring import FeatureScore, finite_or_none
@@ -93,6 +94,11 @@ def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> Da
     )
 
 
+def combine_bins(partials: DataFrame) -> DataFrame:
+    """Bin counts of any number of batches as one ``count`` per (window, feature, bin)."""
+    return partials.groupBy(*ws.WINDOW_KEY, "feature", "bin").agg(F.sum("count").alias("count"))
+
+
 @dataclass
 class DriftScorer:
     """Scores a source's windows as they close and raises alerts; driver side, per batch."""
@@ -114,33 +120,15 @@ class DriftScorer:
             if f.kind == "numeric" and isinstance(f.binning, NumericBinning)
         }
 
-    def _state_file(self, batch_id: int) -> Path:
-        return (
-            self.warehouse.batch_path(self.warehouse.state("alert_policy"), self.source, batch_id)
-            / "state.json"
-        )
-
-    def _policy_state(self, batch_id: int) -> PolicyState:
-        """The policy state after the newest earlier batch that closed windows."""
-        folder = self.warehouse.state("alert_policy") / f"source={self.source}"
-        earlier = sorted(
-            (int(p.parent.name.split("=", 1)[1]), p)
-            for p in folder.glob("batch_id=*/state.json")
-            if int(p.parent.name.split("=", 1)[1]) < batch_id
-        )
-        return PolicyState.from_dict(json.loads(earlier[-1][1].read_text())) if earlier else PolicyState()
-
     def _window_counts(
-        self, spark, batch_id: int, closed: list[datetime]
+        self, state: StateVersion, closed: list[datetime]
     ) -> dict[datetime, dict[str, np.ndarray]]:
-        """Counts per closed window and feature, summed over every batch's partials."""
+        """Counts per closed window and feature, from the state version that closed them."""
         in_closed = F.col("window_start").isin(closed)
         out: dict[datetime, dict[str, np.ndarray]] = defaultdict(dict)
-        bins = read_batches(spark, self.warehouse.state("bins"), self.source, through=batch_id)
+        bins = state.frame("bins")
         if bins is not None:
-            rows = (
-                bins.where(in_closed).groupBy("window_start", "feature", "bin").agg(F.sum("count").alias("c"))
-            )
+            rows = bins.where(in_closed).select("window_start", "feature", "bin", F.col("count").alias("c"))
             grouped: dict[tuple, dict[int, int]] = defaultdict(dict)
             for row in rows.collect():
                 grouped[(as_utc(row["window_start"]), row["feature"])][row["bin"]] = row["c"]
@@ -149,10 +137,10 @@ class DriftScorer:
                 counts[list(by_bin)] = list(by_bin.values())
                 out[start][feature] = counts
         categorical = [n for n, f in self.reference.features.items() if f.kind == "categorical"]
-        values = read_batches(spark, self.warehouse.state("categorical"), self.source, through=batch_id)
+        values = state.frame("categorical")
         if categorical and values is not None:
             rows = values.where(in_closed & F.col("feature").isin(categorical))
-            rows = rows.groupBy("window_start", "feature", "value").agg(F.sum("count").alias("c"))
+            rows = rows.select("window_start", "feature", "value", F.col("count").alias("c"))
             grouped_values: dict[tuple, dict[Any, int]] = defaultdict(dict)
             for row in rows.collect():
                 grouped_values[(as_utc(row["window_start"]), row["feature"])][row["value"]] = row["c"]
@@ -160,24 +148,33 @@ class DriftScorer:
                 out[start][feature] = self.reference.features[feature].binning.counts(by_value)
         return out
 
-    def _offset_ranges(self, spark, batch_id: int, closed: list[datetime]) -> dict[datetime, list[dict]]:
-        known = read_batches(spark, self.warehouse.state("windows"), self.source, through=batch_id)
+    def _offset_ranges(self, state: StateVersion, closed: list[datetime]) -> dict[datetime, list[dict]]:
+        known = state.frame("windows")
         if known is None:
             return {}
         rows = ws.offset_ranges(known.where(F.col("window_start").isin(closed))).collect()
         return {as_utc(r["window_start"]): [part.asDict() for part in r["offset_ranges"]] for r in rows}
 
-    def score_closed(self, spark, batch_id: int, closed: list[tuple[datetime, datetime]]) -> int:
-        """Score ``closed`` windows (start, end), advance the policy, write scores and alerts.
+    def score_closed(
+        self,
+        spark,
+        batch_id: int,
+        closed: list[tuple[datetime, datetime]],
+        windows: StateVersion,
+        policy: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """Score ``closed`` windows (start, end) from the state version ``windows`` of this
+        batch, advance the alert policy from its state ``policy`` (``PolicyState.to_dict``,
+        kept in the window state's commit record), write scores and alerts.
 
-        Returns the number of alert events raised.
+        Returns the policy's new state (``policy`` itself when nothing closed).
         """
         if not closed:
-            return 0
+            return policy
         starts = [start for start, _ in closed]
-        counts = self._window_counts(spark, batch_id, starts)
-        ranges = self._offset_ranges(spark, batch_id, starts)
-        state = self._policy_state(batch_id)
+        counts = self._window_counts(windows, starts)
+        ranges = self._offset_ranges(windows, starts)
+        state = PolicyState.from_dict(policy) if policy else PolicyState()
         version = self.reference.version
         score_rows, alert_rows = [], []
         newest: dict[str, tuple[FeatureScore, datetime]] = {}  # key -> its newest window's score
@@ -194,24 +191,22 @@ class DriftScorer:
                     since = state.tracks[score.key].since if event == "fired" else None
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, [])))
         self._write(spark, batch_id, score_rows, alert_rows)
-        self._state_file(batch_id).parent.mkdir(parents=True, exist_ok=True)
-        self._state_file(batch_id).write_text(json.dumps(state.to_dict(), sort_keys=True) + "\n")
         if self.alerts is not None:
             self.alerts.write(batch_id, [self._outgoing(row) for row in alert_rows])
         if self.metrics is not None:
             self._export(newest, state, alert_rows)
         logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
                     len(closed), len(score_rows), len(alert_rows))  # fmt: skip
-        return len(alert_rows)
+        self.last_alert_events = len(alert_rows)
+        return state.to_dict()
 
-    def export_saved_state(self) -> None:
+    def export_saved_state(self, spark) -> None:
         """At query start: the newest saved policy state's alerts as gauges (driver, once).
 
         Without it a restarted job would show no drift alert until its next window closes,
         and Prometheus would send a false "resolved" in between."""
-        import sys
-
-        state = self._policy_state(sys.maxsize)
+        commit = WindowState(spark, str(self.warehouse.root), self.source).latest_commit()
+        state = PolicyState.from_dict(commit.policy) if commit and commit.policy else PolicyState()
         for key, track in state.tracks.items():
             feature, method = key.rsplit("/", 1)
             self.metrics.drift_alert_state(self.source, feature, method, active=track.firing,

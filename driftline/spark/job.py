@@ -211,7 +211,7 @@ def start_query(
     if plan.drift is not None:
         plan.drift.metrics = metrics
         if metrics is not None:
-            plan.drift.export_saved_state()  # a firing alert stays firing across a restart
+            plan.drift.export_saved_state(spark)  # a firing alert stays firing across a restart
     if metrics is not None:
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
         metrics.source_topics(source, topics)

@@ -2,11 +2,13 @@
 
 Each micro-batch turns its valid, on-time rows into *partials* per
 (window, feature); a window's statistics are the merge of its partials over every
-batch so far. Merging is exact for counts, mean, variance, min and max, and for
-quantiles it merges KLL sketches (Apache DataSketches, via Spark 4.1's
-``kll_*`` functions). Because partials are written per batch id and merged from
-scratch, a replayed batch reproduces the same result (exactly once), and a backfill
-run as one batch still yields every window.
+batch so far. The ``combine_*`` functions merge partials into partials of the same
+shape, so the open windows' state (:mod:`driftline.spark.window_state`) is one
+combined partial per key, updated batch by batch; the ``finish``/``merge`` functions
+turn partials into the table's statistics. Merging is exact for counts, mean,
+variance, min and max, and for quantiles it merges KLL sketches (Apache DataSketches,
+via Spark's ``kll_*`` functions), so the order and grouping of batches never changes
+a result and a backfill run as one batch yields the same windows.
 
 Numeric partials: ``rows`` (including nulls), ``nulls``, ``n`` (non-null), ``mean``,
 ``m2`` (sum of squared deviations from the partial's mean), ``min``, ``max``,
@@ -108,13 +110,14 @@ def offset_ranges(window_partials_: DataFrame) -> DataFrame:
     )  # fmt: skip
 
 
-def merge_numeric(partials: DataFrame) -> DataFrame:
-    """Merge numeric partials of any number of batches into one row per (window, feature)."""
+def combine_numeric(partials: DataFrame) -> DataFrame:
+    """Numeric partials of any number of batches as one partial per (window, feature):
+    the same columns, merged with the formulas above (the sketches with ``kll_merge``)."""
     group = Window.partitionBy(*WINDOW_KEY, "feature")
     n_total = F.sum("n").over(group)
     mean_total = F.sum(F.col("n") * F.col("mean")).over(group) / n_total
     centered = partials.withColumn("_mean_total", mean_total)
-    merged = centered.groupBy(*WINDOW_KEY, "feature").agg(
+    return centered.groupBy(*WINDOW_KEY, "feature").agg(
         F.sum("rows").alias("rows"),
         F.sum("nulls").alias("nulls"),
         F.sum("n").alias("n"),
@@ -127,10 +130,15 @@ def merge_numeric(partials: DataFrame) -> DataFrame:
         F.max("max").alias("max"),
         F.kll_merge_agg_double("sketch").alias("sketch"),
     )
+
+
+def finish_numeric(combined: DataFrame) -> DataFrame:
+    """One combined partial per (window, feature) as the table's statistics: ``stddev``
+    (sample) and the quantiles from the sketch; ``m2`` is dropped, the sketch kept."""
     quantiles = F.when(
         F.col("n") > 0, F.kll_sketch_get_quantile_double("sketch", F.array(*[F.lit(q) for q in QUANTILES]))
     )
-    out = merged.withColumn(
+    out = combined.withColumn(
         "stddev", F.when(F.col("n") > 1, F.sqrt(F.col("m2") / (F.col("n") - 1)))
     ).withColumn("_q", quantiles)
     for index, name in enumerate(QUANTILE_COLUMNS):
@@ -138,10 +146,31 @@ def merge_numeric(partials: DataFrame) -> DataFrame:
     return out.drop("_q", "m2")
 
 
+def merge_numeric(partials: DataFrame) -> DataFrame:
+    """Merge numeric partials of any number of batches into one row per (window, feature)."""
+    return finish_numeric(combine_numeric(partials))
+
+
+def combine_categorical(partials: DataFrame) -> DataFrame:
+    """Categorical partials as one ``count`` per (window, feature, value)."""
+    return partials.groupBy(*WINDOW_KEY, "feature", "value").agg(F.sum("count").alias("count"))
+
+
+def combine_window_partials(partials: DataFrame) -> DataFrame:
+    """Window partials as one row per (window, topic, partition); ``_batch`` keeps the
+    newest batch that added rows to the window's partition."""
+    return partials.groupBy(*WINDOW_KEY, "_topic", "_partition").agg(
+        F.sum("rows").alias("rows"),
+        F.min("first_offset").alias("first_offset"),
+        F.max("last_offset").alias("last_offset"),
+        F.max("_batch").alias("_batch"),
+    )
+
+
 def merge_categorical(partials: DataFrame) -> DataFrame:
     """Merge categorical partials into one row per (window, feature)."""
     key = [*WINDOW_KEY, "feature"]
-    counts = partials.groupBy(*key, "value").agg(F.sum("count").alias("count"))
+    counts = combine_categorical(partials)
     non_null = F.col("value").isNotNull()
     summary = counts.groupBy(*key).agg(
         F.sum("count").alias("rows"),

@@ -172,7 +172,7 @@ def test_drift_metrics_show_the_newest_window_and_the_firing_alerts(drift_run):
     assert window_end == newest["window_end"].iloc[0].tz_localize("UTC").timestamp()
 
 
-def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run):
+def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run, spark):
     """The policy state on disk, not an empty registry, decides what is firing after a restart."""
     config, _, _, _, _, alerts, metrics = drift_run
     from driftline.spark.job import drift_scorer
@@ -181,7 +181,7 @@ def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run
     restarted = PipelineMetrics(config.name)
     scorer = drift_scorer(config, "payments", Warehouse(config.path(config.warehouse_dir)))
     scorer.metrics = restarted
-    scorer.export_saved_state()
+    scorer.export_saved_state(spark)
     for family in metrics.registry.collect():
         if family.name != "driftline_drift_alert_active":
             continue

@@ -1,0 +1,164 @@
+"""The open windows' state of one source: versioned, one version per micro-batch.
+
+Layout under ``<warehouse>/_state/open/<source>/``::
+
+    <N>/numeric/       combined numeric partials per (window, feature)     Parquet
+    <N>/categorical/   one count per (window, feature, value)              Parquet
+    <N>/windows/       rows and offsets per (window, topic, partition),    Parquet
+                       ``_batch`` = newest batch that added rows to it
+    <N>/bins/          reference-grid counts per (window, feature, bin)    Parquet
+    <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy"}
+
+Batch N reads version P (the newest committed one below N, normally N-1) keeping only
+windows that end after P's watermark, unions its own partials, combines them
+(:mod:`driftline.spark.window_stats`) and writes version N; ``_commit.json`` is written
+last and makes the version count. The watermark is a running value in the commit
+record, ``watermark_N = max(watermark_P, newest valid event time of N - delay)``,
+never a scan of history. A version holds the windows open before N plus those N
+closed (they are scored from it); the next batch drops the latter when it reads.
+So a batch reads O(open windows) rows whatever the job's uptime.
+
+A replay of batch N (Spark runs it again after a failure before its commit) finds
+version N-1 still there and writes the same version N. After a commit everything
+older than N-1 is deleted, so the disk holds at most :data:`RETAINED` versions.
+
+All of it runs on the driver inside ``foreachBatch``; the reads and writes are Spark
+jobs over Hadoop FileSystem paths (:mod:`driftline.spark.fs`), never local files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from driftline.spark import fs
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("numeric", "categorical", "windows", "bins")
+COMMIT = "_commit.json"
+RETAINED = 2  # the newest version and the one before it, which a replay of the newest reads
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a committed version records besides its partials."""
+
+    batch_id: int
+    watermark: datetime | None = None  # aware UTC
+    max_event_time: datetime | None = None  # newest valid event time so far, aware UTC
+    policy: dict[str, Any] | None = None  # the alert policy's state (PolicyState.to_dict())
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "batch_id": self.batch_id,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+            "max_event_time": self.max_event_time.isoformat() if self.max_event_time else None,
+            "policy": self.policy,
+        }, sort_keys=True) + "\n"  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> Commit:
+        data = json.loads(text)
+        return cls(data["batch_id"], _moment(data.get("watermark")), _moment(data.get("max_event_time")),
+                   data.get("policy"))  # fmt: skip
+
+
+@dataclass
+class StateVersion:
+    """One version's partials as DataFrames (lazy reads; ``None`` for a kind never written)."""
+
+    spark: SparkSession
+    path: str | None  # None: no version (the first batch)
+    commit: Commit | None
+    files_read: int = 0  # Parquet files this version's frames read, counted as they are opened
+    _frames: dict[str, DataFrame | None] = field(default_factory=dict)
+
+    def frame(self, kind: str) -> DataFrame | None:
+        if kind not in self._frames:
+            self._frames[kind] = self._read(kind)
+        return self._frames[kind]
+
+    def _read(self, kind: str) -> DataFrame | None:
+        if self.path is None:
+            return None
+        folder = fs.join(self.path, kind)
+        if not fs.exists(self.spark, fs.join(folder, "_SUCCESS")):
+            return None
+        frame = self.spark.read.parquet(folder)
+        self.files_read += len(frame.inputFiles())
+        return frame
+
+
+class WindowState:
+    """Versioned open-window state of one source (see the module docstring)."""
+
+    def __init__(self, spark: SparkSession, root: str, source: str) -> None:
+        self.spark = spark
+        self.base = fs.join(root, "_state", "open", source)
+        self.source = source
+
+    def _versions(self) -> list[int]:
+        return sorted(int(name) for name in fs.list_names(self.spark, self.base) if name.isdigit())
+
+    def _commit(self, version: int) -> Commit | None:
+        text = fs.read_text(self.spark, fs.join(self.base, str(version), COMMIT))
+        return Commit.from_json(text) if text is not None else None
+
+    def version(self, version: int) -> StateVersion:
+        return StateVersion(self.spark, fs.join(self.base, str(version)), self._commit(version))
+
+    def previous(self, batch_id: int) -> StateVersion:
+        """The newest committed version below ``batch_id``, its windows that the watermark
+        had already passed left out (they were final in that batch)."""
+        for version in reversed([v for v in self._versions() if v < batch_id]):
+            commit = self._commit(version)
+            if commit is not None:
+                state = StateVersion(self.spark, fs.join(self.base, str(version)), commit)
+                return _open_only(state)
+        return StateVersion(self.spark, None, None)
+
+    def latest_commit(self) -> Commit | None:
+        """The newest committed version's record (at query start, to restore gauges)."""
+        for version in reversed(self._versions()):
+            if (commit := self._commit(version)) is not None:
+                return commit
+        return None
+
+    def path(self, batch_id: int, kind: str) -> str:
+        return fs.join(self.base, str(batch_id), kind)
+
+    def write(self, batch_id: int, kind: str, frame: DataFrame) -> None:
+        frame.coalesce(1).write.mode("overwrite").parquet(self.path(batch_id, kind))
+
+    def clear(self, batch_id: int) -> None:
+        """Remove what an interrupted earlier attempt of ``batch_id`` left (replays)."""
+        fs.delete(self.spark, fs.join(self.base, str(batch_id)))
+
+    def commit(self, commit: Commit) -> None:
+        """Make version ``commit.batch_id`` count, then prune what no replay can need."""
+        fs.write_text(self.spark, fs.join(self.base, str(commit.batch_id), COMMIT), commit.to_json())
+        for version in self._versions():
+            if version < commit.batch_id - (RETAINED - 1):
+                fs.delete(self.spark, fs.join(self.base, str(version)))
+
+
+def _open_only(state: StateVersion) -> StateVersion:
+    """``state`` with only the windows ending after its watermark."""
+    watermark = state.commit.watermark if state.commit else None
+    if watermark is None:
+        return state
+    for kind in KINDS:
+        frame = state.frame(kind)
+        state._frames[kind] = None if frame is None else frame.where(F.col("window_end") > F.lit(watermark))
+    return state
