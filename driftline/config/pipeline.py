@@ -10,6 +10,7 @@ Sections (all documented in ``pipelines/README.md``):
 ``[windows]``    event-time window size, slide, watermark, trigger interval
 ``[reference]``  where the reference profile lives
 ``[drift]``      drift methods and the alert policy's thresholds
+``[tables]``     retention of the dead_letters table
 ``[metrics]``    the Prometheus exporter on the job's driver
 """
 
@@ -186,6 +187,16 @@ class DriftConfig(_Model):
         return self
 
 
+class TablesConfig(_Model):
+    """Retention of the quality tables under ``warehouse_dir``."""
+
+    dead_letters_retention: DurationField = Field(
+        default=parse_duration("30 days"),
+        description="How long the dead_letters table keeps a batch's rows (the dead-letter topic keeps "
+        "them for its own Kafka retention.ms).",
+    )
+
+
 class MetricsConfig(_Model):
     """The job driver's Prometheus exporter (``GET http://<address>:<port>/metrics``)."""
 
@@ -211,6 +222,7 @@ class PipelineConfig(_Model):
     warehouse_dir: str = "warehouse"
     sources: dict[str, SourceConfig] = Field(min_length=1)
     windows: WindowConfig = Field(default_factory=WindowConfig)
+    tables: TablesConfig = Field(default_factory=TablesConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

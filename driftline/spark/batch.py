@@ -46,6 +46,7 @@ from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials, combine_bins
 from driftline.spark.event_time import with_event_time_check
 from driftline.spark.offsets import OffsetLoss
+from driftline.spark.retention import RetentionSweeper
 from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions
 from driftline.spark.window_state import Commit, StateVersion, WindowState
 
@@ -91,6 +92,7 @@ class SourcePlan:
     slide_seconds: int | None = None
     watermark_seconds: int = 600
     max_future_seconds: int = 3600  # event time further ahead of the Kafka timestamp: a dead letter
+    dead_letters_retention_seconds: int = 30 * 86400  # the dead_letters table's batches live this long
     warehouse: Warehouse | None = None
     drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
     suite: str | None = None  # the expectation suite's name (metrics label)
@@ -120,6 +122,12 @@ class BatchProcessor:
         self.metrics = metrics
         self.decoder = decoder  # None: the batch is already decoded rows (tests)
         self.loss = loss  # None: failOnDataLoss stops the query instead of skipping
+        self.retention = (
+            None
+            if plan.warehouse is None
+            else RetentionSweeper(str(plan.warehouse.table("dead_letters")), plan.source,
+                                  timedelta(seconds=plan.dead_letters_retention_seconds))
+        )  # fmt: skip
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
@@ -203,6 +211,8 @@ class BatchProcessor:
         state.commit(Commit(batch_id, watermark_after, newest, policy))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
         self.last_state_files_read = previous.files_read
+        if self.retention is not None:
+            self.retention(spark)
         if self.metrics is not None:
             counts = self._counts(record, watermark_after, loss)
             self.metrics.batch_committed(plan.source, counts, suite=plan.suite)

@@ -63,6 +63,20 @@ def list_names(spark: SparkSession, path: str) -> list[str]:
     return [status.getPath().getName() for status in fs.listStatus(hadoop_path)]
 
 
+def list_modified(spark: SparkSession, path: str) -> list[tuple[str, int]]:
+    """(name, modification time in epoch ms) of the entries directly under folder ``path``."""
+    fs, hadoop_path = _fs(spark, path)
+    if not fs.exists(hadoop_path):
+        return []
+    return [(s.getPath().getName(), int(s.getModificationTime())) for s in fs.listStatus(hadoop_path)]
+
+
+def glob(spark: SparkSession, pattern: str) -> list[str]:
+    """Paths matching the Hadoop glob ``pattern`` (``*``, ``?``, ``{a,b}``), one listing call."""
+    fs, hadoop_path = _fs(spark, pattern)
+    return [status.getPath().toString() for status in (fs.globStatus(hadoop_path) or [])]
+
+
 def delete(spark: SparkSession, path: str) -> None:
     """Remove ``path`` and everything under it (nothing if it does not exist)."""
     fs, hadoop_path = _fs(spark, path)

@@ -107,6 +107,7 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         slide_seconds=round(windows.slide.seconds) if windows.slide else None,
         watermark_seconds=round(windows.watermark.seconds),
         max_future_seconds=round(windows.max_future.seconds),
+        dead_letters_retention_seconds=round(config.tables.dead_letters_retention.seconds),
         warehouse=warehouse,
         drift=drift_scorer(config, source, warehouse),
         suite=suite_name(suite) if suite else None,

@@ -2,15 +2,20 @@
 
 Under the pipeline's warehouse directory:
 
-``feature_stats/``   one row per (source, window, feature); partitioned by
-                     ``source`` / ``window_key``, a window's partition is rewritten
-                     whenever a batch touches it (dynamic partition overwrite)
-``dead_letters/``    one row per dead-lettered record; ``source`` / ``batch_id``
-``_state/<name>/``   mergeable partials and per-batch progress; ``source`` / ``batch_id``
+``feature_stats/``     one row per (source, window, feature); partitioned by
+                       ``source`` / ``window_key``, a window's partition is rewritten
+                       whenever a batch touches it (dynamic partition overwrite)
+``dead_letters/``      one row per dead-lettered record; ``source`` / ``batch_id``
+``drift_scores/``,     per closed window; ``source`` / ``batch_id``
+``alerts/``
+``_state/progress/``   one row of counts per batch; ``source`` / ``batch_id``
+``_state/open/``       the open windows' partials, versioned per batch
+                       (:mod:`driftline.spark.window_state`)
 
 Every write replaces exactly the partition(s) its batch owns, so writing batch N again
 gives the same files (exactly once across replays). Parquet throughout: DuckDB,
-pandas or Spark read any of them directly.
+pandas or Spark read any of them directly. Folders are listed through Hadoop's
+FileSystem (:mod:`driftline.spark.fs`), so the warehouse may be on shared storage.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+
+from driftline.spark import fs
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -75,9 +82,10 @@ def read_batches(
     spark: SparkSession, base: Path, source: str, *, before: int | None = None, through: int | None = None
 ) -> DataFrame | None:
     """Rows of ``source`` written by batches ``< before`` or ``<= through`` (None if none)."""
-    folder = base / f"source={source}"
-    batches = sorted(
-        int(p.name.split("=", 1)[1]) for p in folder.glob("batch_id=*") if (p / "_SUCCESS").exists()
+    folder = fs.join(str(base), f"source={source}")
+    batches = sorted(  # complete folders only: a batch's _SUCCESS is written last
+        int(path.rstrip("/").split("/")[-2].split("=", 1)[1])
+        for path in fs.glob(spark, fs.join(folder, "batch_id=*", "_SUCCESS"))
     )
     if before is not None:
         batches = [b for b in batches if b < before]
@@ -85,5 +93,5 @@ def read_batches(
         batches = [b for b in batches if b <= through]
     if not batches:
         return None
-    paths = [str(folder / f"batch_id={b}") for b in batches]
+    paths = [fs.join(folder, f"batch_id={b}") for b in batches]
     return spark.read.option("basePath", str(base)).parquet(*paths)
