@@ -14,7 +14,9 @@ also pays for class loading and JIT warm-up). Each rate is
 printed as records/s and as ratios to raw consume and to source -> noop; the job's
 time is broken down by batch step (its ``batch_step`` log lines, summed).
 
-It also times ``ReferenceProfile.score`` on one window's counts (the driver-side
+It compares the open windows' state kept by Spark's own RocksDB state store with
+driftline's versioned table on the same input (``bench/state_choice.py``), and it times
+``ReferenceProfile.score`` on one window's counts (the driver-side
 drift work per closed window), and measures the event-to-alert latency through real
 Prometheus and Alertmanager over ``--alert-runs`` drift injections (median and p95;
 see ``bench/alert_latency.py``). ``--records`` sets the size (default 1,000,000
@@ -35,6 +37,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from bench import alert_latency
+from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
 from driftline.config import load_pipeline
@@ -123,6 +126,8 @@ def main() -> None:
                 logger.addHandler(steps)
                 results["whole job until idle"] = n / _job_seconds(spark, config, Path(scratch), topic)
                 logger.removeHandler(steps)
+                spark.conf.set("spark.sql.streaming.stateStore.providerClass", state_bench.ROCKSDB)
+                state_choice = state_bench.measure(spark, batches=24, rows=20_000)
                 latency = None
                 if args.alert_runs:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
@@ -147,6 +152,8 @@ def main() -> None:
     print(
         f"  {'drift scoring (driver)':<42} {windows_per_second:>10,.0f} windows/s (6 features, default grid)"
     )
+    print("  window state, Spark's RocksDB state store vs the versioned table (24 batches of 20,000):")
+    print("\n".join(f"    {line}" for line in state_bench.report(state_choice).splitlines()))
     if latency:
         setup = "10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape"
         print(f"  {'event-to-alert latency':<42} median {latency['median_s']:.1f} s, "
@@ -159,6 +166,7 @@ def main() -> None:
                 "job_step_seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
                 "windows_scored_per_s": round(windows_per_second),
                 "alert_latency": latency,
+                "window_state": state_choice,
             }  # fmt: skip
         )
     )

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 FEATURES = [f"x{i}" for i in range(6)]
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
 
@@ -99,7 +100,8 @@ def _versioned(spark, source, out: Path):
         newest = max(t for t in (before.max_event_time, newest.astimezone(UTC)) if t is not None)
         state.commit(Commit(batch_id, newest - timedelta(minutes=10), newest, None))
 
-    return source.writeStream.foreachBatch(batch).option("checkpointLocation", str(out / "checkpoint")).start()
+    writer = source.writeStream.foreachBatch(batch)
+    return writer.option("checkpointLocation", str(out / "checkpoint")).start()
 
 
 def _trigger_seconds(query) -> list[float]:
@@ -121,10 +123,11 @@ def measure(spark, batches: int, rows: int) -> dict[str, dict[str, float]]:
             query.stop()
             seconds = _trigger_seconds(query)
             quarter = max(1, len(seconds) // 4)
+            second, last = seconds[quarter : 2 * quarter], seconds[-quarter:]
             out[name] = {
                 "batches": len(seconds),
                 "median_s": statistics.median(seconds[len(seconds) // 2 :]),
-                "growth": statistics.mean(seconds[-quarter:]) / statistics.mean(seconds[quarter : 2 * quarter]),
+                "growth": statistics.mean(last) / statistics.mean(second),
             }
     return out
 
@@ -146,10 +149,7 @@ def main() -> None:
     from driftline.spark.session import build_session
 
     spark = build_session("driftline-bench-state")
-    spark.conf.set(
-        "spark.sql.streaming.stateStore.providerClass",
-        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-    )
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
     print(report(measure(spark, args.batches, args.rows)))
 
 

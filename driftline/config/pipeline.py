@@ -16,6 +16,7 @@ Sections (all documented in ``pipelines/README.md``):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from pydantic import (
 from driftline.config.durations import Duration, parse_duration
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "user.info")
 
 DurationField = Annotated[Duration, BeforeValidator(parse_duration)]
@@ -235,6 +237,14 @@ class PipelineConfig(_Model):
     def path(self, relative: str) -> Path:
         candidate = Path(relative)
         return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+    def location(self, value: str) -> str:
+        """A folder the job reads and writes through Hadoop's FileSystem: a URI
+        (``hdfs://nn/dq``, ``s3a://bucket/dq``, ``file:///srv/dq``) as it is, a plain path
+        resolved like :meth:`path` (relative to the pipeline file)."""
+        if URI_SCHEME.match(value):
+            return value.rstrip("/")
+        return str(self.path(value))
 
     def source(self, name: str) -> SourceConfig:
         if name not in self.sources:

@@ -28,6 +28,7 @@ from driftline.config import PipelineConfig
 from driftline.kafka.end_offsets import EndOffsetProbe
 from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.metrics import PipelineMetrics, serve
+from driftline.spark import fs
 from driftline.spark.batch import BatchProcessor, SourcePlan
 from driftline.spark.data_loss import LossCounter
 from driftline.spark.decode import FrameDecoder
@@ -95,7 +96,7 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         suite = config.path(spec.expectations)
         rules = tuple(r for r in load_expectation_suite(suite) if r.row_level)
     windows = config.windows
-    warehouse = Warehouse(config.path(config.warehouse_dir))
+    warehouse = Warehouse(config.location(config.warehouse_dir))
     return SourcePlan(
         pipeline=config.name,
         source=source,
@@ -123,8 +124,9 @@ def suite_name(path: Path) -> str:
     return name if isinstance(name, str) and name else path.stem
 
 
-def checkpoint_of(config: PipelineConfig, source: str) -> Path:
-    return config.path(config.state_dir) / "checkpoints" / config.name / source
+def checkpoint_of(config: PipelineConfig, source: str) -> str:
+    """The source's query checkpoint: ``<state_dir>/checkpoints/<pipeline>/<source>`` (a URI or path)."""
+    return fs.join(config.location(config.state_dir), "checkpoints", config.name, source)
 
 
 def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> DriftScorer | None:
@@ -154,19 +156,21 @@ def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> D
     )
 
 
-def query_id(checkpoint: Path) -> str:
+def query_id(spark: SparkSession, checkpoint: Path | str) -> str:
     """The streaming query's id, stable across restarts from ``checkpoint``.
 
     Spark keeps it in ``<checkpoint>/metadata`` (``{"id": "<uuid>"}``) and uses an
     existing file as is; writing it before the first start lets outputs that must be
     keyed by (query id, batch id), such as Kafka commit markers, know it from batch 0.
-    A new checkpoint is a new query: its batch ids restart at 0 under a new key.
+    A new checkpoint is a new query: its batch ids restart at 0 under a new key. Read and
+    written through Hadoop's FileSystem, so the checkpoint may be on shared storage.
     """
-    metadata = checkpoint / "metadata"
-    if not metadata.exists():
-        checkpoint.mkdir(parents=True, exist_ok=True)
-        metadata.write_text(json.dumps({"id": str(uuid.uuid4())}) + "\n")
-    return json.loads(metadata.read_text().splitlines()[0])["id"]
+    metadata = fs.join(str(checkpoint), "metadata")
+    text = fs.read_text(spark, metadata)
+    if text is None:
+        text = json.dumps({"id": str(uuid.uuid4())}) + "\n"
+        fs.write_text(spark, metadata, text)
+    return json.loads(text.splitlines()[0])["id"]
 
 
 def start_query(
@@ -191,7 +195,7 @@ def start_query(
         bootstrap=bootstrap,
         topic=config.dead_letter_topic(source),
         markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
-        name=f"{config.name}.{source}.dlq.{query_id(checkpoint)}",
+        name=f"{config.name}.{source}.dlq.{query_id(spark, checkpoint)}",
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,
     )
@@ -205,7 +209,7 @@ def start_query(
             bootstrap=bootstrap,
             topic=config.kafka.topic_prefix + config.drift.alerts_topic,
             markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
-            name=f"{config.name}.{source}.alerts.{query_id(checkpoint)}",
+            name=f"{config.name}.{source}.alerts.{query_id(spark, checkpoint)}",
             settings=config.kafka.librdkafka("producer"),
             partitions=1,
         )
@@ -251,7 +255,7 @@ def run(
     names = sources or list(config.sources)
     for name in names:
         config.source(name)
-    check_topics(config, names)
+    check_topics(spark, config, names)
     trigger = 0.0 if until_idle else config.windows.trigger.seconds
     spark.streams.resetTerminated()  # else awaitAnyTermination returns at once after an earlier run
     with ExitStack() as stack:
@@ -294,7 +298,7 @@ def run(
     return summarize(spark, config, names)
 
 
-def check_topics(config: PipelineConfig, sources: list[str]) -> None:
+def check_topics(spark: SparkSession, config: PipelineConfig, sources: list[str]) -> None:
     """Before any query starts: every source's topic exists (else Spark's first batch fails
     with a stack trace and the other sources' queries are stopped half-way), and is the
     topic its checkpoint was made for (:mod:`driftline.spark.topic_identity`)."""
@@ -315,7 +319,7 @@ def check_topics(config: PipelineConfig, sources: list[str]) -> None:
             f"(driftline ingest -p <pipeline> -s <source> -i <file>) or check [kafka] topic_prefix{only}"
         )
     for source, topic in topics.items():
-        check_topic_identity(source, checkpoint_of(config, source), {topic: ids[topic]},
+        check_topic_identity(spark, source, checkpoint_of(config, source), {topic: ids[topic]},
                              fail_on_data_loss=config.kafka.fail_on_data_loss)  # fmt: skip
 
 
@@ -335,13 +339,13 @@ def _monitor(stack: ExitStack, spark, config: PipelineConfig, names: list[str], 
     by_query = {}
     for name in names:
         by_query[f"{config.name}.{name}"] = name
-        by_query[query_id(checkpoint_of(config, name))] = name
+        by_query[query_id(spark, checkpoint_of(config, name))] = name
     listener = MetricsListener(metrics, by_query)
     spark.streams.addListener(listener)
     stack.callback(spark.streams.removeListener, listener)
     lagging = [LaggingSource(name, (config.topic(name),), str(checkpoint_of(config, name))) for name in names]
     lag = LagMonitor(
-        metrics, listener, lagging, _lag_consumer(config),
+        spark, metrics, listener, lagging, _lag_consumer(config),
         bootstrap=config.kafka.bootstrap_servers, interval=config.metrics.lag_interval.seconds,
     )  # fmt: skip
     stack.callback(lag.stop)
@@ -363,7 +367,7 @@ def _lag_consumer(config: PipelineConfig):
 
 def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -> RunSummary:
     """Totals over every batch each source's query has committed tables for."""
-    warehouse = Warehouse(config.path(config.warehouse_dir))
+    warehouse = Warehouse(config.location(config.warehouse_dir))
     out: dict[str, SourceSummary] = {}
     for source in sources:
         summary = SourceSummary()
@@ -380,9 +384,9 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
                 summary.offsets_reset += values.get("offsets_reset") or 0
                 for reason, count in (row["by_reason"] or {}).items():
                     summary.by_reason[reason] = summary.by_reason.get(reason, 0) + count
-        stats = warehouse.table("feature_stats") / f"source={source}"
-        if stats.exists():
-            summary.windows = spark.read.parquet(str(stats)).select("window_start").distinct().count()
+        stats = fs.join(warehouse.table("feature_stats"), f"source={source}")
+        if fs.exists(spark, stats):
+            summary.windows = spark.read.parquet(stats).select("window_start").distinct().count()
         _summarize_drift(spark, warehouse, source, summary)
         out[source] = summary
     return RunSummary(config.name, out)

@@ -28,6 +28,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from driftline.kafka.end_offsets import EndOffsetProbe
 from driftline.metrics import PipelineMetrics
+from driftline.spark import fs
 from driftline.spark.offsets import from_offset, last_checkpointed_end
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class LagMonitor:
 
     def __init__(
         self,
+        spark,
         metrics: PipelineMetrics,
         listener: MetricsListener,
         sources: list[LaggingSource],
@@ -107,6 +109,7 @@ class LagMonitor:
         bootstrap: str,
         interval: float,
     ) -> None:
+        self.spark = spark  # reads checkpoints through Hadoop's FileSystem
         self.metrics, self.listener, self.sources = metrics, listener, sources
         self.interval = interval
         self._probe = EndOffsetProbe(make_consumer, bootstrap=bootstrap)
@@ -123,7 +126,12 @@ class LagMonitor:
         for lagging in self.sources:
             processed = self.listener.processed.get(lagging.source)
             if processed is None:
-                processed = from_offset(last_checkpointed_end(lagging.checkpoint))
+                checkpointed = last_checkpointed_end(
+                    lambda path: fs.list_names(self.spark, path),
+                    lambda path: fs.read_text(self.spark, path),
+                    lagging.checkpoint,
+                )
+                processed = from_offset(checkpointed)
             partitions = self._probe.partitions(lagging.topics)
             ends = self._probe.ends(partitions, {tp: processed.get(tp, 0) for tp in partitions})
             for topic in lagging.topics:

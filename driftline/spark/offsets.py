@@ -11,9 +11,8 @@ Batch N covers ``[end of batch N-1, end of batch N)`` per partition.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 Offsets = dict[str, dict[str, int]]
 TopicPartitionKey = tuple[str, int]
@@ -35,18 +34,21 @@ def parse_offset_log_entry(text: str) -> Offsets | None:
     return None
 
 
-def last_checkpointed_end(checkpoint: str | Path | None) -> Offsets | None:
+def last_checkpointed_end(
+    list_names: Callable[[str], list[str]], read_text: Callable[[str], str | None], checkpoint: str | None
+) -> Offsets | None:
     """The end offset of the newest batch in a query's checkpoint, if there is one.
 
     This is where the query stands after a restart, before its first progress event
-    (the lag monitor's starting point; read on the driver).
+    (the lag monitor's starting point; read on the driver). ``list_names`` and
+    ``read_text`` read the checkpoint's file system (:mod:`driftline.spark.fs`).
     """
     if not checkpoint:
         return None
-    folder = Path(str(checkpoint).removeprefix("file:")) / "offsets"
-    batches = sorted((int(p.name) for p in folder.glob("[0-9]*") if p.name.isdigit()), reverse=True)
-    for batch in batches:
-        offsets = parse_offset_log_entry((folder / str(batch)).read_text())
+    folder = str(checkpoint).rstrip("/") + "/offsets"
+    for batch in sorted((int(n) for n in list_names(folder) if n.isdigit()), reverse=True):
+        text = read_text(f"{folder}/{batch}")
+        offsets = parse_offset_log_entry(text) if text is not None else None
         if offsets is not None:
             return offsets
     return None

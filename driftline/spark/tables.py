@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -41,19 +40,24 @@ def iso_utc(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class Warehouse:
-    root: Path
+    """The warehouse folder as a Hadoop path or URI (``/srv/dq``, ``hdfs://nn/dq``, ``s3a://b/dq``)."""
 
-    def table(self, name: str) -> Path:
-        return self.root / name
+    root: str
 
-    def state(self, name: str) -> Path:
-        return self.root / "_state" / name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", str(self.root).rstrip("/"))
 
-    def batch_path(self, base: Path, source: str, batch_id: int) -> Path:
-        return base / f"source={source}" / f"batch_id={batch_id}"
+    def table(self, name: str) -> str:
+        return fs.join(self.root, name)
+
+    def state(self, name: str) -> str:
+        return fs.join(self.root, "_state", name)
+
+    def batch_path(self, base: str, source: str, batch_id: int) -> str:
+        return fs.join(base, f"source={source}", f"batch_id={batch_id}")
 
 
-def overwrite(frame: DataFrame, path: Path, *, files: int | None = None) -> None:
+def overwrite(frame: DataFrame, path: str, *, files: int | None = None) -> None:
     """Replace whatever is at ``path`` with ``frame`` (one batch's own partition).
 
     ``files`` coalesces small outputs (partials, progress) so a batch writes a few
@@ -62,12 +66,12 @@ def overwrite(frame: DataFrame, path: Path, *, files: int | None = None) -> None
     discovery restores it on read, and a copy in the files too makes every read warn
     ``COLUMN_ALREADY_EXISTS``.
     """
-    folders = [part.split("=", 1)[0] for part in Path(path).parts if "=" in part]
+    folders = [part.split("=", 1)[0] for part in str(path).split("/") if "=" in part]
     frame = frame.drop(*[c for c in frame.columns if c in folders])
     (frame.coalesce(files) if files else frame).write.mode("overwrite").parquet(str(path))
 
 
-def overwrite_partitions(frame: DataFrame, path: Path, partition_by: list[str]) -> None:
+def overwrite_partitions(frame: DataFrame, path: str, partition_by: list[str]) -> None:
     """Replace only the partitions present in ``frame`` (dynamic partition overwrite)."""
     (
         frame.repartition(*partition_by)  # one file per partition (window), not one per task
@@ -79,7 +83,7 @@ def overwrite_partitions(frame: DataFrame, path: Path, partition_by: list[str]) 
 
 
 def read_batches(
-    spark: SparkSession, base: Path, source: str, *, before: int | None = None, through: int | None = None
+    spark: SparkSession, base: str, source: str, *, before: int | None = None, through: int | None = None
 ) -> DataFrame | None:
     """Rows of ``source`` written by batches ``< before`` or ``<= through`` (None if none)."""
     folder = fs.join(str(base), f"source={source}")

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from driftline.errors import DataLossError
+from driftline.spark import fs
 
 logger = logging.getLogger(__name__)
 RECORD = "driftline-topics.json"
@@ -34,12 +35,14 @@ def changed_topics(recorded: Mapping[str, str], current: Mapping[str, str]) -> d
 
 
 def check_topic_identity(
-    source: str, checkpoint: Path, current: Mapping[str, str], *, fail_on_data_loss: bool
+    spark, source: str, checkpoint: Path | str, current: Mapping[str, str], *, fail_on_data_loss: bool
 ) -> None:
     """Stop (or, with ``fail_on_data_loss = false``, warn) when a topic is not the one the
-    checkpoint was made for; record the ids on first use and after a warned change."""
-    record = checkpoint / RECORD
-    recorded = json.loads(record.read_text()) if record.exists() else {}
+    checkpoint was made for; record the ids on first use and after a warned change. The
+    record is read and written through Hadoop's FileSystem (driver side, before the query starts)."""
+    record = fs.join(str(checkpoint), RECORD)
+    text = fs.read_text(spark, record)
+    recorded = json.loads(text) if text is not None else {}
     changed = changed_topics(recorded, current)
     if changed and fail_on_data_loss:
         topic, (then, now) = next(iter(changed.items()))
@@ -58,8 +61,7 @@ def check_topic_identity(
             source, topic, then, now, checkpoint,
         )  # fmt: skip
     if recorded != {**recorded, **current}:
-        checkpoint.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({**recorded, **current}, sort_keys=True) + "\n")
+        fs.write_text(spark, record, json.dumps({**recorded, **current}, sort_keys=True) + "\n")
 
 
 __all__ = ["RECORD", "changed_topics", "check_topic_identity"]

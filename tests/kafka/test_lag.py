@@ -10,7 +10,7 @@ from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_p
 from driftline.metrics import PipelineMetrics
 from driftline.spark.monitoring import LaggingSource, LagMonitor, MetricsListener
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.spark]  # the checkpoint is read through Hadoop FS
 
 
 def _consumer(bootstrap):
@@ -19,7 +19,7 @@ def _consumer(bootstrap):
     return lambda **overrides: Consumer({"bootstrap.servers": bootstrap, "group.id": "lag-test", **overrides})
 
 
-def test_lag_is_end_minus_processed_per_topic(kafka_bootstrap, topic_prefix, tmp_path):
+def test_lag_is_end_minus_processed_per_topic(spark, kafka_bootstrap, topic_prefix, tmp_path):
     topic = topic_prefix + "signals.s"
     ensure_topics(make_admin(kafka_bootstrap), [TopicSpec(topic, 2)])
     producer = make_producer(kafka_bootstrap)
@@ -30,7 +30,7 @@ def test_lag_is_end_minus_processed_per_topic(kafka_bootstrap, topic_prefix, tmp
     metrics = PipelineMetrics("p")
     listener = MetricsListener(metrics, {"p.s": "s"})
     checkpoint = tmp_path / "checkpoint"
-    monitor = LagMonitor(metrics, listener, [LaggingSource("s", (topic,), str(checkpoint))],
+    monitor = LagMonitor(spark, metrics, listener, [LaggingSource("s", (topic,), str(checkpoint))],
                          _consumer(kafka_bootstrap), bootstrap=kafka_bootstrap, interval=60)  # fmt: skip
     lag = lambda: metrics.registry.get_sample_value(  # noqa: E731
         "driftline_consumer_lag_records", {"pipeline": "p", "source": "s", "topic": topic}

@@ -179,7 +179,7 @@ def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run
     from driftline.spark.tables import Warehouse
 
     restarted = PipelineMetrics(config.name)
-    scorer = drift_scorer(config, "payments", Warehouse(config.path(config.warehouse_dir)))
+    scorer = drift_scorer(config, "payments", Warehouse(config.location(config.warehouse_dir)))
     scorer.metrics = restarted
     scorer.export_saved_state(spark)
     for family in metrics.registry.collect():

@@ -46,7 +46,7 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         (lambda d: d["sources"]["payments"]["features"]["amount"].update(kind="numerc"),
          "sources.payments.features.amount.kind: Input should be 'numeric' or 'categorical'; got 'numerc'"),
         (lambda d: d.update(widnows={}),
-         "widnows: unknown key; valid keys here: drift, kafka, metrics, pipeline, reference, schemas_dir, sources, state_dir, warehouse_dir, windows"),
+         "widnows: unknown key; valid keys here: drift, kafka, metrics, pipeline, reference, schemas_dir, sources, state_dir, tables, warehouse_dir, windows"),
         (lambda d: d["windows"].update(sizee="1 minute"),
          "windows.sizee: unknown key; valid keys here: max_future, size, slide, trigger, watermark"),
         (lambda d: d["sources"]["sensors"].update(colour="red"),
@@ -124,3 +124,24 @@ def test_missing_file_and_bad_toml_are_config_errors(tmp_path) -> None:
 )
 def test_durations(text, seconds) -> None:
     assert parse_duration(text).seconds == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("hdfs://namenode:8020/dq/warehouse/", "hdfs://namenode:8020/dq/warehouse"),
+        ("s3a://bucket/dq", "s3a://bucket/dq"),
+        ("file:///srv/dq", "file:///srv/dq"),
+        ("/srv/dq", "/srv/dq"),
+        ("../.driftline/warehouse", str((DEMO_PIPELINE.parent / "../.driftline/warehouse").resolve())),
+    ],
+)
+def test_job_folders_keep_uris_and_resolve_plain_paths_against_the_pipeline(value, expected) -> None:
+    config = load_pipeline(DEMO_PIPELINE)
+    assert config.location(value) == expected
+
+
+def test_dead_letters_retention_defaults_to_30_days_and_refuses_nonsense() -> None:
+    assert load_pipeline(DEMO_PIPELINE).tables.dead_letters_retention.seconds == 30 * 86400
+    message = load(lambda d: d.setdefault("tables", {}).update(dead_letters_retention="forever"))
+    assert "dead_letters_retention" in message
