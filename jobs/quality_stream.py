@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -22,14 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from pyspark import SparkConf
-
     from driftline.config import load_pipeline
     from driftline.spark.job import run
     from driftline.spark.session import build_session
 
     config = load_pipeline(args.pipeline)
-    submitted = SparkConf().contains("spark.master")
+    # spark-submit starts this script with its JVM already running and says so in the
+    # environment; its --master (and spark-defaults.conf) must win then. (A SparkConf()
+    # made before the session exists cannot tell: it does not see spark-submit's settings.)
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     spark = build_session(
         f"driftline-{config.name}", master=None if submitted else (args.master or "local[*]")
     )

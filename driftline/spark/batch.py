@@ -430,7 +430,7 @@ class BatchProcessor:
         )
         late = late.withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
         root = str(warehouse.table("feature_stats"))
-        keys = [r["window_key"] for r in late.select("window_key").collect()]
+        keys = [as_utc(r["window_start"]).strftime("%Y%m%dT%H%M%S") for r in counts]  # the session is UTC
         paths = [
             p
             for k in keys
