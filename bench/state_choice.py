@@ -87,9 +87,7 @@ def _versioned(spark, source, out: Path):
             "windows": (ws.window_partials(windowed).withColumn("_batch", F.lit(batch_id).cast("bigint")),
                         ws.combine_window_partials),
         }  # fmt: skip
-        for kind, (part, combine) in parts.items():
-            earlier = previous.frame(kind)
-            state.write(batch_id, kind, combine(part if earlier is None else earlier.unionByName(part)))
+        state.advance(batch_id, previous, parts)
         newest = windowed.agg(F.max("event_time")).first()[0]
         windowed.unpersist()
         current = state.version(batch_id)

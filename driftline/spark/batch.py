@@ -125,7 +125,7 @@ class BatchProcessor:
         self.retention = (
             None
             if plan.warehouse is None
-            else RetentionSweeper(str(plan.warehouse.table("dead_letters")), plan.source,
+            else RetentionSweeper(plan.warehouse.table("dead_letters"), plan.source,
                                   timedelta(seconds=plan.dead_letters_retention_seconds))
         )  # fmt: skip
 
@@ -161,7 +161,7 @@ class BatchProcessor:
     def _process(self, rows: DataFrame, batch_id: int) -> None:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
-        state = WindowState(spark, str(warehouse.root), plan.source)
+        state = WindowState(spark, warehouse.root, plan.source)
         timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
         with timed("read_and_watermark"):
             read = rows.count()
@@ -183,7 +183,6 @@ class BatchProcessor:
             windowed = windowed.where(F.col("window_end") > F.lit(watermark))
         late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
         with timed("partials"):
-            state.clear(batch_id)  # what an interrupted attempt of this batch left
             self._write_state(state, previous, windowed, batch_id)
         with timed("dead_letters_table"):
             dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
@@ -210,7 +209,6 @@ class BatchProcessor:
                 policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
         state.commit(Commit(batch_id, watermark_after, newest, policy))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
-        self.last_state_files_read = previous.files_read
         if self.retention is not None:
             self.retention(spark)
         if self.metrics is not None:
@@ -221,20 +219,20 @@ class BatchProcessor:
         """Version ``batch_id`` of the open windows' partials: the previous version's
         open windows and this batch's partials, combined per key."""
         plan = self.plan
-        parts = {"windows": ws.window_partials(windowed).withColumn("_batch", F.lit(batch_id).cast("bigint"))}
+        batch = F.lit(batch_id).cast("bigint")
+        parts = {
+            "windows": (ws.window_partials(windowed).withColumn("_batch", batch), ws.combine_window_partials)
+        }
         if plan.numeric:
-            parts["numeric"] = ws.numeric_partials(windowed, plan.numeric)
+            parts["numeric"] = (ws.numeric_partials(windowed, plan.numeric), ws.combine_numeric)
         if plan.categorical:
-            parts["categorical"] = ws.categorical_partials(windowed, plan.categorical)
-        if plan.drift is not None and plan.drift.binnings:
-            parts["bins"] = bin_partials(windowed, plan.drift.binnings)
-        combine = {"numeric": ws.combine_numeric, "categorical": ws.combine_categorical,
-                   "windows": ws.combine_window_partials, "bins": combine_bins}  # fmt: skip
-        for kind, frame in parts.items():
-            earlier = previous.frame(kind)
-            state.write(
-                batch_id, kind, combine[kind](frame if earlier is None else earlier.unionByName(frame))
+            parts["categorical"] = (
+                ws.categorical_partials(windowed, plan.categorical),
+                ws.combine_categorical,
             )
+        if plan.drift is not None and plan.drift.binnings:
+            parts["bins"] = (bin_partials(windowed, plan.drift.binnings), combine_bins)
+        state.advance(batch_id, previous, parts)
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -410,7 +408,7 @@ class BatchProcessor:
         return (
             frame.withColumn("pipeline", F.lit(self.plan.pipeline))
             .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
-            .withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
+            .withColumn("window_key", F.date_format("window_start", WINDOW_KEY_SQL))
         )
 
     def _late_rows(self, spark, batch_id: int, late_windowed: DataFrame) -> DataFrame | None:
@@ -424,23 +422,24 @@ class BatchProcessor:
         counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("_late")).collect()
         if not counts:
             return None
-        late = spark.createDataFrame(
-            [(plan.source, r["window_start"], r["window_end"], r["_late"]) for r in counts],
-            "source STRING, window_start TIMESTAMP, window_end TIMESTAMP, _late BIGINT",
-        )
-        late = late.withColumn("window_key", F.date_format("window_start", "yyyyMMdd'T'HHmmss"))
-        root = str(warehouse.table("feature_stats"))
-        keys = [as_utc(r["window_start"]).strftime("%Y%m%dT%H%M%S") for r in counts]  # the session is UTC
-        paths = [
-            p
-            for k in keys
-            if fs.exists(spark, p := fs.join(root, f"source={plan.source}", f"window_key={k}"))
+        root = warehouse.table("feature_stats")
+        late_rows = [
+            (plan.source, r["window_start"], r["window_end"], r["_late"], window_key(r["window_start"]))
+            for r in counts
         ]
-        updated = None
-        if paths:
-            existing = spark.read.option("basePath", root).parquet(*paths)
+        partition = lambda key: fs.join(root, f"source={plan.source}", f"window_key={key}")  # noqa: E731
+        written = {key for *_, key in late_rows if fs.exists(spark, partition(key))}
+        late = spark.createDataFrame(
+            late_rows,
+            "source STRING, window_start TIMESTAMP, window_end TIMESTAMP, _late BIGINT, window_key STRING",
+        )
+        tables = []
+        if written:
+            existing = spark.read.option("basePath", root).parquet(
+                *[partition(key) for key in sorted(written)]
+            )
             mine = F.col("batch_id") == batch_id
-            updated = (
+            tables.append(
                 existing.join(late.select("window_key", "_late"), "window_key")
                 .withColumn(
                     "late_rows",
@@ -449,19 +448,25 @@ class BatchProcessor:
                 .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
                 .drop("_late")
             )
+        unseen = late.where(~F.col("window_key").isin(sorted(written)))
         kinds = [(f, "numeric") for f in plan.numeric] + [(f, "categorical") for f in plan.categorical]
         names = spark.createDataFrame(kinds, "feature STRING, kind STRING")
         zero = F.lit(0).cast("bigint")
-        unseen = (
-            late
-            if updated is None
-            else late.join(updated.select("window_key").distinct(), "window_key", "left_anti")
-        )
-        empty = self._table_columns(unseen.crossJoin(names), batch_id).select(
+        tables.append(self._table_columns(unseen.drop("window_key").crossJoin(names), batch_id).select(
             *ws.WINDOW_KEY, "feature", "kind", zero.alias("rows"), zero.alias("nulls"), zero.alias("n"),
             F.when(F.col("kind") == "categorical", zero).alias("distinct_count"),
             F.col("_late").alias("late_rows"), F.lit(True).alias("is_final"),
             "pipeline", "batch_id", "window_key",
-        )  # fmt: skip
-        out = empty if updated is None else updated.unionByName(empty, allowMissingColumns=True)
+        ))  # fmt: skip
+        out = tables[0] if len(tables) == 1 else tables[0].unionByName(tables[1], allowMissingColumns=True)
         return out.localCheckpoint(eager=True)
+
+
+def window_key(start: datetime) -> str:
+    """The ``feature_stats`` partition of the window starting at ``start`` (a Spark
+    timestamp, naive local or aware): its UTC start as ``yyyyMMdd'T'HHmmss``, the same
+    text as :data:`WINDOW_KEY_SQL` gives in the UTC session."""
+    return as_utc(start).strftime("%Y%m%dT%H%M%S")
+
+
+WINDOW_KEY_SQL = "yyyyMMdd'T'HHmmss"  # Spark's date_format pattern for window_key

@@ -197,7 +197,6 @@ class DriftScorer:
             self._export(newest, state, alert_rows)
         logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
                     len(closed), len(score_rows), len(alert_rows))  # fmt: skip
-        self.last_alert_events = len(alert_rows)
         return state.to_dict()
 
     def export_saved_state(self, spark) -> None:
@@ -205,7 +204,7 @@ class DriftScorer:
 
         Without it a restarted job would show no drift alert until its next window closes,
         and Prometheus would send a false "resolved" in between."""
-        commit = WindowState(spark, str(self.warehouse.root), self.source).latest_commit()
+        commit = WindowState(spark, self.warehouse.root, self.source).latest_commit()
         state = PolicyState.from_dict(commit.policy) if commit and commit.policy else PolicyState()
         for key, track in state.tracks.items():
             feature, method = key.rsplit("/", 1)

@@ -185,6 +185,7 @@ def start_query(
     """Start the streaming query of one source and return it."""
     spec = config.source(source)
     checkpoint = checkpoint_of(config, source)
+    query_key = query_id(spark, checkpoint)  # keys the commit markers of both transactional writers
     bootstrap = config.kafka.bootstrap_servers
     topics = [config.topic(source)]
     stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)
@@ -195,7 +196,7 @@ def start_query(
         bootstrap=bootstrap,
         topic=config.dead_letter_topic(source),
         markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
-        name=f"{config.name}.{source}.dlq.{query_id(spark, checkpoint)}",
+        name=f"{config.name}.{source}.dlq.{query_key}",
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,
     )
@@ -209,7 +210,7 @@ def start_query(
             bootstrap=bootstrap,
             topic=config.kafka.topic_prefix + config.drift.alerts_topic,
             markers_topic=config.kafka.topic_prefix + MARKERS_TOPIC,
-            name=f"{config.name}.{source}.alerts.{query_id(spark, checkpoint)}",
+            name=f"{config.name}.{source}.alerts.{query_key}",
             settings=config.kafka.librdkafka("producer"),
             partitions=1,
         )

@@ -82,20 +82,15 @@ def overwrite_partitions(frame: DataFrame, path: str, partition_by: list[str]) -
     )
 
 
-def read_batches(
-    spark: SparkSession, base: str, source: str, *, before: int | None = None, through: int | None = None
-) -> DataFrame | None:
-    """Rows of ``source`` written by batches ``< before`` or ``<= through`` (None if none)."""
-    folder = fs.join(str(base), f"source={source}")
+def read_batches(spark: SparkSession, base: str, source: str) -> DataFrame | None:
+    """Rows of ``source`` written by every complete batch under ``base`` (None if none);
+    for the run summary, read once at the end of a run, never per batch."""
+    folder = fs.join(base, f"source={source}")
     batches = sorted(  # complete folders only: a batch's _SUCCESS is written last
         int(path.rstrip("/").split("/")[-2].split("=", 1)[1])
         for path in fs.glob(spark, fs.join(folder, "batch_id=*", "_SUCCESS"))
     )
-    if before is not None:
-        batches = [b for b in batches if b < before]
-    if through is not None:
-        batches = [b for b in batches if b <= through]
     if not batches:
         return None
     paths = [fs.join(folder, f"batch_id={b}") for b in batches]
-    return spark.read.option("basePath", str(base)).parquet(*paths)
+    return spark.read.option("basePath", base).parquet(*paths)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -118,22 +119,36 @@ class WindowState:
     def version(self, version: int) -> StateVersion:
         return StateVersion(self.spark, fs.join(self.base, str(version)), self._commit(version))
 
-    def previous(self, batch_id: int) -> StateVersion:
-        """The newest committed version below ``batch_id``, its windows that the watermark
-        had already passed left out (they were final in that batch)."""
-        for version in reversed([v for v in self._versions() if v < batch_id]):
-            commit = self._commit(version)
-            if commit is not None:
-                state = StateVersion(self.spark, fs.join(self.base, str(version)), commit)
-                return _open_only(state)
-        return StateVersion(self.spark, None, None)
-
-    def latest_commit(self) -> Commit | None:
-        """The newest committed version's record (at query start, to restore gauges)."""
+    def _newest_commit(self, below: int | None = None) -> Commit | None:
+        """The record of the newest committed version (below ``below``, when given)."""
         for version in reversed(self._versions()):
+            if below is not None and version >= below:
+                continue
             if (commit := self._commit(version)) is not None:
                 return commit
         return None
+
+    def previous(self, batch_id: int) -> StateVersion:
+        """The newest committed version below ``batch_id``, its windows that the watermark
+        had already passed left out (they were final in that batch)."""
+        commit = self._newest_commit(below=batch_id)
+        if commit is None:
+            return StateVersion(self.spark, None, None)
+        return _open_only(StateVersion(self.spark, fs.join(self.base, str(commit.batch_id)), commit))
+
+    def latest_commit(self) -> Commit | None:
+        """The newest committed version's record (at query start, to restore gauges)."""
+        return self._newest_commit()
+
+    def advance(
+        self, batch_id: int, previous: StateVersion, parts: dict[str, tuple[DataFrame, Callable]]
+    ) -> None:
+        """Write version ``batch_id``: per kind, this batch's partials (``parts[kind][0]``)
+        and ``previous``'s, combined per key by ``parts[kind][1]`` (a ``combine_*``)."""
+        self.clear(batch_id)  # what an interrupted attempt of this batch left
+        for kind, (frame, combine) in parts.items():
+            earlier = previous.frame(kind)
+            self.write(batch_id, kind, combine(frame if earlier is None else earlier.unionByName(frame)))
 
     def path(self, batch_id: int, kind: str) -> str:
         return fs.join(self.base, str(batch_id), kind)

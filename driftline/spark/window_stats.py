@@ -4,11 +4,11 @@ Each micro-batch turns its valid, on-time rows into *partials* per
 (window, feature); a window's statistics are the merge of its partials over every
 batch so far. The ``combine_*`` functions merge partials into partials of the same
 shape, so the open windows' state (:mod:`driftline.spark.window_state`) is one
-combined partial per key, updated batch by batch; the ``finish``/``merge`` functions
-turn partials into the table's statistics. Merging is exact for counts, mean,
-variance, min and max, and for quantiles it merges KLL sketches (Apache DataSketches,
-via Spark's ``kll_*`` functions), so the order and grouping of batches never changes
-a result and a backfill run as one batch yields the same windows.
+combined partial per key, updated batch by batch; :func:`finish_numeric` and
+:func:`merge_categorical` turn them into the table's statistics. Merging is exact for
+counts, mean, variance, min and max, and for quantiles it merges KLL sketches (Apache
+DataSketches, via Spark's ``kll_*`` functions), so the order and grouping of batches
+never changes a result and a backfill run as one batch yields the same windows.
 
 Numeric partials: ``rows`` (including nulls), ``nulls``, ``n`` (non-null), ``mean``,
 ``m2`` (sum of squared deviations from the partial's mean), ``min``, ``max``,
@@ -144,11 +144,6 @@ def finish_numeric(combined: DataFrame) -> DataFrame:
     for index, name in enumerate(QUANTILE_COLUMNS):
         out = out.withColumn(name, F.col("_q")[index])
     return out.drop("_q", "m2")
-
-
-def merge_numeric(partials: DataFrame) -> DataFrame:
-    """Merge numeric partials of any number of batches into one row per (window, feature)."""
-    return finish_numeric(combine_numeric(partials))
 
 
 def combine_categorical(partials: DataFrame) -> DataFrame:
