@@ -1,7 +1,7 @@
 """Streaming drift: per-window bin counts in Spark, scores and alerts from them on the driver.
 
 Per micro-batch, inside the source's ``foreachBatch`` (driver side; the row work is
-Spark SQL and Spark ML's JVM ``Bucketizer``, no Python UDF):
+Spark SQL, no Python UDF):
 
 1. :func:`bin_partials` counts the batch's valid rows per (window, numeric feature,
    reference grid bin); :func:`combine_bins` adds them to the open windows' state
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
@@ -64,34 +65,49 @@ ALERTS_SCHEMA = (
 def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> DataFrame:
     """Per (window, feature, bin): rows of ``windowed`` in that reference grid bin.
 
-    Bins are Spark ML ``Bucketizer`` buckets over ``[-inf, *edges, +inf]``, the same
-    bins as :class:`~driftline.stats.binning.NumericBinning`; null and NaN are fed as
-    NaN and land in the extra ``keep`` bucket, which is the null slot.
+    The bin of ``x`` is :func:`grid_slot`: ``searchsorted(edges, x, side="right")``, the
+    bins of :class:`~driftline.stats.binning.NumericBinning`; null and NaN go to its null
+    slot ``len(edges) + 1``.
     """
-    from pyspark.ml.feature import Bucketizer
-
     names = sorted(binnings)
-    nan = F.lit(float("nan"))
-    prepared = windowed.select(
-        *ws.WINDOW_KEY,
-        *[F.coalesce(F.col(f).cast("double"), nan).alias(f"_x_{i}") for i, f in enumerate(names)],
-    )
-    bucketizer = Bucketizer(
-        splitsArray=[binnings[f].splits for f in names],
-        inputCols=[f"_x_{i}" for i in range(len(names))],
-        outputCols=[f"_b_{i}" for i in range(len(names))],
-        handleInvalid="keep",
-    )
     pairs = F.array(*[
-        F.struct(F.lit(f).alias("feature"), F.col(f"_b_{i}").cast("int").alias("bin"))
-        for i, f in enumerate(names)
+        F.struct(F.lit(f).alias("feature"), grid_slot(F.col(f).cast("double"), binnings[f]).alias("bin"))
+        for f in names
     ])  # fmt: skip
     return (
-        bucketizer.transform(prepared)
-        .select(*ws.WINDOW_KEY, F.explode(pairs).alias("_pair"))
+        windowed.select(*ws.WINDOW_KEY, F.explode(pairs).alias("_pair"))
         .groupBy(*ws.WINDOW_KEY, "_pair.feature", "_pair.bin")
         .agg(F.count(F.lit(1)).alias("count"))
     )
+
+
+def grid_slot(value: Column, binning: NumericBinning) -> Column:
+    """The slot of ``value`` in ``binning``, as a Spark SQL expression (JVM, per row).
+
+    A binary search over the edges, ``ceil(log2(len(edges) + 1))`` steps of
+    ``aggregate`` (``lo, hi = 0, len(edges)``; ``mid = (lo + hi) div 2``; ``lo = mid + 1``
+    if ``edges[mid] <= value`` else ``hi = mid``), which ends at the number of edges
+    ``<= value``: ``numpy.searchsorted(edges, value, side="right")``, so ``+inf`` lands
+    in the last value bin. Null and NaN go to the null slot. The edges travel as one
+    JSON string that the optimizer folds into a constant array once per plan (a
+    10,000-edge grid as separate literals, or as Spark ML ``Bucketizer`` parameters,
+    costs thousands of Py4J calls per batch).
+    """
+    count = len(binning.edges)
+    edges = F.from_json(F.lit(json.dumps(list(binning.edges))), "array<double>")
+
+    def step(bounds: Column, _: Column) -> Column:
+        low, high = bounds["lo"], bounds["hi"]
+        mid = F.floor((low + high) / 2).cast("int")
+        right = F.struct((mid + 1).alias("lo"), high.alias("hi"))
+        moved = F.when(F.element_at(edges, mid + 1) <= value, right)
+        moved = moved.otherwise(F.struct(low.alias("lo"), mid.alias("hi")))
+        return F.when(low < high, moved).otherwise(bounds)
+
+    steps = F.sequence(F.lit(1), F.lit(max(1, math.ceil(math.log2(count + 1)))))
+    start = F.struct(F.lit(0).alias("lo"), F.lit(count).alias("hi"))
+    search = F.aggregate(steps, start, step, lambda bounds: bounds["lo"])
+    return F.when(value.isNull() | F.isnan(value), F.lit(binning.null_slot)).otherwise(search)
 
 
 def combine_bins(partials: DataFrame) -> DataFrame:

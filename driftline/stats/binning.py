@@ -5,8 +5,8 @@ whose edges include the *coarse* PSI edges (``bins``, default 10): the coarse bi
 unions of fine bins, so one set of counts per window serves PSI, KS and quantiles.
 Bin ``j`` is ``[edge_{j-1}, edge_j)``, with ``-inf`` below the first edge and ``+inf``
 above the last (the last bin is closed at ``+inf``), and one more slot for nulls
-(``None`` and NaN). That is ``numpy.searchsorted(edges, x, side="right")``, and
-also what Spark ML's ``Bucketizer`` does with the splits ``[-inf, *edges, +inf]``.
+(``None`` and NaN). That is ``numpy.searchsorted(edges, x, side="right")``; the job
+computes the same slot in Spark SQL (``driftline.spark.drift.grid_slot``).
 
 Categorical features get the reference vocabulary (the ``max_categories`` most frequent
 values, ties broken by value), one out-of-vocabulary slot for anything else, and a null
@@ -109,11 +109,6 @@ class NumericBinning:
     @property
     def null_slot(self) -> int:
         return len(self.edges) + 1
-
-    @property
-    def splits(self) -> list[float]:
-        """Spark ML ``Bucketizer`` splits giving the same value bins."""
-        return [-math.inf, *self.edges, math.inf]
 
     def assign(self, values: Iterable[Any]) -> np.ndarray:
         """The slot of each value (null and NaN go to :attr:`null_slot`)."""

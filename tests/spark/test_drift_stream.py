@@ -103,7 +103,7 @@ def test_injected_drift_fires_and_untouched_features_stay_quiet(drift_run):
 
 
 def test_spark_window_counts_score_like_the_notebook_api(drift_run):
-    """Spark's Bucketizer bins and category counts must give the scores the pure path gives."""
+    """Spark-side grid bins and category counts must give the scores the pure path gives."""
     config, baseline, records, _, scores, _, _ = drift_run
     profile = ReferenceProfile.load(find_profile(config, "payments"))
     frame = pd.DataFrame(records)
