@@ -41,7 +41,7 @@ maven:
 	  if command -v apt-get >/dev/null; then \
 	    echo "driftline: installing Maven with apt-get (it fetches the JVM jars)"; \
 	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq \
 	      --no-install-recommends maven >/dev/null; \
 	  else echo "driftline: Maven ('mvn') is needed to fetch the JVM jars; install it and retry"; exit 1; fi; }
 
@@ -54,7 +54,7 @@ prometheus-tools:
 	elif command -v apt-get >/dev/null; then \
 	  echo "driftline: installing Debian's prometheus and prometheus-alertmanager with apt-get"; \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq \
 	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
 	else \
 	  echo "driftline: prometheus, promtool, alertmanager and amtool are needed and apt-get is not available;"; \

@@ -1,11 +1,11 @@
 """Exactly-once batches of records to Kafka: one transaction per batch, with a marker.
 
 Each batch is written in one Kafka transaction together with a *commit marker*
-(``{"batch_id": N, "ends": {partition: offset}}``, keyed by the writer's name) on a
-markers topic. A batch whose marker is already committed is skipped, so a replayed
-Spark micro-batch never writes twice; a batch interrupted mid-way is aborted (the
-next ``init_transactions`` with the same ``transactional.id`` fences and aborts it)
-and written again.
+(``{"batch_id": N}``, keyed by the writer's name) on a compacted markers topic. A
+batch whose marker is already committed is skipped, so a replayed Spark micro-batch
+never writes twice; a batch interrupted mid-way is aborted (the next
+``init_transactions`` with the same ``transactional.id`` fences and aborts it) and
+written again.
 
 Records of an aborted attempt stay in the log but are invisible to ``read_committed``
 readers, so every record of a batch is visible exactly once.
@@ -13,6 +13,7 @@ readers, so every record of a batch is visible exactly once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -33,6 +34,10 @@ from driftline.kafka.clients import (
 from driftline.kafka.reading import read_topic
 
 logger = logging.getLogger(__name__)
+
+# one marker per writer name matters, the newest: compaction keeps the markers topic (read in
+# full when a writer starts) at about one record per writer however long the job runs
+MARKERS_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class TransactionalBatchWriter:
             return
         ensure_topics(
             make_admin(self.bootstrap, self.settings),
-            [TopicSpec(self.topic, self.partitions), TopicSpec(self.markers_topic, 1)],
+            [TopicSpec(self.topic, self.partitions), TopicSpec(self.markers_topic, 1, config=MARKERS_CONFIG)],
         )
         self._producer = make_producer(
             self.bootstrap, self.settings, {"transactional.id": f"driftline.{self.name}", "linger.ms": 5}
@@ -93,8 +98,16 @@ class TransactionalBatchWriter:
     def write(self, batch_id: int, records: Iterable[OutgoingRecord]) -> int:
         """Write ``records`` as batch ``batch_id``; return how many were written now.
 
-        Returns 0 without writing when the batch's marker is already committed.
+        Returns 0 without writing when the batch's marker is already committed, and when
+        ``records`` is empty: an empty batch needs no transaction and no marker (a replay
+        of it writes nothing either), so the markers topic grows only with batches that
+        wrote something.
         """
+        records = iter(records)
+        first = next(records, None)
+        if first is None:
+            return 0
+        records = itertools.chain([first], records)
         self._start()
         if self._marker is not None and self._marker["batch_id"] >= batch_id:
             logger.info(

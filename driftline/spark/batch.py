@@ -41,6 +41,7 @@ from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import fs
 from driftline.spark import window_stats as ws
+from driftline.spark.census import Census, take_census
 from driftline.spark.data_loss import NO_LOSS, LossCounter
 from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials, combine_bins
@@ -48,7 +49,7 @@ from driftline.spark.event_time import with_event_time_check
 from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import RetentionSweeper
 from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions
-from driftline.spark.window_state import Commit, StateVersion, WindowState
+from driftline.spark.window_state import Commit, StateVersion, WindowState, open_windows
 
 logger = logging.getLogger(__name__)
 
@@ -131,24 +132,29 @@ class BatchProcessor:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
+        started = time.monotonic()
         try:
-            self._process(self._decode(batch, batch_id), batch_id)
+            self._process(*self._decode(batch, batch_id), batch_id)
         finally:
             for frame in self._cached:  # only this batch's: other sources' queries share the session
                 frame.unpersist()
+        # wall time of the whole batch (its steps may overlap, so their sum can be more)
+        logger.info("batch_seconds source=%s batch=%d seconds=%.2f", self.plan.source, batch_id,
+                    time.monotonic() - started)  # fmt: skip
 
-    def _decode(self, batch: DataFrame, batch_id: int) -> DataFrame:
-        """Decoded, cached rows; a schema id met for the first time is looked up in the
-        registry and, when found, the batch is decoded again with it."""
+    def _decode(self, batch: DataFrame, batch_id: int) -> tuple[DataFrame, int]:
+        """Decoded, cached rows and how many were read; a schema id met for the first time
+        is looked up in the registry and, when found, the batch is decoded again with it."""
         if self.decoder is None:
-            return self._cache(self._checked_event_time(batch))
+            rows = self._cache(self._checked_event_time(batch))
+            return rows, rows.count()
         with _timed("decode", self.plan.source, batch_id):
             rows = self._cache(self._checked_event_time(self.decoder.decode(batch)))
-            unknown = self.decoder.unknown_ids(rows)  # materialises the cache: one read of the topic
+            read, unknown = self.decoder.survey(rows)  # materialises the cache: one read of the topic
             if unknown and self.decoder.learn(unknown):
                 rows.unpersist()
                 rows = self._cache(self._checked_event_time(self.decoder.decode(batch)))
-        return rows
+        return rows, read
 
     def _checked_event_time(self, rows: DataFrame) -> DataFrame:
         return with_event_time_check(rows, self.plan.event_time, self.plan.max_future_seconds)
@@ -158,23 +164,22 @@ class BatchProcessor:
         return frame
 
     # -- the steps ---------------------------------------------------------------------
-    def _process(self, rows: DataFrame, batch_id: int) -> None:
+    def _process(self, rows: DataFrame, read: int, batch_id: int) -> None:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
         state = WindowState(spark, warehouse.root, plan.source)
         timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
         with timed("read_and_watermark"):
-            read = rows.count()
             previous = state.previous(batch_id)
             before = previous.commit or Commit(batch_id - 1)
             watermark = before.watermark  # the running watermark, kept with the state
             loss = self.loss.measure(spark, rows, batch_id) if self.loss is not None else NO_LOSS
         decode_failed = rows.where(F.col("_reason").isNotNull())
-        # rules are evaluated once: the checked rows feed partials, tables and counts
-        checked = self._cache(self._with_rules(rows.where(F.col("_reason").isNull())))
+        # rules and lateness are evaluated once: the checked rows feed partials, tables and counts
+        checked = self._with_rules(rows.where(F.col("_reason").isNull()))
+        checked = self._cache(checked.withColumn("_late", self._is_late(watermark)))
         rule_failed = checked.where(F.col("_rule").isNotNull())
         passing = checked.where(F.col("_rule").isNull()).withColumn("source", F.lit(plan.source))
-        passing = passing.withColumn("_late", self._is_late(watermark))
         valid = passing.where(~F.col("_late"))
         late = passing.where(F.col("_late"))
 
@@ -182,38 +187,50 @@ class BatchProcessor:
         if watermark is not None:  # a sliding window's earlier windows may be final already: they stay so
             windowed = windowed.where(F.col("window_end") > F.lit(watermark))
         late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
+        with timed("census"):
+            census = take_census(decode_failed, checked, plan.event_time, late_windowed, windowed)
+            record = self._progress(read, census, batch_id, watermark, loss)
         with timed("partials"):
             self._write_state(state, previous, windowed, batch_id)
-        with timed("dead_letters_table"):
-            dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
-            dead_path = warehouse.batch_path(warehouse.table("dead_letters"), plan.source, batch_id)
-            overwrite(dead, dead_path)
-            dead = spark.read.parquet(str(dead_path))
-        if self.dead_letters is not None:
-            with timed("dead_letters_topic"):
-                self.dead_letters.write(batch_id, self._outgoing(dead, batch_id))
+        if record["dead_lettered"] + record["late"]:  # a batch without any writes no dead-letter files
+            with timed("dead_letters"):
+                dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
+                self._write_dead(spark, dead, batch_id)
         with timed("progress"):
-            record = self._progress(read, valid, dead, batch_id, watermark, loss)
-            progress_path = warehouse.batch_path(warehouse.state("progress"), plan.source, batch_id)
-            overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), progress_path)
+            self._write_progress(spark, record, batch_id)
         in_batch = record["max_event_time"] and as_utc(record["max_event_time"])
         newest = max((t for t in (before.max_event_time, in_batch) if t is not None), default=None)
         candidates = [watermark, newest and newest - timedelta(seconds=plan.watermark_seconds)]
         watermark_after = max((w for w in candidates if w is not None), default=None)
         current = state.version(batch_id)
+        added = {(as_utc(start), as_utc(end)) for start, end in census.valid_windows}
+        windows = open_windows(previous, watermark) | added
         with timed("merge_windows"):
-            closed = self._write_windows(spark, batch_id, current, late_windowed, watermark_after)
+            closed = self._write_windows(spark, batch_id, current, census, added, windows, watermark_after)
         policy = before.policy
         if plan.drift is not None:
             with timed("drift"):
                 policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
-        state.commit(Commit(batch_id, watermark_after, newest, policy))
+        state.commit(Commit(batch_id, watermark_after, newest, policy, tuple(sorted(windows))))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
         if self.retention is not None:
             self.retention(spark)
         if self.metrics is not None:
             counts = self._counts(record, watermark_after, loss)
             self.metrics.batch_committed(plan.source, counts, suite=plan.suite)
+
+    def _write_progress(self, spark, record: dict, batch_id: int) -> None:
+        warehouse = self.plan.warehouse
+        path = warehouse.batch_path(warehouse.state("progress"), self.plan.source, batch_id)
+        overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), path)
+
+    def _write_dead(self, spark, dead: DataFrame, batch_id: int) -> None:
+        """The dead-letter table's batch, then the same rows (read back) to the topic."""
+        warehouse = self.plan.warehouse
+        path = warehouse.batch_path(warehouse.table("dead_letters"), self.plan.source, batch_id)
+        overwrite(dead, path)
+        if self.dead_letters is not None:
+            self.dead_letters.write(batch_id, self._outgoing(spark.read.parquet(str(path)), batch_id))
 
     def _write_state(self, state: WindowState, previous, windowed: DataFrame, batch_id: int) -> None:
         """Version ``batch_id`` of the open windows' partials: the previous version's
@@ -317,23 +334,17 @@ class BatchProcessor:
             offsets_reset=_by_topic((tp, 1) for tp in loss.reset),
         )  # fmt: skip
 
-    def _progress(self, read: int, valid, dead, batch_id, watermark, loss: OffsetLoss = NO_LOSS) -> dict:
+    def _progress(self, read: int, census: Census, batch_id, watermark, loss: OffsetLoss = NO_LOSS) -> dict:
         """This batch's counts (checked to reconcile) and newest valid event time."""
-        by_reason: dict[str, int] = {}
-        self._rule_failures: dict[str, int] = {}
-        for r in dead.groupBy("reason", "rule").count().collect():
-            by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
-            if r["rule"] is not None:
-                self._rule_failures[r["rule"]] = self._rule_failures.get(r["rule"], 0) + r["count"]
-        late = by_reason.pop(ReasonCode.LATE_DATA.value, 0)
-        totals = valid.agg(F.count(F.lit(1)).alias("valid"), F.max(self.plan.event_time).alias("t")).first()
+        by_reason = census.dead_by_reason
+        self._rule_failures = dict(census.rule_failures)
         record = {
             "read": read,
-            "valid": totals["valid"],
+            "valid": census.valid,
             "dead_lettered": sum(by_reason.values()),
-            "late": late,
+            "late": census.late,
             "by_reason": by_reason,
-            "max_event_time": totals["t"],
+            "max_event_time": census.max_event_time,
             "watermark": watermark,
             "lost": loss.total_lost,
             "offsets_reset": len(loss.reset),
@@ -345,32 +356,25 @@ class BatchProcessor:
             raise AssertionError(f"batch {batch_id} does not reconcile: {record}")
         logger.info(
             "batch_done source=%s batch=%d read=%d valid=%d dead_lettered=%d late=%d",
-            self.plan.source, batch_id, read, record["valid"], record["dead_lettered"], late,
+            self.plan.source, batch_id, read, record["valid"], record["dead_lettered"],
+            record["late"],
         )  # fmt: skip
         return record
 
     def _write_windows(
-        self, spark, batch_id: int, current: StateVersion, late_windowed: DataFrame, watermark_after
+        self, spark, batch_id: int, current: StateVersion, census: Census, added, windows, watermark_after
     ) -> list[tuple[datetime, datetime]]:
-        """Rewrite the ``feature_stats`` rows this batch changed: windows it added rows to,
-        windows the watermark passed during it (final now, even if no row of theirs came),
-        and the long-closed windows its late rows belong to (their ``late_rows``).
+        """Rewrite the ``feature_stats`` rows this batch changed: windows it added rows to
+        (``added``), windows of the state version (``windows``) the watermark passed during
+        it (final now, even if no row of theirs came), and the long-closed windows its late
+        rows belong to (their ``late_rows``).
 
         Returns the windows that closed in this batch, ``(start, end)`` in order."""
         warehouse = self.plan.warehouse
-        windows = current.frame("windows")
-        info = [] if windows is None else (
-            windows.groupBy("window_start", "window_end").agg(F.max("_batch").alias("newest")).collect()
-        )  # fmt: skip
-        closing = lambda end: watermark_after is not None and as_utc(end) <= watermark_after  # noqa: E731
-        closed = sorted(
-            (as_utc(r["window_start"]), as_utc(r["window_end"])) for r in info if closing(r["window_end"])
-        )
-        touched = sorted(
-            {as_utc(r["window_start"]) for r in info if r["newest"] == batch_id} | {s for s, _ in closed}
-        )
+        closed = sorted(w for w in windows if watermark_after is not None and w[1] <= watermark_after)
+        touched = sorted({start for start, _ in added} | {start for start, _ in closed})
         tables = [self._window_rows(spark, batch_id, current, touched, watermark_after)] if touched else []
-        late_rows = self._late_rows(spark, batch_id, late_windowed)
+        late_rows = self._late_rows(spark, batch_id, census.late_windows)
         if late_rows is not None:
             tables.append(late_rows)
         if tables:
@@ -411,7 +415,7 @@ class BatchProcessor:
             .withColumn("window_key", F.date_format("window_start", WINDOW_KEY_SQL))
         )
 
-    def _late_rows(self, spark, batch_id: int, late_windowed: DataFrame) -> DataFrame | None:
+    def _late_rows(self, spark, batch_id: int, counts: list[tuple]) -> DataFrame | None:
         """The closed windows this batch's late rows belong to, their ``late_rows`` raised.
 
         Only those windows' partitions of ``feature_stats`` are read. A row already written
@@ -419,14 +423,10 @@ class BatchProcessor:
         row ever reached gets zero-count rows, so its lateness shows. Materialised
         (``localCheckpoint``) before the table is overwritten with it."""
         plan, warehouse = self.plan, self.plan.warehouse
-        counts = late_windowed.groupBy(*ws.WINDOW_KEY).agg(F.count(F.lit(1)).alias("_late")).collect()
         if not counts:
             return None
         root = warehouse.table("feature_stats")
-        late_rows = [
-            (plan.source, r["window_start"], r["window_end"], r["_late"], window_key(r["window_start"]))
-            for r in counts
-        ]
+        late_rows = [(plan.source, start, end, n, window_key(start)) for start, end, n in counts]
         partition = lambda key: fs.join(root, f"source={plan.source}", f"window_key={key}")  # noqa: E731
         written = {key for *_, key in late_rows if fs.exists(spark, partition(key))}
         late = spark.createDataFrame(

@@ -190,12 +190,12 @@ class FrameDecoder:
             detail = F.when(F.col("_schema_id") == writer_id, F.lit(why)).otherwise(detail)
         return detail
 
-    def unknown_ids(self, decoded: DataFrame) -> list[int]:
-        """Schema ids of this batch's ``UNKNOWN_SCHEMA`` rows (one small aggregation)."""
-        rows = (
-            decoded.where(F.col("_reason") == ReasonCode.UNKNOWN_SCHEMA.value).select("_schema_id").distinct()
-        )
-        return [r[0] for r in rows.collect()]
+    def survey(self, decoded: DataFrame) -> tuple[int, list[int]]:
+        """The batch's row count and the schema ids of its ``UNKNOWN_SCHEMA`` rows, in one
+        small aggregation (the action that materialises the cached decode)."""
+        unknown = F.when(F.col("_reason") == ReasonCode.UNKNOWN_SCHEMA.value, F.col("_schema_id"))
+        rows = decoded.groupBy(unknown.alias("id")).agg(F.count(F.lit(1)).alias("n")).collect()
+        return sum(r["n"] for r in rows), sorted(r["id"] for r in rows if r["id"] is not None)
 
 
 def _nullable(avro_type) -> bool:

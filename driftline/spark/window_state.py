@@ -7,15 +7,17 @@ Layout under ``<warehouse>/_state/open/<source>/``::
     <N>/windows/       rows and offsets per (window, topic, partition),    Parquet
                        ``_batch`` = newest batch that added rows to it
     <N>/bins/          reference-grid counts per (window, feature, bin)    Parquet
-    <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy"}
+    <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy", "windows"}
 
 Batch N reads version P (the newest committed one below N, normally N-1) keeping only
 windows that end after P's watermark, unions its own partials, combines them
 (:mod:`driftline.spark.window_stats`) and writes version N; ``_commit.json`` is written
 last and makes the version count. The watermark is a running value in the commit
 record, ``watermark_N = max(watermark_P, newest valid event time of N - delay)``,
-never a scan of history. A version holds the windows open before N plus those N
-closed (they are scored from it); the next batch drops the latter when it reads.
+never a scan of history, and so is the list of the version's windows, so a batch
+knows which windows it closes without reading the partials. A version holds the
+windows open before N plus those N closed (they are scored from it); the next batch
+drops the latter when it reads.
 So a batch reads O(open windows) rows whatever the job's uptime.
 
 A replay of batch N (Spark runs it again after a failure before its commit) finds
@@ -39,6 +41,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from driftline.spark import fs
+from driftline.spark.tables import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ class Commit:
     watermark: datetime | None = None  # aware UTC
     max_event_time: datetime | None = None  # newest valid event time so far, aware UTC
     policy: dict[str, Any] | None = None  # the alert policy's state (PolicyState.to_dict())
+    # the version's windows, (start, end) aware UTC; None in commits written before they were listed
+    windows: tuple[tuple[datetime, datetime], ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps({
@@ -66,13 +71,18 @@ class Commit:
             "watermark": self.watermark.isoformat() if self.watermark else None,
             "max_event_time": self.max_event_time.isoformat() if self.max_event_time else None,
             "policy": self.policy,
+            "windows": None if self.windows is None else [[a.isoformat(), b.isoformat()]
+                                                          for a, b in self.windows],
         }, sort_keys=True) + "\n"  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> Commit:
         data = json.loads(text)
+        windows = data.get("windows")
+        if windows is not None:
+            windows = tuple((_moment(start), _moment(end)) for start, end in windows)
         return cls(data["batch_id"], _moment(data.get("watermark")), _moment(data.get("max_event_time")),
-                   data.get("policy"))  # fmt: skip
+                   data.get("policy"), windows)  # fmt: skip
 
 
 @dataclass
@@ -166,6 +176,21 @@ class WindowState:
         for version in self._versions():
             if version < commit.batch_id - (RETAINED - 1):
                 fs.delete(self.spark, fs.join(self.base, str(version)))
+
+
+def open_windows(state: StateVersion, watermark: datetime | None) -> set[tuple[datetime, datetime]]:
+    """The windows of ``state`` that end after ``watermark``, (start, end) aware UTC: from
+    its commit record, or (a commit written before records listed them) from its
+    ``windows`` partials, one small Spark action."""
+    if state.commit is None:
+        return set()
+    if state.commit.windows is not None:
+        known = set(state.commit.windows)
+    else:
+        frame = state.frame("windows")
+        rows = [] if frame is None else frame.select("window_start", "window_end").distinct().collect()
+        known = {(as_utc(r[0]), as_utc(r[1])) for r in rows}
+    return {w for w in known if watermark is None or w[1] > watermark}
 
 
 def _open_only(state: StateVersion) -> StateVersion:

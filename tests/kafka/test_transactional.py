@@ -63,3 +63,23 @@ def test_an_interrupted_batch_is_written_again_without_doubles(kafka_bootstrap, 
     everything = Counter(m.key() for m in read_topic(kafka_bootstrap, topic_prefix + "out",
                                                        isolation="read_uncommitted"))  # fmt: skip
     assert sum(everything.values()) == 290, "the aborted records are still in the log, only hidden"
+
+
+def test_an_empty_batch_writes_no_marker_and_markers_are_compacted(kafka_bootstrap, topic_prefix) -> None:
+    from confluent_kafka.admin import ConfigResource
+
+    from driftline.kafka.clients import make_admin
+
+    writer = _writer(kafka_bootstrap, topic_prefix)
+    assert writer.write(0, _records(0, 5)) == 5
+    assert writer.write(1, iter([])) == 0  # nothing to write: no transaction, no marker
+    assert writer.write(2, _records(2, 3)) == 3
+    markers = [
+        m.value() for m in read_topic(kafka_bootstrap, topic_prefix + "markers", isolation="read_committed")
+    ]
+    assert markers == [b'{"batch_id": 0}', b'{"batch_id": 2}']
+    assert _writer(kafka_bootstrap, topic_prefix).committed_batch == 2
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic_prefix + "markers")
+    admin = make_admin(kafka_bootstrap)  # kept alive until the future resolves
+    configs = admin.describe_configs([resource])[resource].result(30)
+    assert configs["cleanup.policy"].value == "compact"

@@ -88,3 +88,30 @@ def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path
         assert stats.loc[window, "mean"] == pytest.approx(mean, rel=1e-9)
     final = stats["window_end"] <= frame["event_time"].max() - DELAY
     assert (stats["is_final"] == final).all() and final.sum() >= 8
+
+
+def test_open_windows_from_the_commit_record_or_from_an_older_commits_partials(spark, tmp_path) -> None:
+    """A commit lists its version's windows; one written before commits did (an upgraded
+    job's state) gets them from its ``windows`` partials. Either way only windows ending
+    after the watermark are open."""
+    from datetime import UTC, datetime
+
+    from driftline.spark.window_state import Commit, WindowState, open_windows
+
+    t = lambda minute: datetime(2026, 1, 1, 0, minute, tzinfo=UTC)  # noqa: E731
+    windows = ((t(0), t(5)), (t(5), t(10)), (t(10), t(15)))
+    state = WindowState(spark, str(tmp_path), "s")
+    partials = spark.createDataFrame(
+        [("s", start, end, "t", 0, 1, 0, 0, 3) for start, end in windows],
+        "source STRING, window_start TIMESTAMP, window_end TIMESTAMP, _topic STRING, _partition INT, "
+        "rows BIGINT, first_offset BIGINT, last_offset BIGINT, _batch BIGINT",
+    )
+    state.write(3, "windows", partials)
+    old = Commit(3, watermark=t(5), max_event_time=t(15))  # no window list
+    assert Commit.from_json(old.to_json()).windows is None
+    state.commit(old)
+    assert open_windows(state.previous(4), t(5)) == set(windows[1:])
+    listed = Commit(4, watermark=t(10), max_event_time=t(20), windows=windows)
+    assert Commit.from_json(listed.to_json()) == listed
+    state.commit(listed)
+    assert open_windows(state.previous(5), t(10)) == {windows[2]}  # version 4 has no partials: the list
