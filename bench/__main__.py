@@ -19,7 +19,10 @@ driftline's versioned table on the same input (``bench/state_choice.py``), and i
 ``ReferenceProfile.score`` on one window's counts (the driver-side
 drift work per closed window), and measures the event-to-alert latency through real
 Prometheus and Alertmanager over ``--alert-runs`` drift injections (median and p95;
-see ``bench/alert_latency.py``). ``--records`` sets the size (default 1,000,000
+see ``bench/alert_latency.py``), and runs the trickle run: 1,000 records/s live into the
+job in continuous mode for ``--trickle-batches`` micro-batches (default 300), batch
+duration, state size and disk use against batch id, window close -> drift row
+(``bench/trickle.py``). ``--records`` sets the size (default 1,000,000
 payments records, 4 partitions) on the embedded Apache Kafka broker.
 """
 
@@ -36,7 +39,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency
+from bench import alert_latency, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -97,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--alert-runs", type=int, default=5, help="drift injections timed to the alert")
+    parser.add_argument("--trickle-batches", type=int, default=300, help="micro-batches of the trickle run")
     args = parser.parse_args()
     n = args.records
     steps = _StepTimes()
@@ -133,6 +137,11 @@ def main() -> None:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
                     runs = alert_latency.measure(spark, state.bootstrap, Path(scratch), args.alert_runs)
                     latency = alert_latency.summarize(runs)
+                trickle_result = None
+                if args.trickle_batches:
+                    print(f"trickle run: 1,000 records/s until {args.trickle_batches} batches ...")
+                    trickle_result = trickle.measure(spark, state.bootstrap, Path(scratch),
+                                                     batches=args.trickle_batches)  # fmt: skip
             finally:
                 spark.stop()
         finally:
@@ -158,6 +167,9 @@ def main() -> None:
         setup = "10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape"
         print(f"  {'event-to-alert latency':<42} median {latency['median_s']:.1f} s, "
               f"p95 {latency['p95_s']:.1f} s over {latency['runs']} runs ({setup})")  # fmt: skip
+    if trickle_result:
+        print("  trickle run (continuous mode):")
+        print("\n".join(f"    {line}" for line in trickle.report(trickle_result).splitlines()))
     print(
         json.dumps(
             {
@@ -167,6 +179,7 @@ def main() -> None:
                 "windows_scored_per_s": round(windows_per_second),
                 "alert_latency": latency,
                 "window_state": state_choice,
+                "trickle": trickle.summary(trickle_result) if trickle_result else None,
             }  # fmt: skip
         )
     )
