@@ -22,7 +22,8 @@ Prometheus and Alertmanager over ``--alert-runs`` drift injections (median and p
 see ``bench/alert_latency.py``), and runs the trickle run: 1,000 records/s live into the
 job in continuous mode for ``--trickle-batches`` micro-batches (default 300), batch
 duration, state size and disk use against batch id, window close -> drift row
-(``bench/trickle.py``). ``--records`` sets the size (default 1,000,000
+(``bench/trickle.py``), and 50 generated sources x 20 features next to 1 source x 20
+features (``bench/many_sources.py``, ``--sources``). ``--records`` sets the size (default 1,000,000
 payments records, 4 partitions) on the embedded Apache Kafka broker.
 """
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency, trickle
+from bench import alert_latency, many_sources, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--alert-runs", type=int, default=5, help="drift injections timed to the alert")
     parser.add_argument("--trickle-batches", type=int, default=300, help="micro-batches of the trickle run")
+    parser.add_argument("--sources", type=int, default=50, help="generated sources (x 20 features) vs 1")
     args = parser.parse_args()
     n = args.records
     steps = _StepTimes()
@@ -137,6 +139,11 @@ def main() -> None:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
                     runs = alert_latency.measure(spark, state.bootstrap, Path(scratch), args.alert_runs)
                     latency = alert_latency.summarize(runs)
+                wide = None
+                if args.sources:
+                    print(f"1 source and {args.sources} sources x 20 features ...")
+                    wide = [many_sources.measure(spark, state.bootstrap, Path(scratch), sources=n)
+                            for n in (1, args.sources)]  # fmt: skip
                 trickle_result = None
                 if args.trickle_batches:
                     print(f"trickle run: 1,000 records/s until {args.trickle_batches} batches ...")
@@ -167,6 +174,9 @@ def main() -> None:
         setup = "10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape"
         print(f"  {'event-to-alert latency':<42} median {latency['median_s']:.1f} s, "
               f"p95 {latency['p95_s']:.1f} s over {latency['runs']} runs ({setup})")  # fmt: skip
+    if wide:
+        print("  many sources (one streaming query per source, until idle):")
+        print("\n".join(f"    {line}" for line in many_sources.report(wide).splitlines()))
     if trickle_result:
         print("  trickle run (continuous mode):")
         print("\n".join(f"    {line}" for line in trickle.report(trickle_result).splitlines()))
@@ -180,6 +190,7 @@ def main() -> None:
                 "alert_latency": latency,
                 "window_state": state_choice,
                 "trickle": trickle.summary(trickle_result) if trickle_result else None,
+                "many_sources": wide,
             }  # fmt: skip
         )
     )

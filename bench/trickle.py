@@ -9,8 +9,9 @@ job's own log lines and folders:
 - batch duration (``batch_seconds``: wall time of the whole ``foreachBatch``) against
   batch id: p50 / p95 overall and per tenth of the run, and the median of the last 50
   batches against the median of batches 25-75 (a cost that grew with uptime shows here);
-- the open-window state version's size (bytes, files) and the whole job's disk use
-  (warehouse + checkpoint) against batch id, sampled when each batch commits;
+- the open-window state version's size (bytes, files), the job's internal disk use
+  (``_state``: state versions and progress rows; the checkpoint) and the tables' size
+  (the output, which grows by design) against batch id, sampled when each batch commits;
 - window close -> ``drift_scores`` row: a window can close once a record with event time
   >= its end + watermark has arrived, i.e. at wall time ``end + watermark`` (event time
   is now); the row exists when the batch that wrote it (its ``batch_id`` folder) has
@@ -54,9 +55,9 @@ def _disk(path: Path) -> tuple[int, int]:
 class _Batches(logging.Handler):
     """Per committed batch: duration, commit wall time, state size, disk use."""
 
-    def __init__(self, state: Path, roots: list[Path]) -> None:
+    def __init__(self, state: Path, internal: list[Path], tables: Path) -> None:
         super().__init__(logging.INFO)
-        self.state, self.roots = state, roots
+        self.state, self.internal, self.tables = state, internal, tables
         self.rows: dict[int, dict] = {}
         self.guard = threading.Lock()  # not "lock": logging.Handler holds its own
 
@@ -66,12 +67,14 @@ class _Batches(logging.Handler):
             return
         batch = int(match[2])
         state_bytes, state_files = _disk(self.state / str(batch))
-        disk = [_disk(root) for root in self.roots]
+        internal = [_disk(root) for root in self.internal]
+        tables = _disk(self.tables)
         with self.guard:
             self.rows[batch] = {
                 "seconds": float(match[3]), "committed_at": record.created,
                 "state_bytes": state_bytes, "state_files": state_files,
-                "disk_bytes": sum(d[0] for d in disk), "disk_files": sum(d[1] for d in disk),
+                "internal_bytes": sum(d[0] for d in internal), "internal_files": sum(d[1] for d in internal),
+                "table_bytes": tables[0] - sum(d[0] for d in internal[:1]),
             }  # fmt: skip
 
 
@@ -86,7 +89,8 @@ def measure(spark, bootstrap: str, scratch: Path, *, batches: int = 300, rate: i
     config = live_config(latency_config(scratch / "trickle", bootstrap, 0), trigger="5 seconds")
     warehouse = Path(config.path(config.warehouse_dir))
     state = warehouse / "_state" / "open" / "payments"
-    handler = _Batches(state, [warehouse, Path(config.path(config.state_dir))])
+    internal = [warehouse / "_state", Path(config.path(config.state_dir))]  # state, progress; checkpoints
+    handler = _Batches(state, internal, warehouse)
     logger = logging.getLogger("driftline.spark.batch")
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
@@ -146,7 +150,10 @@ def report(result: dict) -> str:
         lines.append(
             f"median of the last 50 batches {late:.2f} s = {late / early:.2f} x batches 25-75 ({early:.2f} s)"
         )
-    lines.append("batch ids      duration p50 / p95   state version (bytes, files)   disk (bytes, files)")
+    lines.append(
+        "batch ids      duration p50 / p95   state version (bytes, files)   "
+        "internal disk (bytes, files)   tables (bytes)"
+    )
     tenth = max(1, len(ids) // 10)
     for first in range(0, len(ids), tenth):
         part = ids[first : first + tenth]
@@ -156,7 +163,7 @@ def report(result: dict) -> str:
         lines.append(
             f"{part[0]:>4}-{part[-1]:<4}     {p50:5.2f} / {p95:5.2f} s"
             f"     {last['state_bytes']:>12,} {last['state_files']:>5}     "
-            f"{last['disk_bytes']:>13,} {last['disk_files']:>6}"
+            f"{last['internal_bytes']:>13,} {last['internal_files']:>6}     {last['table_bytes']:>13,}"
         )
     close = result["close_to_row"]
     if close:
@@ -178,31 +185,23 @@ def summary(result: dict) -> dict:
         "batch_p95_s": round(_percentile(seconds, 0.95), 2),
         "close_to_row_p50_s": round(_percentile(close, 0.5), 1),
         "close_to_row_p95_s": round(_percentile(close, 0.95), 1),
-        "state_bytes_last": newest["state_bytes"], "disk_bytes_last": newest["disk_bytes"],
+        "state_bytes_last": newest["state_bytes"], "internal_bytes_last": newest["internal_bytes"],
+        "table_bytes_last": newest["table_bytes"],
     }  # fmt: skip
 
 
 def main() -> None:
     """``python -m bench.trickle [--batches N] [--rate R]``: the trickle run alone."""
     import argparse
-    import tempfile
 
-    from driftline.kafka.broker import EmbeddedBroker, free_port
-    from driftline.spark.session import build_session
+    from bench import broker_and_session
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--rate", type=int, default=1000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        broker = EmbeddedBroker(Path(scratch) / "broker", port=free_port())
-        state = broker.start()
-        spark = build_session("driftline-trickle")
-        try:
-            result = measure(spark, state.bootstrap, Path(scratch), batches=args.batches, rate=args.rate)
-        finally:
-            spark.stop()
-            broker.stop(force=True)
+    with broker_and_session("driftline-trickle") as (spark, bootstrap, scratch):
+        result = measure(spark, bootstrap, scratch, batches=args.batches, rate=args.rate)
     print("trickle run:")
     print("\n".join(f"  {line}" for line in report(result).splitlines()))
 

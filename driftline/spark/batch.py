@@ -47,8 +47,9 @@ from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials, combine_bins
 from driftline.spark.event_time import with_event_time_check
 from driftline.spark.offsets import OffsetLoss
-from driftline.spark.retention import RetentionSweeper
+from driftline.spark.retention import BatchPruner, RetentionSweeper
 from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions
+from driftline.spark.totals import add_totals, progress_totals
 from driftline.spark.window_state import Commit, StateVersion, WindowState, open_windows
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ PROGRESS_SCHEMA = (
     "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP, "
     "lost BIGINT, offsets_reset INT"
 )
+
+
+PROGRESS_KEPT = 1000  # batches whose progress row stays (totals live in the state's commit record)
 
 
 def _by_topic(items) -> dict[str, int]:
@@ -129,6 +133,8 @@ class BatchProcessor:
             else RetentionSweeper(plan.warehouse.table("dead_letters"), plan.source,
                                   timedelta(seconds=plan.dead_letters_retention_seconds))
         )  # fmt: skip
+        if plan.warehouse is not None:  # progress rows: the newest PROGRESS_KEPT batches stay
+            self.progress_pruner = BatchPruner(plan.warehouse.state("progress"), plan.source, PROGRESS_KEPT)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
@@ -211,13 +217,23 @@ class BatchProcessor:
         if plan.drift is not None:
             with timed("drift"):
                 policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
-        state.commit(Commit(batch_id, watermark_after, newest, policy, tuple(sorted(windows))))
+        totals = add_totals(self._totals_before(spark, previous, batch_id), record)
+        state.commit(Commit(batch_id, watermark_after, newest, policy, tuple(sorted(windows)), totals))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
         if self.retention is not None:
             self.retention(spark)
+            self.progress_pruner(spark, batch_id)
         if self.metrics is not None:
             counts = self._counts(record, watermark_after, loss)
             self.metrics.batch_committed(plan.source, counts, suite=plan.suite)
+
+    def _totals_before(self, spark, previous: StateVersion, batch_id: int) -> dict | None:
+        """The running totals before this batch: the previous commit's, or, for a commit
+        written before totals were kept, the progress rows' sum (read once, then kept)."""
+        commit = previous.commit
+        if commit is None or commit.totals is not None:
+            return None if commit is None else commit.totals
+        return progress_totals(spark, self.plan.warehouse, self.plan.source, below=batch_id)
 
     def _write_progress(self, spark, record: dict, batch_id: int) -> None:
         warehouse = self.plan.warehouse

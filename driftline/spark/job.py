@@ -36,6 +36,8 @@ from driftline.spark.drift import DriftScorer
 from driftline.spark.failures import query_failure
 from driftline.spark.kafka_source import kafka_stream
 from driftline.spark.tables import Warehouse, iso_utc, read_batches
+from driftline.spark.totals import COUNTS, progress_totals
+from driftline.spark.window_state import WindowState
 from driftline.stats import AlertPolicy
 
 logger = logging.getLogger(__name__)
@@ -367,24 +369,20 @@ def _lag_consumer(config: PipelineConfig):
 
 
 def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -> RunSummary:
-    """Totals over every batch each source's query has committed tables for."""
+    """Totals over every batch each source's query has committed: the running totals in
+    the newest state version's commit record (one small file, whatever the uptime)."""
     warehouse = Warehouse(config.location(config.warehouse_dir))
     out: dict[str, SourceSummary] = {}
     for source in sources:
         summary = SourceSummary()
-        progress = read_batches(spark, warehouse.state("progress"), source)
-        if progress is not None:
-            for row in progress.collect():
-                summary.batches += 1
-                summary.read += row["read"]
-                summary.valid += row["valid"]
-                summary.dead_lettered += row["dead_lettered"]
-                summary.late += row["late"]
-                values = row.asDict()  # progress rows written before lost/offsets_reset existed lack them
-                summary.lost += values.get("lost") or 0
-                summary.offsets_reset += values.get("offsets_reset") or 0
-                for reason, count in (row["by_reason"] or {}).items():
-                    summary.by_reason[reason] = summary.by_reason.get(reason, 0) + count
+        commit = WindowState(spark, warehouse.root, source).latest_commit()
+        totals = commit.totals if commit is not None and commit.totals is not None else None
+        if totals is None:  # no state yet, or one whose commits predate running totals
+            totals = progress_totals(spark, warehouse, source) or {}
+        summary.batches = totals.get("batches", 0)
+        for key in COUNTS:
+            setattr(summary, key, totals.get(key, 0))
+        summary.by_reason.update(totals.get("by_reason") or {})
         stats = fs.join(warehouse.table("feature_stats"), f"source={source}")
         if fs.exists(spark, stats):
             summary.windows = spark.read.parquet(stats).select("window_start").distinct().count()

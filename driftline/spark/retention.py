@@ -1,4 +1,4 @@
-"""Retention of the ``dead_letters`` table: batch partitions older than a setting go.
+"""Retention of per-batch folders: ``dead_letters`` by age, progress rows by count.
 
 The dead-letter *topic* keeps its records for Kafka's own ``retention.ms``; the table's
 per-batch partitions (``dead_letters/source=S/batch_id=N``) are deleted once they are
@@ -51,4 +51,32 @@ class RetentionSweeper:
             fs.delete(spark, fs.join(self.folder, name))
         if gone:
             logger.info("retention_pruned table=%s partitions=%d oldest=%s", self.folder, len(gone), gone[0])
+        return gone
+
+
+def batches_below(names: list[str], below: int) -> list[str]:
+    """The ``batch_id=N`` names with ``N < below``, in batch order."""
+    numbered = [(int(n.split("=", 1)[1]), n) for n in names if n.startswith("batch_id=") and n[9:].isdigit()]
+    return [name for number, name in sorted(numbered) if number < below]
+
+
+class BatchPruner:
+    """Keeps the newest ``keep`` batch folders of one source under ``base`` (driver side,
+    after a batch committed); lists the folder at most once per ``every`` seconds."""
+
+    def __init__(self, base: str, source: str, keep: int, every: float = 600.0, clock=time.time) -> None:
+        self.folder = fs.join(base, f"source={source}")
+        self.keep, self.every, self.clock = keep, every, clock
+        self._last: float | None = None
+
+    def __call__(self, spark: SparkSession, batch_id: int) -> list[str]:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every:
+            return []
+        self._last = now
+        gone = batches_below(fs.list_names(spark, self.folder), batch_id - self.keep + 1)
+        for name in gone:
+            fs.delete(spark, fs.join(self.folder, name))
+        if gone:
+            logger.info("batches_pruned folder=%s batches=%d oldest=%s", self.folder, len(gone), gone[0])
         return gone

@@ -7,7 +7,7 @@ Layout under ``<warehouse>/_state/open/<source>/``::
     <N>/windows/       rows and offsets per (window, topic, partition),    Parquet
                        ``_batch`` = newest batch that added rows to it
     <N>/bins/          reference-grid counts per (window, feature, bin)    Parquet
-    <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy", "windows"}
+    <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals"}
 
 Batch N reads version P (the newest committed one below N, normally N-1) keeping only
 windows that end after P's watermark, unions its own partials, combines them
@@ -15,7 +15,9 @@ windows that end after P's watermark, unions its own partials, combines them
 last and makes the version count. The watermark is a running value in the commit
 record, ``watermark_N = max(watermark_P, newest valid event time of N - delay)``,
 never a scan of history, and so is the list of the version's windows, so a batch
-knows which windows it closes without reading the partials. A version holds the
+knows which windows it closes without reading the partials, and so are the job's
+running totals (records read, valid, dead-lettered by reason, late, lost; batches),
+which the run summary reads instead of every batch's progress row. A version holds the
 windows open before N plus those N closed (they are scored from it); the next batch
 drops the latter when it reads.
 So a batch reads O(open windows) rows whatever the job's uptime.
@@ -64,6 +66,8 @@ class Commit:
     policy: dict[str, Any] | None = None  # the alert policy's state (PolicyState.to_dict())
     # the version's windows, (start, end) aware UTC; None in commits written before they were listed
     windows: tuple[tuple[datetime, datetime], ...] | None = None
+    # running totals of every batch so far (see TOTALS); None in commits written before they were kept
+    totals: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps({
@@ -73,6 +77,7 @@ class Commit:
             "policy": self.policy,
             "windows": None if self.windows is None else [[a.isoformat(), b.isoformat()]
                                                           for a, b in self.windows],
+            "totals": self.totals,
         }, sort_keys=True) + "\n"  # fmt: skip
 
     @classmethod
@@ -82,7 +87,7 @@ class Commit:
         if windows is not None:
             windows = tuple((_moment(start), _moment(end)) for start, end in windows)
         return cls(data["batch_id"], _moment(data.get("watermark")), _moment(data.get("max_event_time")),
-                   data.get("policy"), windows)  # fmt: skip
+                   data.get("policy"), windows, data.get("totals"))  # fmt: skip
 
 
 @dataclass

@@ -1,0 +1,194 @@
+"""Many sources: 50 generated sources x 20 numeric features next to 1 source x 20 features.
+
+Each source has its own generated Avro schema (``wide<NNN>``: an id, an event time and
+``f00`` .. ``f19``, normal values), one topic partition, ``records`` records one second
+apart and a reference profile fitted on the same distribution, so closing windows are
+scored. ``driftline.spark.job.run`` processes everything until idle with
+``per_batch`` records per micro-batch; today that is one streaming query per source,
+all in one driver. Printed per setup: wall time, records/s, per-batch wall time
+(``batch_seconds`` log lines, p50/p95 over all sources' batches) and the newest state
+version's size per source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = 20
+BATCH = re.compile(r"batch_seconds source=(\S+) batch=(\d+) seconds=([0-9.]+)")
+
+
+def _schema(index: int) -> dict:
+    return {
+        "type": "record", "name": f"Wide{index:03d}", "namespace": "io.driftline.bench",
+        "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            *({"name": f"f{j:02d}", "type": "double"} for j in range(FEATURES)),
+        ],
+    }  # fmt: skip
+
+
+def _pipeline(folder: Path, bootstrap: str, sources: int) -> Path:
+    names = [f"wide{i:03d}" for i in range(sources)]
+    for index, name in enumerate(names):
+        (folder / "schemas" / name).mkdir(parents=True)
+        (folder / "schemas" / name / "v1.avsc").write_text(json.dumps(_schema(index)))
+    features = "\n".join(f'f{j:02d} = {{ kind = "numeric" }}' for j in range(FEATURES))
+    blocks = [
+        f'[sources.{name}]\nsubject = "{name}"\nevent_time = "event_time"\nentity_id = "id"\n'
+        f"partitions = 1\n\n"
+        f"[sources.{name}.features]\n{features}\n"
+        for name in names
+    ]
+    text = f"""schemas_dir = "schemas"
+state_dir = "state"
+warehouse_dir = "warehouse"
+
+[pipeline]
+name = "wide"
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "many{uuid.uuid4().hex[:8]}."
+
+{"".join(blocks)}
+[windows]
+size = "1 minute"
+watermark = "1 minute"
+trigger = "5 seconds"
+
+[reference]
+path = "references"
+grid = 1000
+bins = 10
+
+[metrics]
+enabled = false
+"""
+    path = folder / "wide.toml"
+    path.write_text(text)
+    return path
+
+
+def _rows(records: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(records, FEATURES))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        {"id": str(i), "event_time": start + timedelta(seconds=i), **{f"f{j:02d}": float(values[i, j])
+                                                                       for j in range(FEATURES)}}
+        for i in range(records)
+    ]  # fmt: skip
+
+
+def _prepare(folder: Path, bootstrap: str, sources: int, records: int):
+    from driftline.avro.codec import AvroEncoder
+    from driftline.avro.registry import FileSchemaRegistry
+    from driftline.config import load_pipeline
+    from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer
+    from driftline.stats import ReferenceProfile
+
+    config = load_pipeline(_pipeline(folder, bootstrap, sources))
+    registry = FileSchemaRegistry(folder / "schemas")
+    names = list(config.sources)
+    ensure_topics(make_admin(bootstrap), [TopicSpec(config.topic(n), 1) for n in names])
+    producer = make_producer(bootstrap)
+    reference_rows = _rows(2_000, seed=1)
+    columns = {f"f{j:02d}": [r[f"f{j:02d}"] for r in reference_rows] for j in range(FEATURES)}
+    profile = ReferenceProfile.fit(columns, numeric=list(columns), version="r1", grid=1000, bins=10)
+    for index, name in enumerate(names):
+        encoder = AvroEncoder(registry.get(name))
+        for row in _rows(records, seed=100 + index):
+            producer.produce(config.topic(name), value=encoder.encode(row), key=row["id"].encode())
+            producer.poll(0)
+        profile.save(folder / "references" / name / "r1.json")
+    producer.flush(60)
+    return config
+
+
+def _size(path: Path) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+class _Batches(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if match := BATCH.match(record.getMessage()):
+            self.seconds.append(float(match[3]))
+
+
+def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int = 2_000,
+            per_batch: int = 500) -> dict:  # fmt: skip
+    """Run ``sources`` x 20 features until idle; return the figures."""
+    from driftline.spark.job import run
+
+    folder = scratch / f"many{sources}"
+    config = _prepare(folder, bootstrap, sources, records)
+    handler = _Batches()
+    logger = logging.getLogger("driftline.spark.batch")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    started = time.perf_counter()
+    try:
+        summary = run(spark, config, max_records_per_batch=per_batch)
+    finally:
+        logger.removeHandler(handler)
+    elapsed = time.perf_counter() - started
+    assert all(s.reconciles and s.read == records for s in summary.sources.values()), summary
+    state = folder / "warehouse" / "_state" / "open"
+    newest = []
+    for source in state.iterdir():
+        versions = sorted((p for p in source.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        newest.append(_size(versions[-1]))
+    ordered = sorted(handler.seconds)
+    return {
+        "sources": sources, "features": FEATURES, "records": sources * records, "seconds": elapsed,
+        "batches": len(ordered), "batch_p50_s": ordered[len(ordered) // 2],
+        "batch_p95_s": ordered[max(0, -(-95 * len(ordered) // 100) - 1)],
+        "state_bytes_per_source": int(np.mean(newest)),
+    }  # fmt: skip
+
+
+def report(results: list[dict]) -> str:
+    lines = ["sources x features   records   wall s   records/s   batches   batch p50 / p95 s   state/source"]
+    for r in results:
+        lines.append(
+            f"{r['sources']:>7} x {r['features']:<8} {r['records']:>9,} {r['seconds']:>8.1f} "
+            f"{r['records'] / r['seconds']:>11,.0f} {r['batches']:>9} {r['batch_p50_s']:>10.2f} / "
+            f"{r['batch_p95_s']:<6.2f} {r['state_bytes_per_source']:>12,} B"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """``python -m bench.many_sources [--sources 50]``: 1 source, then ``--sources``."""
+    import argparse
+
+    from bench import broker_and_session
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=50)
+    parser.add_argument("--records", type=int, default=2_000)
+    args = parser.parse_args()
+    with broker_and_session("driftline-many-sources") as (spark, bootstrap, scratch):
+        results = [
+            measure(spark, bootstrap, scratch, sources=n, records=args.records) for n in (1, args.sources)
+        ]
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
