@@ -2,10 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# the job's wall time per micro-batch (driftline.spark.batch logs it after each batch)
+BATCH_SECONDS = re.compile(r"batch_seconds source=(\S+) batch=(\d+) seconds=([0-9.]+)")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` (0 < q <= 1) of ``values``."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-round(q * 100) * len(ordered) // 100) - 1)]
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    """Bytes and files under ``path`` (0, 0 when it does not exist)."""
+    size = files = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            try:
+                size += os.path.getsize(os.path.join(folder, name))
+                files += 1
+            except OSError:  # removed while walking (pruning)
+                pass
+    return size, files
+
+
+@contextmanager
+def batch_log(handler: logging.Handler) -> Iterator[None]:
+    """``handler`` receives the job's per-batch log lines (``driftline.spark.batch``, INFO)."""
+    logger = logging.getLogger("driftline.spark.batch")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency, many_sources, trickle
+from bench import alert_latency, batch_log, many_sources, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -127,11 +127,8 @@ def main() -> None:
                         noop[decode].append(seconds)
                 results["spark kafka source -> noop"] = n / min(noop[False])
                 results["source + frame check + from_avro -> noop"] = n / min(noop[True])
-                logger = logging.getLogger("driftline.spark.batch")
-                logger.setLevel(logging.INFO)
-                logger.addHandler(steps)
-                results["whole job until idle"] = n / _job_seconds(spark, config, Path(scratch), topic)
-                logger.removeHandler(steps)
+                with batch_log(steps):
+                    results["whole job until idle"] = n / _job_seconds(spark, config, Path(scratch), topic)
                 spark.conf.set("spark.sql.streaming.stateStore.providerClass", state_bench.ROCKSDB)
                 state_choice = state_bench.measure(spark, batches=24, rows=20_000)
                 latency = None

@@ -23,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import percentile
 from driftline.config import load_pipeline
 from driftline.demo import Drift
 from driftline.demo.promstack import (
@@ -107,6 +108,6 @@ def _firing(prom) -> bool:
 def summarize(latencies: list[float]) -> dict[str, float]:
     """Median and p95 (nearest rank) of the runs, in seconds."""
     ordered = sorted(latencies)
-    p95 = ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+    p95 = percentile(ordered, 0.95)
     return {"runs": len(ordered), "median_s": round(statistics.median(ordered), 1), "p95_s": round(p95, 1),
             "min_s": round(ordered[0], 1), "max_s": round(ordered[-1], 1)}  # fmt: skip

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import BATCH_SECONDS, batch_log, disk_usage, percentile
+
 FEATURES = 20
-BATCH = re.compile(r"batch_seconds source=(\S+) batch=(\d+) seconds=([0-9.]+)")
 
 
 def _schema(index: int) -> dict:
@@ -116,17 +115,13 @@ def _prepare(folder: Path, bootstrap: str, sources: int, records: int):
     return config
 
 
-def _size(path: Path) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
 class _Batches(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.seconds: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if match := BATCH.match(record.getMessage()):
+        if match := BATCH_SECONDS.match(record.getMessage()):
             self.seconds.append(float(match[3]))
 
 
@@ -138,26 +133,21 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
     folder = scratch / f"many{sources}"
     config = _prepare(folder, bootstrap, sources, records)
     handler = _Batches()
-    logger = logging.getLogger("driftline.spark.batch")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
     started = time.perf_counter()
-    try:
+    with batch_log(handler):
         summary = run(spark, config, max_records_per_batch=per_batch)
-    finally:
-        logger.removeHandler(handler)
     elapsed = time.perf_counter() - started
     assert all(s.reconciles and s.read == records for s in summary.sources.values()), summary
     state = folder / "warehouse" / "_state" / "open"
     newest = []
     for source in state.iterdir():
         versions = sorted((p for p in source.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        newest.append(_size(versions[-1]))
-    ordered = sorted(handler.seconds)
+        newest.append(disk_usage(versions[-1])[0])
+    seconds = handler.seconds
     return {
         "sources": sources, "features": FEATURES, "records": sources * records, "seconds": elapsed,
-        "batches": len(ordered), "batch_p50_s": ordered[len(ordered) // 2],
-        "batch_p95_s": ordered[max(0, -(-95 * len(ordered) // 100) - 1)],
+        "batches": len(seconds), "batch_p50_s": percentile(seconds, 0.5),
+        "batch_p95_s": percentile(seconds, 0.95),
         "state_bytes_per_source": int(np.mean(newest)),
     }  # fmt: skip
 

@@ -24,32 +24,16 @@ Event -> alert latency through Prometheus and Alertmanager is measured separatel
 from __future__ import annotations
 
 import logging
-import os
-import re
 import statistics
 import threading
 import time
 from datetime import UTC
 from pathlib import Path
 
+from bench import BATCH_SECONDS, batch_log, disk_usage, percentile
 from bench.alert_latency import _config as latency_config
 from driftline.metrics import PipelineMetrics
 from driftline.testing.live import LiveProducer, StreamingJob, live_config, wait_until
-
-BATCH = re.compile(r"batch_seconds source=(\S+) batch=(\d+) seconds=([0-9.]+)")
-
-
-def _disk(path: Path) -> tuple[int, int]:
-    """Bytes and files under ``path`` (0, 0 when it does not exist)."""
-    size = files = 0
-    for folder, _, names in os.walk(path):
-        for name in names:
-            try:
-                size += os.path.getsize(os.path.join(folder, name))
-                files += 1
-            except OSError:  # removed while walking (pruning)
-                pass
-    return size, files
 
 
 class _Batches(logging.Handler):
@@ -62,13 +46,13 @@ class _Batches(logging.Handler):
         self.guard = threading.Lock()  # not "lock": logging.Handler holds its own
 
     def emit(self, record: logging.LogRecord) -> None:
-        match = BATCH.match(record.getMessage())
+        match = BATCH_SECONDS.match(record.getMessage())
         if match is None:
             return
         batch = int(match[2])
-        state_bytes, state_files = _disk(self.state / str(batch))
-        internal = [_disk(root) for root in self.internal]
-        tables = _disk(self.tables)
+        state_bytes, state_files = disk_usage(self.state / str(batch))
+        internal = [disk_usage(root) for root in self.internal]
+        tables = disk_usage(self.tables)
         with self.guard:
             self.rows[batch] = {
                 "seconds": float(match[3]), "committed_at": record.created,
@@ -78,12 +62,6 @@ class _Batches(logging.Handler):
             }  # fmt: skip
 
 
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, -(-round(q * 100) * len(ordered) // 100) - 1)]
-
-
 def measure(spark, bootstrap: str, scratch: Path, *, batches: int = 300, rate: int = 1000) -> dict:
     """Run the trickle (see the module docstring) and return its figures."""
     config = live_config(latency_config(scratch / "trickle", bootstrap, 0), trigger="5 seconds")
@@ -91,25 +69,20 @@ def measure(spark, bootstrap: str, scratch: Path, *, batches: int = 300, rate: i
     state = warehouse / "_state" / "open" / "payments"
     internal = [warehouse / "_state", Path(config.path(config.state_dir))]  # state, progress; checkpoints
     handler = _Batches(state, internal, warehouse)
-    logger = logging.getLogger("driftline.spark.batch")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
     started = time.time()
-    try:
-        with (
-            LiveProducer(config, "payments", rate=rate, drifts=(), seed=11) as producer,
-            StreamingJob(spark, config, ["payments"], PipelineMetrics(config.name)) as job,
-        ):
+    with (
+        batch_log(handler),
+        LiveProducer(config, "payments", rate=rate, drifts=(), seed=11) as producer,
+        StreamingJob(spark, config, ["payments"], PipelineMetrics(config.name)) as job,
+    ):
 
-            def done() -> bool:
-                job.check()
-                with handler.guard:
-                    return len(handler.rows) >= batches
+        def done() -> bool:
+            job.check()
+            with handler.guard:
+                return len(handler.rows) >= batches
 
-            wait_until(done, timeout=batches * 60, what=f"{batches} trickle batches", poll=1)
-            produced = producer.produced
-    finally:
-        logger.removeHandler(handler)
+        wait_until(done, timeout=batches * 60, what=f"{batches} trickle batches", poll=1)
+        produced = producer.produced
     elapsed = time.time() - started
     with handler.guard:
         rows = dict(handler.rows)
@@ -141,7 +114,7 @@ def report(result: dict) -> str:
     lines = [
         f"{len(ids)} batches in {result['elapsed_s']:.0f} s, {result['produced']:,} records produced at "
         f"{result['rate']:,}/s (5 s trigger, 10 s windows, 4 s watermark, reference)",
-        f"batch duration p50 {_percentile(seconds, 0.5):.2f} s, p95 {_percentile(seconds, 0.95):.2f} s, "
+        f"batch duration p50 {percentile(seconds, 0.5):.2f} s, p95 {percentile(seconds, 0.95):.2f} s, "
         f"max {max(seconds):.2f} s",
     ]
     if len(ids) >= 100:
@@ -159,7 +132,7 @@ def report(result: dict) -> str:
         part = ids[first : first + tenth]
         durations = [rows[b]["seconds"] for b in part]
         last = rows[part[-1]]
-        p50, p95 = _percentile(durations, 0.5), _percentile(durations, 0.95)
+        p50, p95 = percentile(durations, 0.5), percentile(durations, 0.95)
         lines.append(
             f"{part[0]:>4}-{part[-1]:<4}     {p50:5.2f} / {p95:5.2f} s"
             f"     {last['state_bytes']:>12,} {last['state_files']:>5}     "
@@ -168,8 +141,8 @@ def report(result: dict) -> str:
     close = result["close_to_row"]
     if close:
         lines.append(
-            f"window close -> drift_scores row: p50 {_percentile(close, 0.5):.1f} s, "
-            f"p95 {_percentile(close, 0.95):.1f} s over {len(close)} windows"
+            f"window close -> drift_scores row: p50 {percentile(close, 0.5):.1f} s, "
+            f"p95 {percentile(close, 0.95):.1f} s over {len(close)} windows"
         )
     return "\n".join(lines)
 
@@ -181,10 +154,10 @@ def summary(result: dict) -> dict:
     close = result["close_to_row"] or [float("nan")]
     newest = rows[max(rows)]
     return {
-        "batches": len(rows), "batch_p50_s": round(_percentile(seconds, 0.5), 2),
-        "batch_p95_s": round(_percentile(seconds, 0.95), 2),
-        "close_to_row_p50_s": round(_percentile(close, 0.5), 1),
-        "close_to_row_p95_s": round(_percentile(close, 0.95), 1),
+        "batches": len(rows), "batch_p50_s": round(percentile(seconds, 0.5), 2),
+        "batch_p95_s": round(percentile(seconds, 0.95), 2),
+        "close_to_row_p50_s": round(percentile(close, 0.5), 1),
+        "close_to_row_p95_s": round(percentile(close, 0.95), 1),
         "state_bytes_last": newest["state_bytes"], "internal_bytes_last": newest["internal_bytes"],
         "table_bytes_last": newest["table_bytes"],
     }  # fmt: skip
