@@ -127,13 +127,14 @@ class BatchProcessor:
         self.metrics = metrics
         self.decoder = decoder  # None: the batch is already decoded rows (tests)
         self.loss = loss  # None: failOnDataLoss stops the query instead of skipping
-        self.retention = (
-            None
-            if plan.warehouse is None
-            else RetentionSweeper(plan.warehouse.table("dead_letters"), plan.source,
-                                  timedelta(seconds=plan.dead_letters_retention_seconds))
-        )  # fmt: skip
-        if plan.warehouse is not None:  # progress rows: the newest PROGRESS_KEPT batches stay
+        self.retention: RetentionSweeper | None = None
+        self.progress_pruner: BatchPruner | None = None
+        if plan.warehouse is not None:  # dead letters by age, progress rows: the newest PROGRESS_KEPT
+            self.retention = RetentionSweeper(
+                plan.warehouse.table("dead_letters"),
+                plan.source,
+                timedelta(seconds=plan.dead_letters_retention_seconds),
+            )
             self.progress_pruner = BatchPruner(plan.warehouse.state("progress"), plan.source, PROGRESS_KEPT)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -231,8 +232,10 @@ class BatchProcessor:
         """The running totals before this batch: the previous commit's, or, for a commit
         written before totals were kept, the progress rows' sum (read once, then kept)."""
         commit = previous.commit
-        if commit is None or commit.totals is not None:
-            return None if commit is None else commit.totals
+        if commit is None:
+            return None
+        if commit.totals is not None:
+            return commit.totals
         return progress_totals(spark, self.plan.warehouse, self.plan.source, below=batch_id)
 
     def _write_progress(self, spark, record: dict, batch_id: int) -> None:
@@ -252,10 +255,7 @@ class BatchProcessor:
         """Version ``batch_id`` of the open windows' partials: the previous version's
         open windows and this batch's partials, combined per key."""
         plan = self.plan
-        batch = F.lit(batch_id).cast("bigint")
-        parts = {
-            "windows": (ws.window_partials(windowed).withColumn("_batch", batch), ws.combine_window_partials)
-        }
+        parts = {"windows": (ws.window_partials(windowed), ws.combine_window_partials)}
         if plan.numeric:
             parts["numeric"] = (ws.numeric_partials(windowed, plan.numeric), ws.combine_numeric)
         if plan.categorical:

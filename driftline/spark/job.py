@@ -376,7 +376,7 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
     for source in sources:
         summary = SourceSummary()
         commit = WindowState(spark, warehouse.root, source).latest_commit()
-        totals = commit.totals if commit is not None and commit.totals is not None else None
+        totals = commit.totals if commit is not None else None
         if totals is None:  # no state yet, or one whose commits predate running totals
             totals = progress_totals(spark, warehouse, source) or {}
         summary.batches = totals.get("batches", 0)

@@ -31,27 +31,45 @@ def expired(entries: list[tuple[str, int]], older_than: timedelta, now_ms: int) 
     return [name for _, name in sorted(old)]
 
 
-class RetentionSweeper:
-    """Deletes one source's expired ``dead_letters`` partitions, now and then (driver side)."""
+class _FolderPruner:
+    """Deletes entries of one source's folder under ``base``, listing it at most once per
+    ``every`` seconds (driver side, after a batch committed)."""
 
-    def __init__(self, table: str, source: str, retention: timedelta, clock=time.time) -> None:
-        self.folder = fs.join(table, f"source={source}")
-        self.retention = retention
-        self.every = min(retention / 10, timedelta(hours=1)).total_seconds()
-        self.clock = clock
+    def __init__(self, base: str, source: str, every: float, clock=time.time) -> None:
+        self.folder = fs.join(base, f"source={source}")
+        self.every, self.clock = every, clock
         self._last: float | None = None
 
-    def __call__(self, spark: SparkSession) -> list[str]:
+    def _due(self) -> float | None:
+        """Now (epoch seconds) when a sweep is due, else None."""
         now = self.clock()
         if self._last is not None and now - self._last < self.every:
-            return []
+            return None
         self._last = now
-        gone = expired(fs.list_modified(spark, self.folder), self.retention, int(now * 1000))
-        for name in gone:
+        return now
+
+    def _delete(self, spark: SparkSession, names: list[str], message: str) -> list[str]:
+        """Delete ``names``; log ``message`` % (folder, how many, the first) when any."""
+        for name in names:
             fs.delete(spark, fs.join(self.folder, name))
-        if gone:
-            logger.info("retention_pruned table=%s partitions=%d oldest=%s", self.folder, len(gone), gone[0])
-        return gone
+        if names:
+            logger.info(message, self.folder, len(names), names[0])
+        return names
+
+
+class RetentionSweeper(_FolderPruner):
+    """Deletes one source's expired ``dead_letters`` partitions, now and then."""
+
+    def __init__(self, table: str, source: str, retention: timedelta, clock=time.time) -> None:
+        super().__init__(table, source, min(retention / 10, timedelta(hours=1)).total_seconds(), clock)
+        self.retention = retention
+
+    def __call__(self, spark: SparkSession) -> list[str]:
+        now = self._due()
+        if now is None:
+            return []
+        gone = expired(fs.list_modified(spark, self.folder), self.retention, int(now * 1000))
+        return self._delete(spark, gone, "retention_pruned table=%s partitions=%d oldest=%s")
 
 
 def batches_below(names: list[str], below: int) -> list[str]:
@@ -60,23 +78,15 @@ def batches_below(names: list[str], below: int) -> list[str]:
     return [name for number, name in sorted(numbered) if number < below]
 
 
-class BatchPruner:
-    """Keeps the newest ``keep`` batch folders of one source under ``base`` (driver side,
-    after a batch committed); lists the folder at most once per ``every`` seconds."""
+class BatchPruner(_FolderPruner):
+    """Keeps the newest ``keep`` batch folders of one source under ``base``."""
 
     def __init__(self, base: str, source: str, keep: int, every: float = 600.0, clock=time.time) -> None:
-        self.folder = fs.join(base, f"source={source}")
-        self.keep, self.every, self.clock = keep, every, clock
-        self._last: float | None = None
+        super().__init__(base, source, every, clock)
+        self.keep = keep
 
     def __call__(self, spark: SparkSession, batch_id: int) -> list[str]:
-        now = self.clock()
-        if self._last is not None and now - self._last < self.every:
+        if self._due() is None:
             return []
-        self._last = now
         gone = batches_below(fs.list_names(spark, self.folder), batch_id - self.keep + 1)
-        for name in gone:
-            fs.delete(spark, fs.join(self.folder, name))
-        if gone:
-            logger.info("batches_pruned folder=%s batches=%d oldest=%s", self.folder, len(gone), gone[0])
-        return gone
+        return self._delete(spark, gone, "batches_pruned folder=%s batches=%d oldest=%s")

@@ -4,8 +4,7 @@ Layout under ``<warehouse>/_state/open/<source>/``::
 
     <N>/numeric/       combined numeric partials per (window, feature)     Parquet
     <N>/categorical/   one count per (window, feature, value)              Parquet
-    <N>/windows/       rows and offsets per (window, topic, partition),    Parquet
-                       ``_batch`` = newest batch that added rows to it
+    <N>/windows/       rows and offsets per (window, topic, partition)     Parquet
     <N>/bins/          reference-grid counts per (window, feature, bin)    Parquet
     <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals"}
 
@@ -49,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("numeric", "categorical", "windows", "bins")
 COMMIT = "_commit.json"
+# columns older versions wrote and nothing reads any more (``windows``' ``_batch``, the newest batch
+# per window: commits list the windows now); dropped when read so such a version still combines
+RETIRED_COLUMNS = ("_batch",)
 RETAINED = 2  # the newest version and the one before it, which a replay of the newest reads
 
 
@@ -66,7 +68,7 @@ class Commit:
     policy: dict[str, Any] | None = None  # the alert policy's state (PolicyState.to_dict())
     # the version's windows, (start, end) aware UTC; None in commits written before they were listed
     windows: tuple[tuple[datetime, datetime], ...] | None = None
-    # running totals of every batch so far (see TOTALS); None in commits written before they were kept
+    # running totals of every batch so far (driftline.spark.totals); None in older commits
     totals: dict[str, Any] | None = None
 
     def to_json(self) -> str:
@@ -113,7 +115,7 @@ class StateVersion:
             return None
         frame = self.spark.read.parquet(folder)
         self.files_read += len(frame.inputFiles())
-        return frame
+        return frame.drop(*RETIRED_COLUMNS)  # drop() ignores columns a frame lacks
 
 
 class WindowState:

@@ -152,13 +152,11 @@ def combine_categorical(partials: DataFrame) -> DataFrame:
 
 
 def combine_window_partials(partials: DataFrame) -> DataFrame:
-    """Window partials as one row per (window, topic, partition); ``_batch`` keeps the
-    newest batch that added rows to the window's partition."""
+    """Window partials as one row per (window, topic, partition)."""
     return partials.groupBy(*WINDOW_KEY, "_topic", "_partition").agg(
         F.sum("rows").alias("rows"),
         F.min("first_offset").alias("first_offset"),
         F.max("last_offset").alias("last_offset"),
-        F.max("_batch").alias("_batch"),
     )
 
 
