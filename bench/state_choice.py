@@ -7,9 +7,9 @@ over) is read by two streaming queries in one SparkSession, one file per micro-b
 A. Spark's stateful aggregation: ``withWatermark`` (10 min) + ``groupBy(window)`` with
    count, nulls, mean, M2 (as variance), min, max and a KLL sketch per feature, in
    the RocksDB state store, update mode into a Parquet sink via ``foreachBatch``;
-B. driftline's way (:mod:`driftline.spark.window_state`): per-batch partials combined
-   with the previous state version, a new version written, the touched windows'
-   statistics finished and written.
+B. driftline's way (:mod:`driftline.spark.window_state`): per-batch partials collected
+   to the driver, combined with the previous state version there, a new version
+   written, the touched windows' statistics finished and written.
 
 Printed: the median trigger time of each (from ``recentProgress``) over the second
 half of the batches, their ratio, and each one's growth (mean of the last quarter over
@@ -66,10 +66,13 @@ def _spark_state_store(spark, source, out: Path):
 
 
 def _versioned(spark, source, out: Path):
+    import pyarrow as pa
     from pyspark.sql import functions as F
 
+    from driftline.spark import arrow_files
     from driftline.spark import window_stats as ws
-    from driftline.spark.window_state import Commit, WindowState
+    from driftline.spark.window_state import Commit, WindowState, collect, to_pandas
+    from driftline.stats.partials import finish_numeric
 
     state = WindowState(spark, str(out / "warehouse"), "bench")
 
@@ -82,19 +85,19 @@ def _versioned(spark, source, out: Path):
         if before.watermark is not None:
             windowed = windowed.where(F.col("window_end") > F.lit(before.watermark))
         windowed = windowed.cache()
-        parts = {
-            "numeric": (ws.numeric_partials(windowed, FEATURES), ws.combine_numeric),
-            "windows": (ws.window_partials(windowed).withColumn("_batch", F.lit(batch_id).cast("bigint")),
-                        ws.combine_window_partials),
-        }  # fmt: skip
-        state.advance(batch_id, previous, parts)
+        frames = {"numeric": ws.numeric_partials(windowed, FEATURES), "windows": ws.window_partials(windowed)}
+        partials = {kind: to_pandas(table, kind) for kind, table in collect(frames).items()}
+        current = state.advance(batch_id, previous, partials)
         newest = windowed.agg(F.max("event_time")).first()[0]
         windowed.unpersist()
-        current = state.version(batch_id)
-        touched = [r[0] for r in current.frame("windows").where(F.col("_batch") == batch_id)
-                   .select("window_start").distinct().collect()]  # fmt: skip
-        stats = ws.finish_numeric(current.frame("numeric").where(F.col("window_start").isin(touched)))
-        stats.write.mode("append").parquet(str(out / "tables"))
+        touched = set(partials["windows"]["window_start"])
+        numeric = current.frame("numeric")
+        stats = finish_numeric(numeric[numeric["window_start"].isin(touched)])
+        for row in stats:
+            row.pop("sketch")
+        arrow_files.write_file(
+            spark, str(out / "tables" / f"part-{batch_id:05d}.parquet"), pa.Table.from_pylist(stats)
+        )
         newest = max(t for t in (before.max_event_time, newest.astimezone(UTC)) if t is not None)
         state.commit(Commit(batch_id, newest - timedelta(minutes=10), newest, None))
 

@@ -9,15 +9,18 @@ Spark SQL executed by the executors. Per batch:
    the topic is read once per batch;
 1. split the rows: decode failures (``_reason`` set by the decoder), rule failures
    (first failed expectation), late rows, valid rows;
-2. late means the row's (last) window ended at or before the watermark, where the
-   watermark for batch N is ``max(event time of valid rows in batches < N) - delay``
-   (read from the progress table, so a replay sees the same watermark);
-3. write this batch's mergeable partials, its dead letters (table and Kafka topic,
-   the latter in one transaction with a commit marker) and its progress row;
-4. re-merge every window the batch touched from all partials so far and overwrite
-   those windows' partitions of ``feature_stats``;
-5. score the windows that closed in this batch against the reference and advance the
-   alert policy (:mod:`driftline.spark.drift`).
+2. late means the row's (last) window ended at or before the watermark, a running
+   value kept in the window state's commit record
+   (``max(watermark before, newest valid event time - delay)``), so a replay sees the
+   same watermark;
+3. one Spark action collects the batch's census (counts per class, rule and window)
+   and its mergeable partials (:func:`driftline.spark.window_state.collect`);
+4. the driver combines the partials with the previous state version and writes the
+   next one, then the dead letters (table and Kafka topic, the latter in one
+   transaction with a commit marker) and the progress row;
+5. the windows the batch touched or closed are finished from the new version into
+   their ``feature_stats`` partitions, and the closed ones are scored against the
+   reference and advance the alert policy (:mod:`driftline.spark.drift`).
 
 Every count reconciles per batch: ``read == valid + dead_lettered + late`` where
 ``dead_lettered`` counts decode and rule failures and ``late`` the LATE_DATA rows
@@ -32,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -39,18 +44,19 @@ from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
-from driftline.spark import fs
+from driftline.spark import arrow_files, feature_stats
 from driftline.spark import window_stats as ws
-from driftline.spark.census import Census, take_census
+from driftline.spark.census import Census, census_frame, read_census
 from driftline.spark.data_loss import NO_LOSS, LossCounter
 from driftline.spark.decode import FrameDecoder
-from driftline.spark.drift import DriftScorer, bin_partials, combine_bins
+from driftline.spark.drift import DriftScorer, bin_partials
 from driftline.spark.event_time import with_event_time_check
 from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import BatchPruner, RetentionSweeper
-from driftline.spark.tables import Warehouse, as_utc, overwrite, overwrite_partitions
+from driftline.spark.tables import Warehouse, as_utc, overwrite
 from driftline.spark.totals import add_totals, progress_totals
-from driftline.spark.window_state import Commit, StateVersion, WindowState, open_windows
+from driftline.spark.window_state import Commit, StateVersion, WindowState, collect, open_windows, to_pandas
+from driftline.stats import partials as pt
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +64,17 @@ DEAD_LETTER_COLUMNS = ["reason", "stage", "message", "rule", "_topic", "_partiti
                        "_schema_id", "_key", "event_time", "_raw"]  # fmt: skip
 
 
-PROGRESS_SCHEMA = (
-    "read BIGINT, valid BIGINT, dead_lettered BIGINT, late BIGINT, "
-    "by_reason MAP<STRING, BIGINT>, max_event_time TIMESTAMP, watermark TIMESTAMP, "
-    "lost BIGINT, offsets_reset INT"
-)
+PROGRESS_SCHEMA = pa.schema([
+    ("read", pa.int64()), ("valid", pa.int64()), ("dead_lettered", pa.int64()), ("late", pa.int64()),
+    ("by_reason", pa.map_(pa.string(), pa.int64())), ("max_event_time", pa.timestamp("us", tz="UTC")),
+    ("watermark", pa.timestamp("us", tz="UTC")), ("lost", pa.int64()), ("offsets_reset", pa.int32()),
+])  # fmt: skip
 
+
+# A batch of at most this many rows is aggregated in one task per aggregation: the cached
+# rows are read as one partition, which Spark's planner takes as already clustered for every
+# grouping, so no aggregation shuffles (a shuffle's tasks cost more than such a batch's rows).
+SINGLE_TASK_ROWS = 50_000
 
 PROGRESS_KEPT = 1000  # batches whose progress row stays (totals live in the state's commit record)
 
@@ -176,6 +187,8 @@ class BatchProcessor:
         spark = rows.sparkSession
         state = WindowState(spark, warehouse.root, plan.source)
         timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
+        if read <= SINGLE_TASK_ROWS:  # one partition: every aggregation below runs without a shuffle
+            rows = rows.coalesce(1)
         with timed("read_and_watermark"):
             previous = state.previous(batch_id)
             before = previous.commit or Commit(batch_id - 1)
@@ -194,11 +207,15 @@ class BatchProcessor:
         if watermark is not None:  # a sliding window's earlier windows may be final already: they stay so
             windowed = windowed.where(F.col("window_end") > F.lit(watermark))
         late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
-        with timed("census"):
-            census = take_census(decode_failed, checked, plan.event_time, late_windowed, windowed)
+        with timed("census"):  # one Spark action: the batch's counts and its partials
+            frames = self._partials(windowed)
+            frames["census"] = census_frame(decode_failed, checked, plan.event_time, late_windowed, windowed)
+            collected = collect(frames)
+            census = read_census(collected.pop("census").to_pylist())
             record = self._progress(read, census, batch_id, watermark, loss)
         with timed("partials"):
-            self._write_state(state, previous, windowed, batch_id)
+            parts = {kind: to_pandas(table, kind) for kind, table in collected.items()}
+            current = state.advance(batch_id, previous, parts)
         if record["dead_lettered"] + record["late"]:  # a batch without any writes no dead-letter files
             with timed("dead_letters"):
                 dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
@@ -209,7 +226,6 @@ class BatchProcessor:
         newest = max((t for t in (before.max_event_time, in_batch) if t is not None), default=None)
         candidates = [watermark, newest and newest - timedelta(seconds=plan.watermark_seconds)]
         watermark_after = max((w for w in candidates if w is not None), default=None)
-        current = state.version(batch_id)
         added = {(as_utc(start), as_utc(end)) for start, end in census.valid_windows}
         windows = open_windows(previous, watermark) | added
         with timed("merge_windows"):
@@ -241,7 +257,8 @@ class BatchProcessor:
     def _write_progress(self, spark, record: dict, batch_id: int) -> None:
         warehouse = self.plan.warehouse
         path = warehouse.batch_path(warehouse.state("progress"), self.plan.source, batch_id)
-        overwrite(spark.createDataFrame([record], PROGRESS_SCHEMA).coalesce(1), path)
+        row = {**record, "by_reason": list(record["by_reason"].items())}
+        arrow_files.replace_folder(spark, path, pa.Table.from_pylist([row], schema=PROGRESS_SCHEMA))
 
     def _write_dead(self, spark, dead: DataFrame, batch_id: int) -> None:
         """The dead-letter table's batch, then the same rows (read back) to the topic."""
@@ -251,21 +268,18 @@ class BatchProcessor:
         if self.dead_letters is not None:
             self.dead_letters.write(batch_id, self._outgoing(spark.read.parquet(str(path)), batch_id))
 
-    def _write_state(self, state: WindowState, previous, windowed: DataFrame, batch_id: int) -> None:
-        """Version ``batch_id`` of the open windows' partials: the previous version's
-        open windows and this batch's partials, combined per key."""
+    def _partials(self, windowed: DataFrame) -> dict[str, DataFrame]:
+        """This batch's partials of every kind (:mod:`driftline.stats.partials`) as Spark
+        frames (collected with the census in one action)."""
         plan = self.plan
-        parts = {"windows": (ws.window_partials(windowed), ws.combine_window_partials)}
+        frames = {"windows": ws.window_partials(windowed)}
         if plan.numeric:
-            parts["numeric"] = (ws.numeric_partials(windowed, plan.numeric), ws.combine_numeric)
+            frames["numeric"] = ws.numeric_partials(windowed, plan.numeric)
         if plan.categorical:
-            parts["categorical"] = (
-                ws.categorical_partials(windowed, plan.categorical),
-                ws.combine_categorical,
-            )
+            frames["categorical"] = ws.categorical_partials(windowed, plan.categorical)
         if plan.drift is not None and plan.drift.binnings:
-            parts["bins"] = (bin_partials(windowed, plan.drift.binnings), combine_bins)
-        state.advance(batch_id, previous, parts)
+            frames["bins"] = bin_partials(windowed, plan.drift.binnings)
+        return frames
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
@@ -386,103 +400,61 @@ class BatchProcessor:
         rows belong to (their ``late_rows``).
 
         Returns the windows that closed in this batch, ``(start, end)`` in order."""
-        warehouse = self.plan.warehouse
+        root = self.plan.warehouse.table("feature_stats")
         closed = sorted(w for w in windows if watermark_after is not None and w[1] <= watermark_after)
         touched = sorted({start for start, _ in added} | {start for start, _ in closed})
-        tables = [self._window_rows(spark, batch_id, current, touched, watermark_after)] if touched else []
-        late_rows = self._late_rows(spark, batch_id, census.late_windows)
-        if late_rows is not None:
-            tables.append(late_rows)
-        if tables:
-            table = tables[0]
-            for more in tables[1:]:
-                table = table.unionByName(more, allowMissingColumns=True)
-            overwrite_partitions(table, warehouse.table("feature_stats"), ["source", "window_key"])
+        rows = self._window_rows(batch_id, current, touched, watermark_after) if touched else []
+        rows += self._late_rows(spark, batch_id, census.late_windows)
+        feature_stats.replace_windows(spark, root, self.plan.source, rows)
         return closed
 
-    def _window_rows(
-        self, spark, batch_id: int, current: StateVersion, touched, watermark_after
-    ) -> DataFrame:
+    def _window_rows(self, batch_id: int, current: StateVersion, touched, watermark_after) -> list[dict]:
         """``feature_stats`` rows of the ``touched`` windows, finished from the state."""
         plan = self.plan
-        in_touched = F.col("window_start").isin(touched)
-        stats = []
+        starts = [pd.Timestamp(start) for start in touched]
+        rows: list[dict] = []
         if plan.numeric and (numeric := current.frame("numeric")) is not None:
-            stats.append(ws.finish_numeric(numeric.where(in_touched)).withColumn("kind", F.lit("numeric")))
+            rows += pt.finish_numeric(numeric[numeric["window_start"].isin(starts)])
         if plan.categorical and (categorical := current.frame("categorical")) is not None:
-            stats.append(
-                ws.merge_categorical(categorical.where(in_touched)).withColumn("kind", F.lit("categorical"))
-            )
-        features = stats[0]
-        for more in stats[1:]:
-            features = features.unionByName(more, allowMissingColumns=True)
-        ranges = ws.offset_ranges(current.frame("windows").where(in_touched))
-        is_final = (F.col("window_end") <= F.lit(watermark_after)) if watermark_after else F.lit(False)
-        return (
-            self._table_columns(features.join(ranges, ws.WINDOW_KEY, "left"), batch_id)
-            .withColumn("late_rows", F.lit(0).cast("bigint"))
-            .withColumn("is_final", is_final)
-        )
+            rows += pt.finish_categorical(categorical[categorical["window_start"].isin(starts)])
+        known = current.frame("windows")
+        ranges = pt.offset_ranges(known[known["window_start"].isin(starts)]) if known is not None else {}
+        for row in rows:
+            row["offset_ranges"] = ranges.get((row["source"], row["window_start"], row["window_end"]))
+            row["late_rows"] = 0
+            row["is_final"] = watermark_after is not None and row["window_end"] <= watermark_after
+            row["pipeline"], row["batch_id"] = plan.pipeline, batch_id
+        return rows
 
-    def _table_columns(self, frame: DataFrame, batch_id: int) -> DataFrame:
-        return (
-            frame.withColumn("pipeline", F.lit(self.plan.pipeline))
-            .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
-            .withColumn("window_key", F.date_format("window_start", WINDOW_KEY_SQL))
-        )
-
-    def _late_rows(self, spark, batch_id: int, counts: list[tuple]) -> DataFrame | None:
-        """The closed windows this batch's late rows belong to, their ``late_rows`` raised.
+    def _late_rows(self, spark, batch_id: int, counts: list[tuple]) -> list[dict]:
+        """The rows of the closed windows this batch's late rows belong to, their
+        ``late_rows`` raised.
 
         Only those windows' partitions of ``feature_stats`` are read. A row already written
         by this batch (``batch_id``) is a replay's and keeps its count; a window no valid
-        row ever reached gets zero-count rows, so its lateness shows. Materialised
-        (``localCheckpoint``) before the table is overwritten with it."""
-        plan, warehouse = self.plan, self.plan.warehouse
-        if not counts:
-            return None
-        root = warehouse.table("feature_stats")
-        late_rows = [(plan.source, start, end, n, window_key(start)) for start, end, n in counts]
-        partition = lambda key: fs.join(root, f"source={plan.source}", f"window_key={key}")  # noqa: E731
-        written = {key for *_, key in late_rows if fs.exists(spark, partition(key))}
-        late = spark.createDataFrame(
-            late_rows,
-            "source STRING, window_start TIMESTAMP, window_end TIMESTAMP, _late BIGINT, window_key STRING",
-        )
-        tables = []
-        if written:
-            existing = spark.read.option("basePath", root).parquet(
-                *[partition(key) for key in sorted(written)]
-            )
-            mine = F.col("batch_id") == batch_id
-            tables.append(
-                existing.join(late.select("window_key", "_late"), "window_key")
-                .withColumn(
-                    "late_rows",
-                    F.when(mine, F.col("late_rows")).otherwise(F.col("late_rows") + F.col("_late")),
-                )
-                .withColumn("batch_id", F.lit(batch_id).cast("bigint"))
-                .drop("_late")
-            )
-        unseen = late.where(~F.col("window_key").isin(sorted(written)))
+        row ever reached gets zero-count rows, so its lateness shows."""
+        plan = self.plan
+        root = plan.warehouse.table("feature_stats")
         kinds = [(f, "numeric") for f in plan.numeric] + [(f, "categorical") for f in plan.categorical]
-        names = spark.createDataFrame(kinds, "feature STRING, kind STRING")
-        zero = F.lit(0).cast("bigint")
-        tables.append(self._table_columns(unseen.drop("window_key").crossJoin(names), batch_id).select(
-            *ws.WINDOW_KEY, "feature", "kind", zero.alias("rows"), zero.alias("nulls"), zero.alias("n"),
-            F.when(F.col("kind") == "categorical", zero).alias("distinct_count"),
-            F.col("_late").alias("late_rows"), F.lit(True).alias("is_final"),
-            "pipeline", "batch_id", "window_key",
-        ))  # fmt: skip
-        out = tables[0] if len(tables) == 1 else tables[0].unionByName(tables[1], allowMissingColumns=True)
-        return out.localCheckpoint(eager=True)
+        out: list[dict] = []
+        for start, end, late in counts:
+            existing = feature_stats.read_window(spark, root, plan.source, start)
+            if existing:
+                for row in existing:
+                    if row["batch_id"] != batch_id:
+                        row["late_rows"] = (row["late_rows"] or 0) + late
+                    row["batch_id"] = batch_id
+                out += existing
+                continue
+            for feature, kind in kinds:
+                out.append({
+                    "window_start": as_utc(start), "window_end": as_utc(end), "feature": feature,
+                    "kind": kind, "rows": 0, "nulls": 0, "n": 0,
+                    "distinct_count": 0 if kind == "categorical" else None,
+                    "late_rows": late, "is_final": True, "pipeline": plan.pipeline, "batch_id": batch_id,
+                })  # fmt: skip
+        return out
 
 
-def window_key(start: datetime) -> str:
-    """The ``feature_stats`` partition of the window starting at ``start`` (a Spark
-    timestamp, naive local or aware): its UTC start as ``yyyyMMdd'T'HHmmss``, the same
-    text as :data:`WINDOW_KEY_SQL` gives in the UTC session."""
-    return as_utc(start).strftime("%Y%m%dT%H%M%S")
-
-
-WINDOW_KEY_SQL = "yyyyMMdd'T'HHmmss"  # Spark's date_format pattern for window_key
+window_key = feature_stats.window_key
+WINDOW_KEY_SQL = feature_stats.WINDOW_KEY_SQL

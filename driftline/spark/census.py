@@ -1,8 +1,9 @@
-"""A micro-batch's counts in one Spark action: classes, rule failures, windows.
+"""A micro-batch's counts: classes, rule failures, windows.
 
 Runs on the driver inside ``foreachBatch`` (:mod:`driftline.spark.batch`), once per
-batch, over the batch's cached frames. One ``collect`` of a union of three small
-aggregations replaces the separate counting actions a batch used to run:
+batch, over the batch's cached frames. :func:`census_frame` is a union of three small
+aggregations, collected in the same Spark action as the batch's partials
+(:func:`driftline.spark.window_state.collect`), and :func:`read_census` reads it:
 
 - per class and rule: how many rows, and the newest event time of the valid rows.
   A decode failure's class is its reason code; a rows that passed decoding is
@@ -29,7 +30,7 @@ LATE = ReasonCode.LATE_DATA.value
 
 @dataclass
 class Census:
-    """What :func:`take_census` counted (window bounds as Spark returns timestamps)."""
+    """What :func:`census_frame` counted (timestamps aware UTC)."""
 
     by_class: dict[str, int] = field(default_factory=dict)
     rule_failures: dict[str, int] = field(default_factory=dict)
@@ -51,14 +52,14 @@ class Census:
         return {c: n for c, n in self.by_class.items() if c not in (VALID, LATE)}
 
 
-def take_census(
+def census_frame(
     decode_failed: DataFrame,
     checked: DataFrame,
     event_time: str,
     late_windowed: DataFrame,
     windowed: DataFrame,
-) -> Census:
-    """Count the batch in one action.
+) -> DataFrame:
+    """The batch's counts as one small frame (see the module docstring).
 
     ``decode_failed``: rows with ``_reason`` set; ``checked``: the other rows with
     ``_rule`` (first failed rule, or null) and ``_late``; ``late_windowed`` /
@@ -92,9 +93,13 @@ def take_census(
             F.col("window_start").alias("start"), F.col("window_end").alias("end"), "n", null_time.alias("t"),
         )  # fmt: skip
 
-    union = classes.unionByName(per_window(late_windowed, "late")).unionByName(per_window(windowed, "valid"))
+    return classes.unionByName(per_window(late_windowed, "late")).unionByName(per_window(windowed, "valid"))
+
+
+def read_census(rows) -> Census:
+    """The :class:`Census` in the collected rows of :func:`census_frame` (mappings)."""
     census = Census()
-    for row in union.collect():
+    for row in rows:
         if row["part"] == "class":
             if row["class"] is None:
                 continue  # unclassified: left out of every count, so the batch does not reconcile

@@ -4,20 +4,21 @@ Per micro-batch, inside the source's ``foreachBatch`` (driver side; the row work
 Spark SQL, no Python UDF):
 
 1. :func:`bin_partials` counts the batch's valid rows per (window, numeric feature,
-   reference grid bin); :func:`combine_bins` adds them to the open windows' state
-   (``bins`` in :mod:`driftline.spark.window_state`) like the other partials.
-   Categorical counts per value are already in the state's ``categorical``.
+   reference grid bin); the driver adds them to the open windows' state (``bins`` in
+   :mod:`driftline.spark.window_state`) like the other partials. Categorical counts
+   per value are already in the state's ``categorical``.
 2. When windows *close* (the watermark passes their end, which happens once per
-   window), :class:`DriftScorer` reads the closed windows' counts from the state
-   version of this batch (at most ``grid + 2`` numbers per feature and window) and
-   hands them to :func:`driftline.stats.score_window`: the one place the formulas
-   live. No raw row is re-scanned, no earlier batch is read.
+   window), :class:`DriftScorer` takes the closed windows' counts from the state
+   version of this batch, held by the driver (at most ``grid + 2`` numbers per
+   feature and window), and hands them to :func:`driftline.stats.score_window`: the
+   one place the formulas live. No raw row is re-scanned, no earlier batch is read.
 3. The alert policy's state (k-of-n history, firing, hysteresis) comes from the
    previous state version's commit record, is advanced window by window in
    event-time order and goes into this version's commit record. A replayed batch
    reads the same state and closes the same windows, so it writes the same rows.
 4. ``drift_scores`` and ``alerts`` rows go to the batch's own partitions
-   (``source=<s>/batch_id=<n>``, overwritten on replay); alert events go to the alerts
+   (``source=<s>/batch_id=<n>``, replaced on replay; written by pyarrow,
+   :mod:`driftline.spark.arrow_files`); alert events go to the alerts
    topic in one Kafka transaction with a commit marker (skipped if already committed).
 """
 
@@ -32,34 +33,44 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import DriftObservation, PipelineMetrics
+from driftline.spark import arrow_files, feature_stats
 from driftline.spark import window_stats as ws
-from driftline.spark.tables import Warehouse, as_utc, iso_utc, overwrite
+from driftline.spark.tables import Warehouse, iso_utc
 from driftline.spark.window_state import StateVersion, WindowState
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
+from driftline.stats import partials as pt
 from driftline.stats.binning import NumericBinning
 from driftline.stats.scoring import FeatureScore, finite_or_none
 
 logger = logging.getLogger(__name__)
 
-SHIFTED = "ARRAY<STRUCT<bin: STRING, reference: DOUBLE, current: DOUBLE>>"
-RANGES = "ARRAY<STRUCT<topic: STRING, partition: INT, first_offset: BIGINT, last_offset: BIGINT>>"
-DRIFT_SCORES_SCHEMA = (
-    "pipeline STRING, window_start TIMESTAMP, window_end TIMESTAMP, feature STRING, kind STRING, "
-    "method STRING, score DOUBLE, effect DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, threshold DOUBLE, "
-    f"verdict STRING, drifted BOOLEAN, n BIGINT, ks_bound DOUBLE, psi_smoothing DOUBLE, "
-    f"reference_version STRING, top_shifted {SHIFTED}, offset_ranges {RANGES}"
-)
-ALERTS_SCHEMA = (
-    "pipeline STRING, event STRING, alert_id STRING, feature STRING, method STRING, "
-    "window_start TIMESTAMP, window_end TIMESTAMP, first_flagged_window TIMESTAMP, score DOUBLE, "
-    "effect DOUBLE, threshold DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, n BIGINT, "
-    f"reference_version STRING, top_shifted {SHIFTED}, offset_ranges {RANGES}"
-)
+_TIME = pa.timestamp("us", tz="UTC")
+SHIFTED = pa.list_(pa.struct([("bin", pa.string()), ("reference", pa.float64()), ("current", pa.float64())]))
+RANGES = feature_stats.SCHEMA.field("offset_ranges").type
+_SCORE_FIELDS = [
+    ("score", pa.float64()), ("effect", pa.float64()), ("p_value", pa.float64()),
+    ("p_adjusted", pa.float64()), ("threshold", pa.float64()),
+]  # fmt: skip
+DRIFT_SCORES_SCHEMA = pa.schema([
+    ("pipeline", pa.string()), ("window_start", _TIME), ("window_end", _TIME), ("feature", pa.string()),
+    ("kind", pa.string()), ("method", pa.string()), *_SCORE_FIELDS, ("verdict", pa.string()),
+    ("drifted", pa.bool_()), ("n", pa.int64()), ("ks_bound", pa.float64()), ("psi_smoothing", pa.float64()),
+    ("reference_version", pa.string()), ("top_shifted", SHIFTED), ("offset_ranges", RANGES),
+])  # fmt: skip
+ALERTS_SCHEMA = pa.schema([
+    ("pipeline", pa.string()), ("event", pa.string()), ("alert_id", pa.string()), ("feature", pa.string()),
+    ("method", pa.string()), ("window_start", _TIME), ("window_end", _TIME), ("first_flagged_window", _TIME),
+    ("score", pa.float64()), ("effect", pa.float64()), ("threshold", pa.float64()), ("p_value", pa.float64()),
+    ("p_adjusted", pa.float64()), ("n", pa.int64()), ("reference_version", pa.string()),
+    ("top_shifted", SHIFTED), ("offset_ranges", RANGES),
+])  # fmt: skip
 
 
 def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> DataFrame:
@@ -110,11 +121,6 @@ def grid_slot(value: Column, binning: NumericBinning) -> Column:
     return F.when(value.isNull() | F.isnan(value), F.lit(binning.null_slot)).otherwise(search)
 
 
-def combine_bins(partials: DataFrame) -> DataFrame:
-    """Bin counts of any number of batches as one ``count`` per (window, feature, bin)."""
-    return partials.groupBy(*ws.WINDOW_KEY, "feature", "bin").agg(F.sum("count").alias("count"))
-
-
 @dataclass
 class DriftScorer:
     """Scores a source's windows as they close and raises alerts; driver side, per batch."""
@@ -140,36 +146,32 @@ class DriftScorer:
         self, state: StateVersion, closed: list[datetime]
     ) -> dict[datetime, dict[str, np.ndarray]]:
         """Counts per closed window and feature, from the state version that closed them."""
-        in_closed = F.col("window_start").isin(closed)
+        starts = [pd.Timestamp(start) for start in closed]
         out: dict[datetime, dict[str, np.ndarray]] = defaultdict(dict)
         bins = state.frame("bins")
         if bins is not None:
-            rows = bins.where(in_closed).select("window_start", "feature", "bin", F.col("count").alias("c"))
-            grouped: dict[tuple, dict[int, int]] = defaultdict(dict)
-            for row in rows.collect():
-                grouped[(as_utc(row["window_start"]), row["feature"])][row["bin"]] = row["c"]
-            for (start, feature), by_bin in grouped.items():
-                counts = np.zeros(self.reference.features[feature].binning.slots, dtype=np.int64)
-                counts[list(by_bin)] = list(by_bin.values())
-                out[start][feature] = counts
+            slots = {name: binning.slots for name, binning in self.binnings.items()}
+            in_closed = bins[bins["window_start"].isin(starts) & bins["feature"].isin(list(slots))]
+            for (start, feature), counts in pt.bin_counts(in_closed, slots).items():
+                out[start.to_pydatetime()][feature] = counts
         categorical = [n for n, f in self.reference.features.items() if f.kind == "categorical"]
         values = state.frame("categorical")
         if categorical and values is not None:
-            rows = values.where(in_closed & F.col("feature").isin(categorical))
-            rows = rows.select("window_start", "feature", "value", F.col("count").alias("c"))
-            grouped_values: dict[tuple, dict[Any, int]] = defaultdict(dict)
-            for row in rows.collect():
-                grouped_values[(as_utc(row["window_start"]), row["feature"])][row["value"]] = row["c"]
-            for (start, feature), by_value in grouped_values.items():
-                out[start][feature] = self.reference.features[feature].binning.counts(by_value)
+            rows = values[values["window_start"].isin(starts) & values["feature"].isin(categorical)]
+            for (start, feature), group in rows.groupby(["window_start", "feature"], sort=True):
+                by_value = dict(zip(group["value"].where(group["value"].notna(), None), group["count"],
+                                    strict=True))  # fmt: skip
+                out[start.to_pydatetime()][feature] = self.reference.features[feature].binning.counts(
+                    by_value
+                )
         return out
 
     def _offset_ranges(self, state: StateVersion, closed: list[datetime]) -> dict[datetime, list[dict]]:
         known = state.frame("windows")
         if known is None:
             return {}
-        rows = ws.offset_ranges(known.where(F.col("window_start").isin(closed))).collect()
-        return {as_utc(r["window_start"]): [part.asDict() for part in r["offset_ranges"]] for r in rows}
+        ranges = pt.offset_ranges(known[known["window_start"].isin([pd.Timestamp(s) for s in closed])])
+        return {start.to_pydatetime(): parts for (_, start, _), parts in ranges.items()}
 
     def score_closed(
         self,
@@ -275,7 +277,7 @@ class DriftScorer:
         for table, rows, schema in (("drift_scores", score_rows, DRIFT_SCORES_SCHEMA),
                                     ("alerts", alert_rows, ALERTS_SCHEMA)):  # fmt: skip
             path = self.warehouse.batch_path(self.warehouse.table(table), self.source, batch_id)
-            overwrite(spark.createDataFrame(rows, schema), path, files=1)
+            arrow_files.replace_folder(spark, path, pa.Table.from_pylist(rows, schema=schema))
 
     def _outgoing(self, row: dict[str, Any]) -> OutgoingRecord:
         event = {"source": self.source, **row}

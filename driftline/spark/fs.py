@@ -37,8 +37,25 @@ def read_text(spark: SparkSession, path: str) -> str | None:
         stream.close()
 
 
+def read_bytes(spark: SparkSession, path: str) -> bytes | None:
+    """A whole (small) file's bytes, None if absent."""
+    fs, hadoop_path = _fs(spark, path)
+    if not fs.exists(hadoop_path):
+        return None
+    stream = fs.open(hadoop_path)
+    try:
+        return bytes(spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
 def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` as one step a reader sees whole or not at all:
+    """Replace ``path`` with ``text`` (UTF-8), atomically: see :func:`write_bytes`."""
+    write_bytes(spark, path, text.encode("utf-8"))
+
+
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` as one step a reader sees whole or not at all:
     written to a hidden sibling, then renamed over the target (an atomic rename on
     HDFS and local file systems; on S3 a single PUT, whole by construction)."""
     fs, target = _fs(spark, path)
@@ -46,7 +63,7 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
     temporary = jvm.org.apache.hadoop.fs.Path(target.getParent(), f".{target.getName()}.tmp")
     stream = fs.create(temporary, True)
     try:
-        stream.write(bytearray(text.encode("utf-8")))
+        stream.write(bytearray(data))
     finally:
         stream.close()
     if fs.exists(target):

@@ -31,6 +31,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.default.parallelism": "4",
     "spark.ui.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
+    # timestamps in the tables as UTC instants (Parquet INT64 micros, isAdjustedToUTC), the same as
+    # the files the driver writes with pyarrow; Spark's default, INT96, reads as naive in pandas
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",
     "spark.driver.memory": "2g",

@@ -2,15 +2,18 @@
 
 Layout under ``<warehouse>/_state/open/<source>/``::
 
-    <N>/numeric/       combined numeric partials per (window, feature)     Parquet
-    <N>/categorical/   one count per (window, feature, value)              Parquet
-    <N>/windows/       rows and offsets per (window, topic, partition)     Parquet
-    <N>/bins/          reference-grid counts per (window, feature, bin)    Parquet
-    <N>/_commit.json   {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals"}
+    <N>/numeric.parquet       combined numeric partials per (window, feature)
+    <N>/categorical.parquet   one count per (window, feature, value)
+    <N>/windows.parquet       rows and offsets per (window, topic, partition)
+    <N>/bins.parquet          reference-grid counts per (window, feature, bin)
+    <N>/_commit.json          {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals"}
 
-Batch N reads version P (the newest committed one below N, normally N-1) keeping only
-windows that end after P's watermark, unions its own partials, combines them
-(:mod:`driftline.spark.window_stats`) and writes version N; ``_commit.json`` is written
+The partials are small (one row per open window and feature, value or grid slot), so
+they live on the driver as pandas frames: batch N reads version P (the newest committed
+one below N, normally N-1), keeping only windows that end after P's watermark, adds
+the batch's own partials (which Spark computed and the driver collected in one
+action), combines them (:mod:`driftline.stats.partials`) and writes version N, one
+Parquet file per kind (:mod:`driftline.spark.arrow_files`, no Spark job); ``_commit.json`` is written
 last and makes the version count. The watermark is a running value in the commit
 record, ``watermark_N = max(watermark_P, newest valid event time of N - delay)``,
 never a scan of history, and so is the list of the version's windows, so a batch
@@ -25,24 +28,27 @@ A replay of batch N (Spark runs it again after a failure before its commit) find
 version N-1 still there and writes the same version N. After a commit everything
 older than N-1 is deleted, so the disk holds at most :data:`RETAINED` versions.
 
-All of it runs on the driver inside ``foreachBatch``; the reads and writes are Spark
-jobs over Hadoop FileSystem paths (:mod:`driftline.spark.fs`), never local files.
+All of it runs on the driver inside ``foreachBatch``; the reads and writes go through
+Hadoop FileSystem paths (:mod:`driftline.spark.fs`), never local files. A version
+written before this layout (a folder of Spark ``part-*`` files per kind) is read too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from driftline.spark import fs
-from driftline.spark.tables import as_utc
+from driftline.spark import arrow_files, fs
+from driftline.stats import partials
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +59,58 @@ COMMIT = "_commit.json"
 RETIRED_COLUMNS = ("_batch",)
 RETAINED = 2  # the newest version and the one before it, which a replay of the newest reads
 
+_TIME = pa.timestamp("us", tz="UTC")
+_KEY_FIELDS = [("source", pa.string()), ("window_start", _TIME), ("window_end", _TIME)]
+SCHEMAS = {
+    "numeric": pa.schema([*_KEY_FIELDS, ("feature", pa.string()), ("rows", pa.int64()), ("nulls", pa.int64()),
+                          ("n", pa.int64()), ("mean", pa.float64()), ("m2", pa.float64()),
+                          ("min", pa.float64()), ("max", pa.float64()), ("sketch", pa.binary())]),
+    "categorical": pa.schema([*_KEY_FIELDS, ("feature", pa.string()), ("value", pa.string()),
+                              ("count", pa.int64())]),
+    "bins": pa.schema([*_KEY_FIELDS, ("feature", pa.string()), ("bin", pa.int32()), ("count", pa.int64())]),
+    "windows": pa.schema([*_KEY_FIELDS, ("_topic", pa.string()), ("_partition", pa.int32()),
+                          ("rows", pa.int64()), ("first_offset", pa.int64()), ("last_offset", pa.int64())]),
+}  # fmt: skip
+
 
 def _moment(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def to_pandas(table: pa.Table, kind: str) -> pd.DataFrame:
+    """A kind's partials as pandas with its columns and types (timestamps aware UTC;
+    a file Spark wrote stores them without a zone, in UTC)."""
+    table = table.drop_columns([c for c in RETIRED_COLUMNS if c in table.column_names])
+    columns = []
+    for name in partials.COLUMNS[kind]:
+        column = table.column(name)
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            column = column.cast(pa.timestamp(column.type.unit)).cast(
+                pa.timestamp(column.type.unit, tz="UTC")
+            )
+        columns.append(column.cast(SCHEMAS[kind].field(name).type))
+    return pa.table(columns, schema=SCHEMAS[kind]).to_pandas()
+
+
+def collect(frames: dict[str, DataFrame]) -> dict[str, pa.Table]:
+    """Small per-batch aggregates of several shapes (``frames``, by name), collected to
+    the driver in one Spark action: one union, returned as Arrow and split by name again
+    (each table with only its own frame's columns). Runs on the driver, per batch; the
+    aggregations run in the executors and only their rows (per window and feature,
+    value or grid slot, never per record) travel."""
+    union = None
+    for name, frame in frames.items():
+        tagged = frame.withColumn("_kind", F.lit(name))
+        union = tagged if union is None else union.unionByName(tagged, allowMissingColumns=True)
+    if union is None:
+        return {}
+    table = union.toArrow()
+    kinds = table["_kind"]
+    return {name: table.filter(pc.equal(kinds, name)).select(frames[name].columns) for name in frames}
+
+
+def to_arrow(frame: pd.DataFrame, kind: str) -> pa.Table:
+    return pa.Table.from_pandas(frame[partials.COLUMNS[kind]], schema=SCHEMAS[kind], preserve_index=False)
 
 
 @dataclass(frozen=True)
@@ -94,28 +149,31 @@ class Commit:
 
 @dataclass
 class StateVersion:
-    """One version's partials as DataFrames (lazy reads; ``None`` for a kind never written)."""
+    """One version's partials as pandas frames (read on first use; ``None`` for a kind
+    never written)."""
 
     spark: SparkSession
     path: str | None  # None: no version (the first batch)
     commit: Commit | None
-    files_read: int = 0  # Parquet files this version's frames read, counted as they are opened
-    _frames: dict[str, DataFrame | None] = field(default_factory=dict)
+    files_read: int = 0  # files this version's frames read, counted as they are opened
+    _frames: dict[str, pd.DataFrame | None] = field(default_factory=dict)
 
-    def frame(self, kind: str) -> DataFrame | None:
+    def frame(self, kind: str) -> pd.DataFrame | None:
         if kind not in self._frames:
             self._frames[kind] = self._read(kind)
         return self._frames[kind]
 
-    def _read(self, kind: str) -> DataFrame | None:
+    def _read(self, kind: str) -> pd.DataFrame | None:
         if self.path is None:
             return None
-        folder = fs.join(self.path, kind)
-        if not fs.exists(self.spark, fs.join(folder, "_SUCCESS")):
-            return None
-        frame = self.spark.read.parquet(folder)
-        self.files_read += len(frame.inputFiles())
-        return frame.drop(*RETIRED_COLUMNS)  # drop() ignores columns a frame lacks
+        table = arrow_files.read_file(self.spark, fs.join(self.path, f"{kind}.parquet"))
+        files = int(table is not None)
+        if table is None:  # a version written by Spark before (a folder of part files)
+            folder = fs.join(self.path, kind)
+            if fs.exists(self.spark, fs.join(folder, "_SUCCESS")):
+                table, files = arrow_files.read_folder(self.spark, folder)
+        self.files_read += files
+        return None if table is None else to_pandas(table, kind)
 
 
 class WindowState:
@@ -157,21 +215,24 @@ class WindowState:
         """The newest committed version's record (at query start, to restore gauges)."""
         return self._newest_commit()
 
-    def advance(
-        self, batch_id: int, previous: StateVersion, parts: dict[str, tuple[DataFrame, Callable]]
-    ) -> None:
-        """Write version ``batch_id``: per kind, this batch's partials (``parts[kind][0]``)
-        and ``previous``'s, combined per key by ``parts[kind][1]`` (a ``combine_*``)."""
+    def advance(self, batch_id: int, previous: StateVersion, parts: dict[str, pd.DataFrame]) -> StateVersion:
+        """Write version ``batch_id``: per kind, this batch's partials (``parts[kind]``)
+        and ``previous``'s, combined per key (:func:`driftline.stats.partials.combine`).
+        Returns the new version, its frames in memory (its commit is not written yet)."""
         self.clear(batch_id)  # what an interrupted attempt of this batch left
-        for kind, (frame, combine) in parts.items():
+        current = StateVersion(self.spark, fs.join(self.base, str(batch_id)), None)
+        for kind, frame in parts.items():
             earlier = previous.frame(kind)
-            self.write(batch_id, kind, combine(frame if earlier is None else earlier.unionByName(frame)))
+            both = (
+                frame if earlier is None or earlier.empty else pd.concat([earlier, frame], ignore_index=True)
+            )
+            combined = partials.combine(kind, both)
+            arrow_files.write_file(self.spark, self.path(batch_id, kind), to_arrow(combined, kind))
+            current._frames[kind] = combined
+        return current
 
     def path(self, batch_id: int, kind: str) -> str:
-        return fs.join(self.base, str(batch_id), kind)
-
-    def write(self, batch_id: int, kind: str, frame: DataFrame) -> None:
-        frame.coalesce(1).write.mode("overwrite").parquet(self.path(batch_id, kind))
+        return fs.join(self.base, str(batch_id), f"{kind}.parquet")
 
     def clear(self, batch_id: int) -> None:
         """Remove what an interrupted earlier attempt of ``batch_id`` left (replays)."""
@@ -195,8 +256,10 @@ def open_windows(state: StateVersion, watermark: datetime | None) -> set[tuple[d
         known = set(state.commit.windows)
     else:
         frame = state.frame("windows")
-        rows = [] if frame is None else frame.select("window_start", "window_end").distinct().collect()
-        known = {(as_utc(r[0]), as_utc(r[1])) for r in rows}
+        rows = (
+            [] if frame is None else frame[["window_start", "window_end"]].drop_duplicates().itertuples(False)
+        )
+        known = {(start.to_pydatetime(), end.to_pydatetime()) for start, end in rows}
     return {w for w in known if watermark is None or w[1] > watermark}
 
 
@@ -207,5 +270,5 @@ def _open_only(state: StateVersion) -> StateVersion:
         return state
     for kind in KINDS:
         frame = state.frame(kind)
-        state._frames[kind] = None if frame is None else frame.where(F.col("window_end") > F.lit(watermark))
+        state._frames[kind] = None if frame is None else frame[frame["window_end"] > watermark]
     return state

@@ -62,17 +62,17 @@ def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path
 
     # the newest version holds the windows open before it and those it added rows to
     frame = pd.DataFrame(records)
-    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).dt.tz_localize(None)
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
     frame["window_start"] = frame["event_time"].dt.floor("5min")
     progress = pd.read_parquet(warehouse / "_state" / "progress" / "source=payments")
     progress["batch_id"] = progress["batch_id"].astype(int)
     newest = pd.to_datetime(progress[progress["batch_id"] < last]["max_event_time"], utc=True).max()
-    watermark_before = newest.tz_localize(None) - DELAY
+    watermark_before = newest - DELAY
     seen = frame.iloc[: last * PER_BATCH]
     last_batch = frame.iloc[last * PER_BATCH :]
     open_before = {w for w in seen["window_start"] if w + timedelta(minutes=5) > watermark_before}
     expected = open_before | set(last_batch["window_start"])
-    numeric = pd.read_parquet(state / str(last) / "numeric")
+    numeric = pd.read_parquet(state / str(last) / "numeric.parquet")
     assert set(numeric["window_start"]) == expected
     assert len(expected) < frame["window_start"].nunique() / 2  # bounded: far fewer than all windows
     per_window = frame.groupby("window_start").size()
@@ -92,7 +92,8 @@ def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path
 
 def test_open_windows_from_the_commit_record_or_from_an_older_commits_partials(spark, tmp_path) -> None:
     """A commit lists its version's windows; one written before commits did (an upgraded
-    job's state) gets them from its ``windows`` partials. Either way only windows ending
+    job's state, its partials in Spark's folder layout) gets them from its ``windows``
+    partials. Either way only windows ending
     after the watermark are open."""
     from datetime import UTC, datetime
 
@@ -106,7 +107,8 @@ def test_open_windows_from_the_commit_record_or_from_an_older_commits_partials(s
         "source STRING, window_start TIMESTAMP, window_end TIMESTAMP, _topic STRING, _partition INT, "
         "rows BIGINT, first_offset BIGINT, last_offset BIGINT, _batch BIGINT",
     )
-    state.write(3, "windows", partials)
+    # the layout before this one: a folder of Spark part files per kind
+    partials.coalesce(1).write.parquet(f"{state.base}/3/windows")
     old = Commit(3, watermark=t(5), max_event_time=t(15))  # no window list
     assert Commit.from_json(old.to_json()).windows is None
     state.commit(old)

@@ -73,7 +73,7 @@ def test_injected_drift_fires_and_untouched_features_stay_quiet(drift_run):
     assert summary.read == N and summary.reconciles and summary.batches >= 3
     assert summary.reference_version == baseline.version
 
-    injected_window = pd.Timestamp("2026-01-05T08:00:00") + pd.Timedelta(seconds=INJECTED_AT)
+    injected_window = pd.Timestamp("2026-01-05T08:00:00Z") + pd.Timedelta(seconds=INJECTED_AT)
     fired = alerts[alerts["event"] == "fired"]
     assert set(fired["feature"]) == DRIFTED, fired[["feature", "method", "window_start"]]
     assert not set(scores[scores["drifted"]]["feature"]) & QUIET
@@ -107,7 +107,7 @@ def test_spark_window_counts_score_like_the_notebook_api(drift_run):
     config, baseline, records, _, scores, _, _ = drift_run
     profile = ReferenceProfile.load(find_profile(config, "payments"))
     frame = pd.DataFrame(records)
-    frame["window_start"] = frame["event_time"].dt.floor("5min").dt.tz_localize(None)
+    frame["window_start"] = frame["event_time"].dt.floor("5min")  # UTC instants, as in the tables
     policy = AlertPolicy.from_settings(config.drift)
     checked = 0
     for window_start, rows in frame.groupby("window_start"):
@@ -164,12 +164,12 @@ def test_drift_metrics_show_the_newest_window_and_the_firing_alerts(drift_run):
             count = registry.get_sample_value("driftline_drift_alerts_total", {**labels, "event": event})
             assert (count or 0) == (fired["event"] == event).sum()
         if active:
-            since = fired[fired["event"] == "fired"]["first_flagged_window"].max().tz_localize("UTC")
+            since = fired[fired["event"] == "fired"]["first_flagged_window"].max()
             assert value("driftline_drift_first_flagged_timestamp_seconds") == since.timestamp()
     window_end = registry.get_sample_value(
         "driftline_drift_window_end_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
     )
-    assert window_end == newest["window_end"].iloc[0].tz_localize("UTC").timestamp()
+    assert window_end == newest["window_end"].iloc[0].timestamp()
 
 
 def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run, spark):
