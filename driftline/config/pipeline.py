@@ -212,6 +212,16 @@ class MetricsConfig(_Model):
         default=parse_duration("30 seconds"),
         description="After a query fails, keep serving this long so Prometheus scrapes the failure.",
     )
+    feature_series: Literal["all", "alerting"] = Field(
+        default="all",
+        description="Per-feature drift series: 'all' features, or only 'alerting' ones (a drifted newest "
+        "window or an active alert, then feature_series_linger longer), which bounds the series count.",
+    )
+    feature_series_linger: DurationField = Field(
+        default=parse_duration("1 hour"),
+        description="With feature_series = 'alerting': how long (event time) a feature's drift series stay "
+        "after its last drifted window or active alert.",
+    )
 
 
 class PipelineConfig(_Model):

@@ -38,7 +38,7 @@ class DemoAlerting:
 
     def __enter__(self) -> DemoAlerting:
         settings = self.config.metrics
-        self.metrics = PipelineMetrics(self.config.name)
+        self.metrics = PipelineMetrics.for_pipeline(self.config)
         port = settings.port if port_is_free(settings.address, settings.port) else 0
         exporter = serve(self.metrics.registry, address=settings.address, port=port)
         self._stack.callback(exporter.close)

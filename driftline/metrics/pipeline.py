@@ -24,6 +24,7 @@ The full catalogue with PromQL examples is in ``docs/metrics.md``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -88,9 +89,24 @@ def _seconds(moment: datetime) -> float:
 class PipelineMetrics:
     """Every metric driftline exports, registered in :attr:`registry` (not the global one)."""
 
-    def __init__(self, pipeline: str, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        *,
+        registry: CollectorRegistry | None = None,
+        feature_series: str = "all",
+        feature_series_linger_seconds: float = 3600.0,
+    ) -> None:
+        """``feature_series``: ``"all"`` exports every (feature, method)'s drift series;
+        ``"alerting"`` only those whose newest window drifted or whose alert is active,
+        and each for ``feature_series_linger_seconds`` (of window end time) after that,
+        then removes them: the series count follows the alerting features, not the
+        pipeline's width (``[metrics] feature_series``)."""
         self.pipeline = pipeline
         self.registry = registry or CollectorRegistry()
+        self.feature_series = feature_series
+        self.feature_series_linger = feature_series_linger_seconds
+        self._flagged_at: dict[tuple[str, ...], float] = {}  # drift labels -> last flagged window end
         self._cumulative: dict[str, list[int]] = {}  # source -> [read, accounted for]
         self._newest_event: dict[str, float] = {}
         self._down: set[str] = set()  # sources whose query has ended (failures counted once)
@@ -274,6 +290,10 @@ class PipelineMetrics:
     def drift_alert_state(self, source: str, feature: str, method: str, *, active: bool, since) -> None:
         """The alert policy's saved state (at query start): firing alerts stay firing across restarts."""
         labels = (self.pipeline, source, feature, method)
+        if self.feature_series != "all":
+            if not active:
+                return
+            self._flagged_at[labels] = since.timestamp() if since else time.time()
         self.drift_alert_active.labels(*labels).set(int(active))
         self.drift_first_flagged.labels(*labels).set(_seconds(since) if active and since else math.nan)
 
@@ -336,6 +356,9 @@ class PipelineMetrics:
         newest = None
         for o in observations:
             labels = (self.pipeline, source, o.feature, o.method)
+            newest = o.window_end if newest is None else max(newest, o.window_end)
+            if not self._exported(labels, flagged=o.drifted or o.alert_active, at=_seconds(o.window_end)):
+                continue
             self.drift_score.labels(*labels).set(math.nan if o.score is None else o.score)
             self.drift_effect.labels(*labels).set(math.nan if o.effect is None else o.effect)
             if o.p_adjusted is not None or labels in self._tested:  # PSI and JS never have one
@@ -346,9 +369,37 @@ class PipelineMetrics:
             self.drift_alert_active.labels(*labels).set(int(o.alert_active))
             first = self.drift_first_flagged.labels(*labels)
             first.set(_seconds(o.first_flagged) if o.alert_active and o.first_flagged else math.nan)
-            newest = o.window_end if newest is None else max(newest, o.window_end)
         if newest is not None:
             self.drift_window_end.labels(self.pipeline, source).set(_seconds(newest))
+
+    @classmethod
+    def for_pipeline(cls, config) -> PipelineMetrics:
+        """The metrics of a :class:`~driftline.config.PipelineConfig`, with its ``[metrics]``
+        series settings."""
+        settings = config.metrics
+        return cls(config.name, feature_series=settings.feature_series,
+                   feature_series_linger_seconds=settings.feature_series_linger.seconds)  # fmt: skip
+
+    def _exported(self, labels: tuple[str, ...], *, flagged: bool, at: float) -> bool:
+        """Whether a (feature, method)'s drift series are exported after the window ending
+        at ``at``; in ``alerting`` mode, series that stop being so are removed."""
+        if self.feature_series == "all":
+            return True
+        if flagged:
+            self._flagged_at[labels] = at
+        last = self._flagged_at.get(labels)
+        if last is not None and at - last <= self.feature_series_linger:
+            return True
+        self._flagged_at.pop(labels, None)
+        self._tested.discard(labels)
+        for gauge in self._feature_gauges():
+            with contextlib.suppress(KeyError):  # never exported
+                gauge.remove(*labels)
+        return False
+
+    def _feature_gauges(self) -> tuple[Gauge, ...]:
+        return (self.drift_score, self.drift_effect, self.drift_p_value, self.drift_threshold,
+                self.drift_detected, self.drift_alert_active, self.drift_first_flagged)  # fmt: skip
 
     def drift_alert_event(self, source: str, feature: str, method: str, event: str) -> None:
         self.drift_alerts.labels(self.pipeline, source, feature, method, event).inc()

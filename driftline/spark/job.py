@@ -264,7 +264,7 @@ def run(
     with ExitStack() as stack:
         served = metrics is None and config.metrics.enabled
         if served:
-            metrics = PipelineMetrics(config.name)
+            metrics = PipelineMetrics.for_pipeline(config)
             exporter = serve(metrics.registry, address=config.metrics.address, port=config.metrics.port)
             stack.callback(exporter.close)
         if metrics is not None:

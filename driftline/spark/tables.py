@@ -3,8 +3,8 @@
 Under the pipeline's warehouse directory:
 
 ``feature_stats/``     one row per (source, window, feature); partitioned by
-                       ``source`` / ``window_key``, a window's partition is rewritten
-                       whenever a batch touches it (dynamic partition overwrite)
+                       ``source`` / ``window_key``, a window's partition is replaced
+                       whenever a batch touches it (:mod:`driftline.spark.feature_stats`)
 ``dead_letters/``      one row per dead-lettered record; ``source`` / ``batch_id``
 ``drift_scores/``,     per closed window; ``source`` / ``batch_id``
 ``alerts/``
@@ -13,8 +13,10 @@ Under the pipeline's warehouse directory:
                        (:mod:`driftline.spark.window_state`)
 
 Every write replaces exactly the partition(s) its batch owns, so writing batch N again
-gives the same files (exactly once across replays). Parquet throughout: DuckDB,
-pandas or Spark read any of them directly. Folders are listed through Hadoop's
+gives the same files (exactly once across replays). Parquet throughout, timestamps as
+UTC instants: DuckDB, pandas or Spark read any of them directly. Dead letters are
+written by Spark (:func:`overwrite`); the small tables whose rows the driver builds by
+pyarrow (:mod:`driftline.spark.arrow_files`). Folders are listed through Hadoop's
 FileSystem (:mod:`driftline.spark.fs`), so the warehouse may be on shared storage.
 """
 
@@ -69,17 +71,6 @@ def overwrite(frame: DataFrame, path: str, *, files: int | None = None) -> None:
     folders = [part.split("=", 1)[0] for part in str(path).split("/") if "=" in part]
     frame = frame.drop(*[c for c in frame.columns if c in folders])
     (frame.coalesce(files) if files else frame).write.mode("overwrite").parquet(str(path))
-
-
-def overwrite_partitions(frame: DataFrame, path: str, partition_by: list[str]) -> None:
-    """Replace only the partitions present in ``frame`` (dynamic partition overwrite)."""
-    (
-        frame.repartition(*partition_by)  # one file per partition (window), not one per task
-        .write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy(*partition_by)
-        .parquet(str(path))
-    )
 
 
 def read_batches(spark: SparkSession, base: str, source: str) -> DataFrame | None:

@@ -63,6 +63,8 @@ def test_topic_prefix_applies_to_every_topic() -> None:
          "metrics.port: Input should be less than or equal to 65535; got 70000"),
         (lambda d: d["pipeline"].update(name="demo pipeline!"),
          "pipeline.name: String should match pattern"),
+        (lambda d: d["metrics"].update(feature_series="some"),
+         "metrics.feature_series: Input should be 'all' or 'alerting'; got 'some'"),
     ],
 )  # fmt: skip
 def test_structural_errors_name_the_key_and_the_options(mutate, expected) -> None:

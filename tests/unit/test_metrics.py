@@ -156,6 +156,54 @@ def test_drift_gauges_follow_the_newest_window():
     )
 
 
+def test_alerting_mode_exports_only_flagged_features_and_drops_them_after_the_linger():
+    """``[metrics] feature_series = "alerting"``: 500 quiet features publish no drift series;
+    a drifted one appears, stays for the linger after its last flagged window, then goes."""
+    from datetime import timedelta
+
+    metrics = PipelineMetrics("p", feature_series="alerting", feature_series_linger_seconds=600)
+    ids = {"pipeline": "p", "source": "s"}
+
+    def window(minute: int, drifted: set[str]) -> None:
+        end = T0 + timedelta(minutes=minute)
+        metrics.drift_scored("s", [
+            DriftObservation(f"f{i:03d}", "ks", 0.5 if f"f{i:03d}" in drifted else 0.01, 0.5, 1e-6, 0.1,
+                             f"f{i:03d}" in drifted, False, end, None)
+            for i in range(500)
+        ])  # fmt: skip
+
+    def series() -> set[str]:
+        family = _families(metrics)["driftline_drift_score"]
+        return {sample.labels["feature"] for sample in family.samples}
+
+    window(5, set())
+    assert series() == set()
+    assert _value(metrics, "driftline_drift_window_end_timestamp_seconds", **ids) is not None
+    window(10, {"f007"})
+    assert series() == {"f007"}
+    assert _value(metrics, "driftline_drift_detected", **ids, feature="f007", method="ks") == 1
+    window(15, set())  # 5 minutes after its last drifted window: kept, now showing no drift
+    assert series() == {"f007"}
+    assert _value(metrics, "driftline_drift_detected", **ids, feature="f007", method="ks") == 0
+    window(21, set())  # 11 minutes after: removed from every drift gauge
+    assert series() == set()
+    assert _value(metrics, "driftline_drift_detected", **ids, feature="f007", method="ks") is None
+    assert _value(metrics, "driftline_drift_p_value", **ids, feature="f007", method="ks") is None
+    # a restarted job's firing alert (saved state) is exported in this mode too; a quiet one is not
+    metrics.drift_alert_state("s", "f042", "ks", active=True, since=T0)
+    metrics.drift_alert_state("s", "f043", "ks", active=False, since=None)
+    assert _value(metrics, "driftline_drift_alert_active", **ids, feature="f042", method="ks") == 1
+    assert _value(metrics, "driftline_drift_alert_active", **ids, feature="f043", method="ks") is None
+
+
+def test_all_mode_exports_every_feature():
+    metrics = PipelineMetrics("p")
+    end = T0.replace(minute=5)
+    metrics.drift_scored("s", [DriftObservation(f"f{i}", "psi", 0.0, 0.0, None, 0.2, False, False, end, None)
+                               for i in range(50)])  # fmt: skip
+    assert len(_families(metrics)["driftline_drift_score"].samples) == 50
+
+
 def test_query_lifecycle():
     metrics = PipelineMetrics("p")
     metrics.query_started("s")
