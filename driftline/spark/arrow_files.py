@@ -73,3 +73,19 @@ def read_folder(spark: SparkSession, folder: str) -> tuple[pa.Table | None, int]
     if not tables:
         return None, 0
     return pa.concat_tables(tables, promote_options="default"), len(tables)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, in its order: a missing column null, any
+    other column dropped, each cast to its type; a timestamp stored without a zone (a file
+    Spark wrote with INT96) is read as UTC."""
+    columns = []
+    for target in schema:
+        if target.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, target.type))
+            continue
+        column = table.column(target.name)
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+        columns.append(column.cast(target.type))
+    return pa.table(columns, schema=schema)

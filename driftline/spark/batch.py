@@ -454,7 +454,3 @@ class BatchProcessor:
                     "late_rows": late, "is_final": True, "pipeline": plan.pipeline, "batch_id": batch_id,
                 })  # fmt: skip
         return out
-
-
-window_key = feature_stats.window_key
-WINDOW_KEY_SQL = feature_stats.WINDOW_KEY_SQL

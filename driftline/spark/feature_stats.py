@@ -39,31 +39,12 @@ SCHEMA = pa.schema([
 
 def window_key(start: datetime) -> str:
     """The partition of the window starting at ``start`` (naive local or aware): its UTC
-    start as ``yyyyMMdd'T'HHmmss``, the same text as :data:`WINDOW_KEY_SQL` gives in the
-    UTC session."""
+    start as ``yyyyMMdd'T'HHmmss``."""
     return as_utc(start).strftime("%Y%m%dT%H%M%S")
-
-
-WINDOW_KEY_SQL = "yyyyMMdd'T'HHmmss"  # Spark's date_format pattern for window_key
 
 
 def partition(root: str, source: str, start: datetime) -> str:
     return fs.join(root, f"source={source}", f"window_key={window_key(start)}")
-
-
-def conform(table: pa.Table) -> pa.Table:
-    """``table`` with exactly :data:`SCHEMA`'s columns: missing ones null, timestamps a
-    Spark file stored without a zone read as UTC (a partition written before)."""
-    columns = []
-    for target in SCHEMA:
-        if target.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, target.type))
-            continue
-        column = table.column(target.name)
-        if pa.types.is_timestamp(column.type) and column.type.tz is None:
-            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-        columns.append(column.cast(target.type))
-    return pa.table(columns, schema=SCHEMA)
 
 
 def replace_windows(spark: SparkSession, root: str, source: str, rows: list[dict]) -> int:
@@ -81,4 +62,4 @@ def replace_windows(spark: SparkSession, root: str, source: str, rows: list[dict
 def read_window(spark: SparkSession, root: str, source: str, start: datetime) -> list[dict] | None:
     """The rows of one window's partition (None when it was never written)."""
     table, _ = arrow_files.read_folder(spark, partition(root, source, start))
-    return None if table is None else conform(table).to_pylist()
+    return None if table is None else arrow_files.conform(table, SCHEMA).to_pylist()

@@ -27,14 +27,8 @@ def exists(spark: SparkSession, path: str) -> bool:
 
 def read_text(spark: SparkSession, path: str) -> str | None:
     """A small UTF-8 text file, None if absent."""
-    fs, hadoop_path = _fs(spark, path)
-    if not fs.exists(hadoop_path):
-        return None
-    stream = fs.open(hadoop_path)
-    try:
-        return spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
+    data = read_bytes(spark, path)
+    return None if data is None else data.decode("utf-8")
 
 
 def read_bytes(spark: SparkSession, path: str) -> bytes | None:

@@ -54,9 +54,6 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("numeric", "categorical", "windows", "bins")
 COMMIT = "_commit.json"
-# columns older versions wrote and nothing reads any more (``windows``' ``_batch``, the newest batch
-# per window: commits list the windows now); dropped when read so such a version still combines
-RETIRED_COLUMNS = ("_batch",)
 RETAINED = 2  # the newest version and the one before it, which a replay of the newest reads
 
 _TIME = pa.timestamp("us", tz="UTC")
@@ -78,18 +75,10 @@ def _moment(value: str | None) -> datetime | None:
 
 
 def to_pandas(table: pa.Table, kind: str) -> pd.DataFrame:
-    """A kind's partials as pandas with its columns and types (timestamps aware UTC;
-    a file Spark wrote stores them without a zone, in UTC)."""
-    table = table.drop_columns([c for c in RETIRED_COLUMNS if c in table.column_names])
-    columns = []
-    for name in partials.COLUMNS[kind]:
-        column = table.column(name)
-        if pa.types.is_timestamp(column.type) and column.type.tz is None:
-            column = column.cast(pa.timestamp(column.type.unit)).cast(
-                pa.timestamp(column.type.unit, tz="UTC")
-            )
-        columns.append(column.cast(SCHEMAS[kind].field(name).type))
-    return pa.table(columns, schema=SCHEMAS[kind]).to_pandas()
+    """A kind's partials as pandas with its columns and types (timestamps aware UTC; a
+    column an older version wrote and nothing reads, such as ``windows``' ``_batch``, is
+    left out, so such a version still combines)."""
+    return arrow_files.conform(table, SCHEMAS[kind]).to_pandas()
 
 
 def collect(frames: dict[str, DataFrame]) -> dict[str, pa.Table]:

@@ -28,8 +28,9 @@ from driftline.avro.registry import open_registry
 from driftline.config import load_pipeline
 from driftline.demo import SignalGenerator
 from driftline.spark import fs
-from driftline.spark.batch import BatchProcessor, window_key
+from driftline.spark.batch import BatchProcessor
 from driftline.spark.decode import FrameDecoder
+from driftline.spark.feature_stats import window_key
 from driftline.spark.job import source_plan
 from tests.conftest import pipeline_copy
 from tests.spark.helpers import encode_mix, produce_frames
