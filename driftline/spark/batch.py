@@ -278,7 +278,7 @@ class BatchProcessor:
         if plan.categorical:
             frames["categorical"] = ws.categorical_partials(windowed, plan.categorical)
         if plan.drift is not None and plan.drift.binnings:
-            frames["bins"] = bin_partials(windowed, plan.drift.binnings)
+            frames["bins"] = bin_partials(windowed, plan.drift.grid(windowed.sparkSession))
         return frames
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:

@@ -26,22 +26,22 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import DriftObservation, PipelineMetrics
 from driftline.spark import arrow_files, feature_stats
 from driftline.spark import window_stats as ws
+from driftline.spark.grid_bins import GridBins
 from driftline.spark.tables import Warehouse, iso_utc
 from driftline.spark.window_state import StateVersion, WindowState
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
@@ -73,52 +73,19 @@ ALERTS_SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
-def bin_partials(windowed: DataFrame, binnings: dict[str, NumericBinning]) -> DataFrame:
+def bin_partials(windowed: DataFrame, grid: GridBins) -> DataFrame:
     """Per (window, feature, bin): rows of ``windowed`` in that reference grid bin.
 
-    The bin of ``x`` is :func:`grid_slot`: ``searchsorted(edges, x, side="right")``, the
-    bins of :class:`~driftline.stats.binning.NumericBinning`; null and NaN go to its null
-    slot ``len(edges) + 1``.
+    The bin of ``x`` is ``searchsorted(edges, x, side="right")``, the bins of
+    :class:`~driftline.stats.binning.NumericBinning`; null and NaN go to its null slot
+    ``len(edges) + 1`` (:mod:`driftline.spark.grid_bins`, a JVM ``Bucketizer``).
     """
-    names = sorted(binnings)
-    pairs = F.array(*[
-        F.struct(F.lit(f).alias("feature"), grid_slot(F.col(f).cast("double"), binnings[f]).alias("bin"))
-        for f in names
-    ])  # fmt: skip
+    slotted = grid.slots(windowed, list(ws.WINDOW_KEY))
     return (
-        windowed.select(*ws.WINDOW_KEY, F.explode(pairs).alias("_pair"))
+        slotted.select(*ws.WINDOW_KEY, F.explode(grid.pairs()).alias("_pair"))
         .groupBy(*ws.WINDOW_KEY, "_pair.feature", "_pair.bin")
         .agg(F.count(F.lit(1)).alias("count"))
     )
-
-
-def grid_slot(value: Column, binning: NumericBinning) -> Column:
-    """The slot of ``value`` in ``binning``, as a Spark SQL expression (JVM, per row).
-
-    A binary search over the edges, ``ceil(log2(len(edges) + 1))`` steps of
-    ``aggregate`` (``lo, hi = 0, len(edges)``; ``mid = (lo + hi) div 2``; ``lo = mid + 1``
-    if ``edges[mid] <= value`` else ``hi = mid``), which ends at the number of edges
-    ``<= value``: ``numpy.searchsorted(edges, value, side="right")``, so ``+inf`` lands
-    in the last value bin. Null and NaN go to the null slot. The edges travel as one
-    JSON string that the optimizer folds into a constant array once per plan (a
-    10,000-edge grid as separate literals, or as Spark ML ``Bucketizer`` parameters,
-    costs thousands of Py4J calls per batch).
-    """
-    count = len(binning.edges)
-    edges = F.from_json(F.lit(json.dumps(list(binning.edges))), "array<double>")
-
-    def step(bounds: Column, _: Column) -> Column:
-        low, high = bounds["lo"], bounds["hi"]
-        mid = F.floor((low + high) / 2).cast("int")
-        right = F.struct((mid + 1).alias("lo"), high.alias("hi"))
-        moved = F.when(F.element_at(edges, mid + 1) <= value, right)
-        moved = moved.otherwise(F.struct(low.alias("lo"), mid.alias("hi")))
-        return F.when(low < high, moved).otherwise(bounds)
-
-    steps = F.sequence(F.lit(1), F.lit(max(1, math.ceil(math.log2(count + 1)))))
-    start = F.struct(F.lit(0).alias("lo"), F.lit(count).alias("hi"))
-    search = F.aggregate(steps, start, step, lambda bounds: bounds["lo"])
-    return F.when(value.isNull() | F.isnan(value), F.lit(binning.null_slot)).otherwise(search)
 
 
 @dataclass
@@ -133,6 +100,7 @@ class DriftScorer:
     warehouse: Warehouse
     alerts: TransactionalBatchWriter | None = None
     metrics: PipelineMetrics | None = None
+    _grid: GridBins | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def binnings(self) -> dict[str, NumericBinning]:
@@ -141,6 +109,12 @@ class DriftScorer:
             for name, f in self.reference.features.items()
             if f.kind == "numeric" and isinstance(f.binning, NumericBinning)
         }
+
+    def grid(self, spark: SparkSession) -> GridBins:
+        """The source's JVM bucketizer over :attr:`binnings`, built on first use."""
+        if self._grid is None:
+            self._grid = GridBins(spark, self.binnings)
+        return self._grid
 
     def _window_counts(
         self, state: StateVersion, closed: list[datetime]

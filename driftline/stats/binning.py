@@ -6,7 +6,8 @@ unions of fine bins, so one set of counts per window serves PSI, KS and quantile
 Bin ``j`` is ``[edge_{j-1}, edge_j)``, with ``-inf`` below the first edge and ``+inf``
 above the last (the last bin is closed at ``+inf``), and one more slot for nulls
 (``None`` and NaN). That is ``numpy.searchsorted(edges, x, side="right")``; the job
-computes the same slot in Spark SQL (``driftline.spark.drift.grid_slot``).
+computes the same slot on the JVM with Spark ML's ``Bucketizer``
+(``driftline.spark.grid_bins``).
 
 Categorical features get the reference vocabulary (the ``max_categories`` most frequent
 values, ties broken by value), one out-of-vocabulary slot for anything else, and a null

@@ -1,0 +1,84 @@
+"""Reference-grid bins of a batch's numeric columns, on the JVM with Spark ML's ``Bucketizer``.
+
+The slot of a value ``x`` in a :class:`~driftline.stats.binning.NumericBinning` is
+``numpy.searchsorted(edges, x, side="right")`` (``+inf`` in the last value bin), and the
+null slot ``len(edges) + 1`` for null and NaN. ``Bucketizer`` with splits
+``[-inf, *edges, +inf]`` puts ``x`` in bucket ``i`` when ``splits[i] <= x < splits[i+1]``
+(the last bucket also holds ``+inf``), which is the same number; with
+``handleInvalid = "keep"`` NaN goes to bucket ``len(splits) - 1 = len(edges) + 1``, the
+null slot, and a null input gives null, which :meth:`GridBins.slots` maps to it too.
+Java compares ``-0.0 < 0.0`` where numpy does not, so values and edges are normalised
+(``x + 0.0``) first.
+
+Where and when it runs: :class:`GridBins` is built once per source on the driver, one
+JVM ``Bucketizer`` for all numeric features, its splits handed over as one JSON string
+(a 10,000-edge grid costs one Py4J call, not thousands). Each micro-batch's
+:meth:`GridBins.slots` adds the transform to the batch's plan; the binary search then
+runs per row in the executors' JVMs. The edges live in the Bucketizer's closure, not
+as literals in the plan, so the plan text Spark keeps for the UI and its listener
+events stays small however many features and sources a driver holds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from driftline.stats.binning import NumericBinning
+
+
+def _json_double(value: float) -> float | str:
+    """Spark ML's JSON for a double param: infinities as the strings it decodes."""
+    if value == float("inf"):
+        return "Inf"
+    if value == float("-inf"):
+        return "-Inf"
+    return value + 0.0
+
+
+class GridBins:
+    """One ``Bucketizer`` over ``binnings`` (feature name -> grid), built on the driver."""
+
+    def __init__(self, spark: SparkSession, binnings: dict[str, NumericBinning]) -> None:
+        self.names = sorted(binnings)
+        self.null_slots = {name: binnings[name].null_slot for name in self.names}
+        self._inputs = tuple(f"_grid_in_{i}" for i in range(len(self.names)))
+        self._outputs = [f"_grid_slot_{i}" for i in range(len(self.names))]
+        splits = [
+            [_json_double(e) for e in (float("-inf"), *binnings[name].edges, float("inf"))]
+            for name in self.names
+        ]
+        jvm = spark.sparkContext._jvm
+        bucketizer = jvm.org.apache.spark.ml.feature.Bucketizer()
+        for param, value in (
+            (bucketizer.splitsArray(), json.dumps(splits)),
+            (bucketizer.inputCols(), json.dumps(self._inputs)),
+            (bucketizer.outputCols(), json.dumps(self._outputs)),
+            (bucketizer.handleInvalid(), json.dumps("keep")),
+        ):
+            bucketizer.set(param, param.jsonDecode(value))
+        self._bucketizer = bucketizer
+
+    def slots(self, frame: DataFrame, keep: list[str]) -> DataFrame:
+        """``frame``'s ``keep`` columns plus the bucketizer's output, one double column
+        per feature (null for a null input); :meth:`pairs` reads them."""
+        # + 0.0 turns -0.0 into 0.0: Java's binary search orders -0.0 below 0.0.
+        inputs = [
+            (F.col(n).cast("double") + F.lit(0.0)).alias(i)
+            for n, i in zip(self.names, self._inputs, strict=True)
+        ]
+        jdf = self._bucketizer.transform(frame.select(*keep, *inputs)._jdf)
+        return DataFrame(jdf, frame.sparkSession).select(*keep, *self._outputs)
+
+    def pairs(self) -> Column:
+        """An array of ``(feature, bin)`` structs over the columns :meth:`slots` made;
+        a null bin (null input) becomes the feature's null slot."""
+        return F.array(*[
+            F.struct(
+                F.lit(name).alias("feature"),
+                F.coalesce(F.col(self._outputs[i]).cast("int"), F.lit(self.null_slots[name])).alias("bin"),
+            )
+            for i, name in enumerate(self.names)
+        ])  # fmt: skip
