@@ -30,6 +30,7 @@ Every count reconciles per batch: ``read == valid + dead_lettered + late`` where
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,15 @@ PROGRESS_SCHEMA = pa.schema([
 SINGLE_TASK_ROWS = 50_000
 
 PROGRESS_KEPT = 1000  # batches whose progress row stays (totals live in the state's commit record)
+
+# Batch bodies of the driver's queries (one query per source) that run at once. Each one
+# in flight holds its cached rows and its plans (analysed, optimised, physical) on the
+# driver's heap, and the driver's Python runs one at a time anyway: unbounded, 50
+# sources x 20 features outgrew a 2 GB driver heap (measured, docs/scaling.md). Two keep
+# one batch's Spark jobs running while another's driver-side merge runs. The others wait
+# at the gate, inside their query's trigger, and are logged as the ``wait`` step.
+CONCURRENT_BATCHES = 2
+_GATE = threading.BoundedSemaphore(CONCURRENT_BATCHES)
 
 
 def _by_topic(items) -> dict[str, int]:
@@ -149,6 +159,14 @@ class BatchProcessor:
             self.progress_pruner = BatchPruner(plan.warehouse.state("progress"), plan.source, PROGRESS_KEPT)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        with _timed("wait", self.plan.source, batch_id):
+            _GATE.acquire()
+        try:
+            self._run(batch, batch_id)
+        finally:
+            _GATE.release()
+
+    def _run(self, batch: DataFrame, batch_id: int) -> None:
         self._cached: list[DataFrame] = []
         started = time.monotonic()
         try:
