@@ -10,6 +10,11 @@ until the job has scored a window, then switches to a 1.5 sigma mean shift in
 ``amount`` and records when the first drifted record was produced; the latency is
 the time until the ``DriftlineFeatureDrift`` alert for ``amount`` arrives.
 
+Drift does not wait for a window to start, so the runs start it at phases spread
+evenly over the window (run ``i`` of ``n`` at ``(i + 0.5) / n`` of it): the latency
+depends on the phase by up to a window, and left to itself the start would follow the
+job's own scoring rhythm and measure one phase only.
+
 Runs share one SparkSession, broker, Prometheus and Alertmanager; each has its own
 topics, checkpoint and tables. Before drifting, a run waits until the previous run's
 alert has resolved (the new run's first clean window clears it), so each run's alert
@@ -77,7 +82,10 @@ def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
             prom.wait_for_scrape()
             for run in range(runs):
                 config = _config(scratch, bootstrap, run)
-                drifted_at, received_at = _one_run(spark, config, metrics, webhook, prom, seed=run)
+                phase = (run + 0.5) / runs * config.windows.size.seconds
+                drifted_at, received_at = _one_run(
+                    spark, config, metrics, webhook, prom, seed=run, phase=phase
+                )
                 latency = received_at - drifted_at
                 latencies.append(latency)
                 print(f"  run {run + 1}/{runs}: drift alert for amount after {latency:5.1f} s "
@@ -86,8 +94,11 @@ def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
     return latencies
 
 
-def _one_run(spark, config, metrics: PipelineMetrics, webhook, prom, *, seed: int) -> tuple[float, float]:
-    """When the first drifted record was produced and when its alert reached the webhook."""
+def _one_run(
+    spark, config, metrics: PipelineMetrics, webhook, prom, *, seed: int, phase: float
+) -> tuple[float, float]:
+    """When the first drifted record was produced (``phase`` seconds into a window) and
+    when its alert reached the webhook."""
     started, seen = time.time(), len(webhook.notifications)
 
     def new_amount_alert(notification) -> bool:
@@ -103,6 +114,10 @@ def _one_run(spark, config, metrics: PipelineMetrics, webhook, prom, *, seed: in
     ):
         job.wait_for_windows(0, after=started - 10, timeout=240)  # this run's first scored window
         wait_until(lambda: not _firing(prom), 60, "the previous run's drift alert to resolve")
+        size = config.windows.size.seconds
+        start = time.time() - time.time() % size + phase
+        at = start if start > time.time() + 0.2 else start + size  # the next moment at that phase
+        wait_until(lambda: time.time() >= at, size + 1, f"{phase:.1f} s into a window", poll=0.01)
         producer.start_drift()
         alert = webhook.wait_for(new_amount_alert, timeout=300)
     return producer.first_drifted_at, alert.received_at
