@@ -8,10 +8,15 @@
 Traceback (most recent call last):
 ...
 ValueError: 'soon' is not a duration; write a number and a unit, e.g. ... (units: ms, s, m, h, d)
+
+Zero is a duration (a watermark of ``"0 seconds"`` allows no late data); a negative one
+is refused as such. Settings that need a span of time (a window's size) also check
+:func:`require_positive`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -22,12 +27,13 @@ _UNITS = {
     "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
     "d": 86400.0, "day": 86400.0, "days": 86400.0,
 }  # fmt: skip
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
+_PATTERN = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
+_EXAMPLE = "write a number and a unit, e.g. '30 seconds', '5 minutes' (units: ms, s, m, h, d)"
 
 
 @dataclass(frozen=True, order=True)
 class Duration:
-    """A positive span of time; ``spark`` renders it for Spark's interval parser."""
+    """A span of time of zero or more seconds; ``spark`` renders it for Spark's interval parser."""
 
     seconds: float
 
@@ -46,15 +52,24 @@ class Duration:
 
 
 def parse_duration(value: object) -> Duration:
-    """Parse ``"<number> <unit>"`` (or a number of seconds) into a :class:`Duration`."""
+    """Parse ``"<number> <unit>"`` (or a number of seconds) into a :class:`Duration` of
+    zero or more seconds; a negative one gets its own message."""
     if isinstance(value, Duration):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return Duration(float(value))
-    match = _PATTERN.match(value.lower()) if isinstance(value, str) else None
-    if match is None or match.group(2) not in _UNITS or float(match.group(1)) <= 0:
-        raise ValueError(
-            f"{value!r} is not a duration; write a number and a unit, e.g. '30 seconds', "
-            f"'5 minutes' (units: ms, s, m, h, d)"
-        )
-    return Duration(float(match.group(1)) * _UNITS[match.group(2)])
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _PATTERN.match(value.lower())) and match.group(2) in _UNITS:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a duration; {_EXAMPLE}")
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative; a duration is zero or more: {_EXAMPLE}")
+    return Duration(seconds + 0.0)
+
+
+def require_positive(duration: Duration) -> Duration:
+    """``duration`` itself, or a ValueError when it is zero (a setting that needs a span)."""
+    if duration.seconds <= 0:
+        raise ValueError("must be more than zero: this setting is a span of time")
+    return duration

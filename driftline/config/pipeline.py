@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,13 +31,16 @@ from pydantic import (
     model_validator,
 )
 
-from driftline.config.durations import Duration, parse_duration
+from driftline.config.durations import Duration, parse_duration, require_positive
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "user.info")
 
-DurationField = Annotated[Duration, BeforeValidator(parse_duration)]
+# a span of time: more than zero (a window's size, an interval, a retention)
+DurationField = Annotated[Duration, BeforeValidator(parse_duration), AfterValidator(require_positive)]
+# zero allowed, and meaningful: no lateness allowed, batches back to back, no lingering
+ZeroOrMoreDuration = Annotated[Duration, BeforeValidator(parse_duration)]
 FeatureKind = Literal["numeric", "categorical"]
 DriftMethod = Literal["psi", "ks", "chi2", "js"]
 LibrdkafkaValue = str | int | float | bool
@@ -134,8 +138,8 @@ class SourceConfig(_Model):
 class WindowConfig(_Model):
     size: DurationField = parse_duration("5 minutes")
     slide: DurationField | None = None
-    watermark: DurationField = parse_duration("10 minutes")
-    trigger: DurationField = parse_duration("10 seconds")
+    watermark: ZeroOrMoreDuration = parse_duration("10 minutes")
+    trigger: ZeroOrMoreDuration = parse_duration("10 seconds")
     max_future: DurationField = Field(
         default=parse_duration("1 hour"),
         description="How far ahead of its Kafka timestamp a record's event time may be; further ahead "
@@ -208,7 +212,7 @@ class MetricsConfig(_Model):
     lag_interval: DurationField = Field(
         default=parse_duration("15 seconds"), description="How often consumer lag is measured."
     )
-    linger_on_failure: DurationField = Field(
+    linger_on_failure: ZeroOrMoreDuration = Field(
         default=parse_duration("30 seconds"),
         description="After a query fails, keep serving this long so Prometheus scrapes the failure.",
     )
@@ -217,7 +221,7 @@ class MetricsConfig(_Model):
         description="Per-feature drift series: 'all' features, or only 'alerting' ones (a drifted newest "
         "window or an active alert, then feature_series_linger longer), which bounds the series count.",
     )
-    feature_series_linger: DurationField = Field(
+    feature_series_linger: ZeroOrMoreDuration = Field(
         default=parse_duration("1 hour"),
         description="With feature_series = 'alerting': how long (event time) a feature's drift series stay "
         "after its last drifted window or active alert.",

@@ -53,6 +53,14 @@ def test_topic_prefix_applies_to_every_topic() -> None:
          "sources.sensors.colour: unknown key; valid keys here: dead_letter_topic, entity_id, event_time, expectations, features, partitions, schema_version, subject, topic"),
         (lambda d: d["windows"].update(size="soon"),
          "windows.size: Value error, 'soon' is not a duration; write a number and a unit"),
+        (lambda d: d["windows"].update(size="0 seconds"),
+         "windows.size: Value error, must be more than zero: this setting is a span of time; got '0 seconds'"),
+        (lambda d: d["windows"].update(watermark="-5 minutes"),
+         "windows.watermark: Value error, '-5 minutes' is negative; a duration is zero or more: write a number"),
+        (lambda d: d.update(tables={"dead_letters_retention": 0}),
+         "tables.dead_letters_retention: Value error, must be more than zero"),
+        (lambda d: d["windows"].update(size=float("inf")),
+         "windows.size: Value error, inf is not a duration"),
         (lambda d: d["drift"].update(persistence_k=5),
          "persistence_k (5) must be <= persistence_n (3)"),
         (lambda d: d["drift"].update(methods=["psi", "wasserstein"]),
@@ -126,6 +134,17 @@ def test_missing_file_and_bad_toml_are_config_errors(tmp_path) -> None:
 )
 def test_durations(text, seconds) -> None:
     assert parse_duration(text).seconds == seconds
+
+
+def test_zero_is_a_duration_where_it_means_something() -> None:
+    """No lateness allowed, batches back to back, no lingering: zero is a setting, not an error."""
+    data = copy.deepcopy(DEMO)
+    data["windows"].update(watermark="0 seconds", trigger=0)
+    data["metrics"].update(linger_on_failure="0 s", feature_series_linger="0 ms")
+    config = pipeline_from_dict(data, base_dir=DEMO_PIPELINE.parent)
+    assert config.windows.watermark.seconds == config.windows.trigger.seconds == 0
+    assert config.metrics.linger_on_failure.seconds == config.metrics.feature_series_linger.seconds == 0
+    assert config.windows.watermark.spark == "0 seconds"
 
 
 @pytest.mark.parametrize(
