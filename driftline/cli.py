@@ -333,6 +333,7 @@ def baseline(
     bootstrap: BootstrapOption = None,
 ) -> None:
     """Write a versioned reference profile for a source; print a JSON summary."""
+    from driftline.config.pipeline import VERSION_PATTERN
     from driftline.reference import baseline_from_file, baseline_from_topic
 
     try:
@@ -344,8 +345,11 @@ def baseline(
             raise ConfigError(
                 "--start-time/--end-time/--start-offset/--end-offset only apply with --from-topic"
             )
-        if version is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", version):
-            raise ConfigError(f"--version: {version!r} must be letters, digits, '.', '_' or '-'")
+        if version is not None and not re.fullmatch(VERSION_PATTERN, version):
+            raise ConfigError(
+                f"--version: {version!r} must start with a letter or digit and hold only letters, digits, "
+                f"'.', '_' or '-' (it becomes a file name)"
+            )
         config = _load(pipeline, bootstrap)
         config.source(source)
         if input_path is not None:

@@ -34,6 +34,8 @@ from pydantic import (
 from driftline.config.durations import Duration, parse_duration, require_positive
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+# reference profile versions become file names: no separators, no leading dot ("..")
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "user.info")
 
@@ -158,7 +160,9 @@ class ReferenceConfig(_Model):
     """Where reference profiles live (``<path>/<source>/<version>.json``) and how they are fitted."""
 
     path: str = "references"
-    version: str | None = Field(default=None, description="Pin a version; default: the newest.")
+    version: str | None = Field(
+        default=None, pattern=VERSION_PATTERN, description="Pin a version; default: the newest."
+    )
     grid: int = Field(default=10_000, ge=10, le=100_000, description="Fine quantile bins (KS, quantiles).")
     bins: int = Field(default=10, ge=2, le=1000, description="Coarse bins for PSI and JS.")
     max_categories: int = Field(default=1000, ge=1, description="Vocabulary size kept per categorical.")
@@ -243,6 +247,18 @@ class PipelineConfig(_Model):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        """Source names become topic names, table partitions and folders: no separators."""
+        bad = [name for name in sources if not re.fullmatch(NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(
+                f"source name(s) {', '.join(repr(b) for b in bad)}: a source name starts with a letter and "
+                f"holds only letters, digits, '_' and '-' (it becomes topic, table and folder names)"
+            )
+        return sources
 
     @property
     def name(self) -> str:

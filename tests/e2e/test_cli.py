@@ -73,6 +73,8 @@ def test_generate_then_ingest_prints_a_reconciling_summary(kafka_bootstrap, tmp_
          "--start-time: 'yesterday' is not an ISO-8601 time (e.g. 2026-01-05T08:00:00Z)"),
         (["baseline", "-p", str(DEMO_PIPELINE), "-s", "sensors", "-i", "missing.csv"], "--input: missing.csv does not exist"),
         (["baseline", "-p", str(DEMO_PIPELINE), "-s", "weather", "-i", "x.csv"], "valid sources: clickstream, payments, sensors"),
+        (["baseline", "-p", str(DEMO_PIPELINE), "-s", "sensors", "-i", "x.csv", "--version", "../../escape"],
+         "--version: '../../escape' must start with a letter or digit"),
     ],
 )  # fmt: skip
 def test_bad_input_stops_with_exit_2_and_names_what_is_wrong(args, message, tmp_path) -> None:

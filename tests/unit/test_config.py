@@ -61,6 +61,11 @@ def test_topic_prefix_applies_to_every_topic() -> None:
          "tables.dead_letters_retention: Value error, must be more than zero"),
         (lambda d: d["windows"].update(size=float("inf")),
          "windows.size: Value error, inf is not a duration"),
+        (lambda d: d["sources"].update({"../../etc": d["sources"]["payments"]}),
+         "sources: Value error, source name(s) '../../etc': a source name starts with a letter and holds only "
+         "letters, digits, '_' and '-'"),
+        (lambda d: d["reference"].update(version="../other/r1"),
+         "reference.version: String should match pattern"),
         (lambda d: d["drift"].update(persistence_k=5),
          "persistence_k (5) must be <= persistence_n (3)"),
         (lambda d: d["drift"].update(methods=["psi", "wasserstein"]),
