@@ -7,7 +7,8 @@ timestamps, numeric strings from CSV) and rejects the rest with one reason:
 
 ``MISSING_FIELD``   a field without default is absent, or null where null is not allowed
 ``TYPE_MISMATCH``   a value of the wrong type (``"abc"`` for a double, ``1.5`` for an int)
-``OUT_OF_RANGE``    an int / long / float outside the Avro type's range, an unknown enum symbol
+``OUT_OF_RANGE``    an int / long / float outside the Avro type's range, a float or double that is
+                    not finite (NaN where null is not allowed, ±Infinity), an unknown enum symbol
 ``UNKNOWN_FIELD``   a key the schema does not have (it would be dropped silently otherwise)
 ``SCHEMA_INVALID``  anything else fastavro's own validation rejects (nested types)
 """
@@ -73,7 +74,9 @@ def _check_float(name: str, value: Any, avro: str, text: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(name, avro, value)
     value = float(value)
-    if avro == "float" and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+    if not math.isfinite(value):  # a nullable field's NaN never gets here: it is null (pandas' missing)
+        raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is not a finite number")
+    if avro == "float" and abs(value) > FLOAT32_MAX:
         raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is outside the Avro float range")
     return value
 

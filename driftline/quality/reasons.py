@@ -38,6 +38,7 @@ class ReasonCode(StrEnum):
     UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"
     DECODE_FAILED = "DECODE_FAILED"
     EVENT_TIME_OUT_OF_RANGE = "EVENT_TIME_OUT_OF_RANGE"
+    NOT_FINITE = "NOT_FINITE"  # a numeric feature is +-Infinity (NaN counts as null)
     # rule: row-level expectations
     RULE_FAILED = "RULE_FAILED"
     # late: event time behind the watermark
@@ -59,6 +60,7 @@ _STAGE_OF: dict[ReasonCode, Stage] = {
     ReasonCode.UNKNOWN_SCHEMA: Stage.DECODE,
     ReasonCode.DECODE_FAILED: Stage.DECODE,
     ReasonCode.EVENT_TIME_OUT_OF_RANGE: Stage.DECODE,
+    ReasonCode.NOT_FINITE: Stage.DECODE,
     ReasonCode.RULE_FAILED: Stage.RULE,
     ReasonCode.LATE_DATA: Stage.LATE,
 }

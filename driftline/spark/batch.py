@@ -52,6 +52,7 @@ from driftline.spark.data_loss import NO_LOSS, LossCounter
 from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer, bin_partials
 from driftline.spark.event_time import with_event_time_check
+from driftline.spark.finite import with_finite_check
 from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import BatchPruner, RetentionSweeper
 from driftline.spark.tables import Warehouse, as_utc, overwrite
@@ -182,18 +183,20 @@ class BatchProcessor:
         """Decoded, cached rows and how many were read; a schema id met for the first time
         is looked up in the registry and, when found, the batch is decoded again with it."""
         if self.decoder is None:
-            rows = self._cache(self._checked_event_time(batch))
+            rows = self._cache(self._checked(batch))
             return rows, rows.count()
         with _timed("decode", self.plan.source, batch_id):
-            rows = self._cache(self._checked_event_time(self.decoder.decode(batch)))
+            rows = self._cache(self._checked(self.decoder.decode(batch)))
             read, unknown = self.decoder.survey(rows)  # materialises the cache: one read of the topic
             if unknown and self.decoder.learn(unknown):
                 rows.unpersist()
-                rows = self._cache(self._checked_event_time(self.decoder.decode(batch)))
+                rows = self._cache(self._checked(self.decoder.decode(batch)))
         return rows, read
 
-    def _checked_event_time(self, rows: DataFrame) -> DataFrame:
-        return with_event_time_check(rows, self.plan.event_time, self.plan.max_future_seconds)
+    def _checked(self, rows: DataFrame) -> DataFrame:
+        """The decode stage's value checks: event time in range, numeric features finite."""
+        rows = with_event_time_check(rows, self.plan.event_time, self.plan.max_future_seconds)
+        return with_finite_check(rows, self.plan.numeric)
 
     def _cache(self, frame: DataFrame) -> DataFrame:
         self._cached.append(frame.persist())

@@ -47,6 +47,30 @@ def with_(**changes):
         (with_(rpm=2**31), ReasonCode.OUT_OF_RANGE, "rpm", "2147483648 is outside the Avro int range"),
         (with_(rpm=-(2**31) - 1), ReasonCode.OUT_OF_RANGE, "rpm", "outside the Avro int range"),
         (
+            with_(temperature_c=float("inf")),
+            ReasonCode.OUT_OF_RANGE,
+            "temperature_c",
+            "inf is not a finite number",
+        ),
+        (
+            with_(vibration_mm_s=float("-inf")),
+            ReasonCode.OUT_OF_RANGE,
+            "vibration_mm_s",
+            "-inf is not a finite",
+        ),
+        (
+            with_(temperature_c=float("nan")),
+            ReasonCode.OUT_OF_RANGE,
+            "temperature_c",
+            "nan is not a finite number",
+        ),
+        (
+            with_(pressure_kpa=float("inf")),
+            ReasonCode.OUT_OF_RANGE,
+            "pressure_kpa",
+            "inf is not a finite number",
+        ),
+        (
             with_(humidity=0.4),
             ReasonCode.UNKNOWN_FIELD,
             "humidity",
@@ -104,6 +128,17 @@ def test_non_object_input_is_not_parseable() -> None:
         ReasonCode.NOT_PARSEABLE,
         "expected a record (object), got list",
     )
+
+
+def test_nan_in_a_nullable_field_is_null_and_csv_infinity_is_refused() -> None:
+    """pandas writes a missing value as NaN: where null is allowed it is null; CSV's "inf" is refused."""
+    assert (
+        RecordValidator(SENSORS).validate(with_(pressure_kpa=float("nan")), raw=b"").value["pressure_kpa"]
+        is None
+    )
+    text = {k: "" if v is None else str(v) for k, v in GOOD.items()}
+    refused = RecordValidator(SENSORS, text=True).validate({**text, "temperature_c": "Infinity"}, raw=b"")
+    assert (refused.reason, refused.field) == (ReasonCode.OUT_OF_RANGE, "temperature_c")
 
 
 def test_float_field_range_is_the_float32_range() -> None:

@@ -1,0 +1,40 @@
+"""Infinite feature values become dead letters, never statistics.
+
+One ``+Infinity`` in a numeric feature would make its window's mean infinite and its
+variance NaN, and since open windows are merged batch after batch, every later batch of
+that window too. So, as Spark SQL over the decoded rows (no Python per record), a
+record with a numeric feature ``x`` where ``abs(x) = Infinity`` gets reason
+``NOT_FINITE`` (stage ``decode``) and a detail naming the first such feature and its
+value. NaN is not refused: it counts as null in the statistics (``nulls``), the way
+pandas writes a missing value. Applied by :class:`driftline.spark.batch.BatchProcessor`
+to every decoded batch, after the event-time check and before the batch is cached; a
+record already refused keeps its first reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from driftline.quality.reasons import ReasonCode
+
+
+def with_finite_check(rows: DataFrame, numeric: Sequence[str]) -> DataFrame:
+    """``rows`` (decoded, with ``_reason`` and ``_detail``) with ``numeric`` features checked."""
+    if not numeric:
+        return rows
+    infinite = {f: F.abs(F.col(f).cast("double")) == F.lit(float("inf")) for f in numeric}
+    detail = F.coalesce(*[
+        F.when(bad, F.concat(F.lit(f"numeric feature {f} = "), F.col(f).cast("double").cast("string"),
+                             F.lit(" is not finite")))
+        for f, bad in infinite.items()
+    ])  # fmt: skip
+    bad = F.col("_reason").isNull() & detail.isNotNull()
+    return rows.withColumn("_detail", F.when(bad, detail).otherwise(F.col("_detail"))).withColumn(
+        "_reason", F.when(bad, F.lit(ReasonCode.NOT_FINITE.value)).otherwise(F.col("_reason"))
+    )
+
+
+__all__ = ["with_finite_check"]
