@@ -92,7 +92,8 @@ class _StepTimes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if text.startswith("batch_step") and (match := self.PATTERN.search(text)):
+        # "wait" is time at the driver-wide gate, outside the batch body: not the job's work
+        if text.startswith("batch_step") and (match := self.PATTERN.search(text)) and match[1] != "wait":
             self.seconds[match.group(1)] += float(match.group(2))
             self.batches.add(int(re.search(r"batch=(\d+)", text).group(1)))
 

@@ -115,8 +115,9 @@ def _one_run(
         job.wait_for_windows(0, after=started - 10, timeout=240)  # this run's first scored window
         wait_until(lambda: not _firing(prom), 60, "the previous run's drift alert to resolve")
         size = config.windows.size.seconds
-        start = time.time() - time.time() % size + phase
-        at = start if start > time.time() + 0.2 else start + size  # the next moment at that phase
+        now = time.time()
+        start = now - now % size + phase
+        at = start if start > now + 0.2 else start + size  # the next moment at that phase
         wait_until(lambda: time.time() >= at, size + 1, f"{phase:.1f} s into a window", poll=0.01)
         producer.start_drift()
         alert = webhook.wait_for(new_amount_alert, timeout=300)
@@ -129,10 +130,13 @@ def _breakdown(config, drifted_at: float, received_at: float) -> str:
 
     size = config.windows.size.seconds
     alerts = Path(config.warehouse_dir) / "alerts"
-    fired = [
-        row for row in ds.dataset(alerts, format="parquet", partitioning="hive").to_table().to_pylist()
-        if row["event"] == "fired" and row["feature"] == "amount"
-    ] if alerts.exists() else []  # fmt: skip
+    if not alerts.exists():
+        return "no alerts table"
+    rows = ds.dataset(alerts, format="parquet", partitioning="hive").to_table().to_pylist()
+    fired = [  # this drift's: a window that ended after it began
+        row for row in rows if row["event"] == "fired" and row["feature"] == "amount"
+        and row["window_end"].timestamp() > drifted_at
+    ]  # fmt: skip
     if not fired:
         return "no fired row in the alerts table"
     end = min(row["window_end"] for row in fired).timestamp()

@@ -6,14 +6,16 @@ apart and a reference profile fitted on the same distribution, so closing window
 scored. ``driftline.spark.job.run`` processes everything until idle with
 ``per_batch`` records per micro-batch; today that is one streaming query per source,
 all in one driver. Printed per setup: wall time, records/s, per-batch wall time
-(``batch_seconds`` log lines, p50/p95 over all sources' batches) and the newest state
-version's size per source.
+(``batch_seconds`` log lines: the batch body, p50/p95 over all sources' batches), the
+time batches waited at the driver-wide gate before their body ran (``step=wait``, p50/p95)
+and the newest state version's size per source.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -115,14 +117,21 @@ def _prepare(folder: Path, bootstrap: str, sources: int, records: int):
     return config
 
 
+_WAIT = re.compile(r"batch_step source=\S+ batch=\d+ step=wait seconds=([0-9.]+)")
+
+
 class _Batches(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.seconds: list[float] = []
+        self.waits: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if match := BATCH_SECONDS.match(record.getMessage()):
+        text = record.getMessage()
+        if match := BATCH_SECONDS.match(text):
             self.seconds.append(float(match[3]))
+        elif match := _WAIT.match(text):
+            self.waits.append(float(match[1]))
 
 
 def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int = 2_000,
@@ -148,17 +157,22 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
         "sources": sources, "features": FEATURES, "records": sources * records, "seconds": elapsed,
         "batches": len(seconds), "batch_p50_s": percentile(seconds, 0.5),
         "batch_p95_s": percentile(seconds, 0.95),
+        "wait_p50_s": percentile(handler.waits, 0.5), "wait_p95_s": percentile(handler.waits, 0.95),
         "state_bytes_per_source": int(np.mean(newest)),
     }  # fmt: skip
 
 
 def report(results: list[dict]) -> str:
-    lines = ["sources x features   records   wall s   records/s   batches   batch p50 / p95 s   state/source"]
+    lines = [
+        "sources x features   records   wall s   records/s   batches   batch p50 / p95 s   "
+        "wait p50 / p95 s   state/source"
+    ]
     for r in results:
         lines.append(
             f"{r['sources']:>7} x {r['features']:<8} {r['records']:>9,} {r['seconds']:>8.1f} "
             f"{r['records'] / r['seconds']:>11,.0f} {r['batches']:>9} {r['batch_p50_s']:>10.2f} / "
-            f"{r['batch_p95_s']:<6.2f} {r['state_bytes_per_source']:>12,} B"
+            f"{r['batch_p95_s']:<6.2f} {r['wait_p50_s']:>8.2f} / {r['wait_p95_s']:<6.2f} "
+            f"{r['state_bytes_per_source']:>12,} B"
         )
     return "\n".join(lines)
 

@@ -6,7 +6,8 @@ ten-second windows, a four-second watermark and a reference profile (so every cl
 window is scored), until ``batches`` micro-batches have committed. Measured from the
 job's own log lines and folders:
 
-- batch duration (``batch_seconds``: wall time of the whole ``foreachBatch``) against
+- batch duration (``batch_seconds``: wall time of the batch body; one source never
+  waits at the driver-wide gate of :mod:`driftline.spark.batch`) against
   batch id: p50 / p95 overall and per tenth of the run, and the median of the last 50
   batches against the median of batches 25-75 (a cost that grew with uptime shows here);
 - the open-window state version's size (bytes, files), the job's internal disk use

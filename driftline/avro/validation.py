@@ -65,6 +65,14 @@ def _check_int(name: str, value: Any, bounds: tuple[int, int], avro: str, text: 
     return value
 
 
+def _is_nan(value: Any, as_text: bool) -> bool:
+    """A float NaN, or with ``as_text`` (a CSV cell of a non-string field) the text ``nan``
+    that Python's csv module and pandas write for it."""
+    if isinstance(value, float):
+        return math.isnan(value)
+    return as_text and isinstance(value, str) and value.strip().lower() == "nan"
+
+
 def _check_float(name: str, value: Any, avro: str, text: bool) -> float:
     if text and isinstance(value, str):
         try:
@@ -74,7 +82,7 @@ def _check_float(name: str, value: Any, avro: str, text: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(name, avro, value)
     value = float(value)
-    if not math.isfinite(value):  # a nullable field's NaN never gets here: it is null (pandas' missing)
+    if not math.isfinite(value):  # a nullable field's NaN never gets here: it is null (FieldCheck.check)
         raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is not a finite number")
     if avro == "float" and abs(value) > FLOAT32_MAX:
         raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is outside the Avro float range")
@@ -194,7 +202,9 @@ class _FieldRule:
         value = record[self.name]
         if text and value == "" and (self.nullable or not self.textual):
             value = None
-        if value is None or (isinstance(value, float) and math.isnan(value) and self.nullable):
+        if self.nullable and _is_nan(value, text and not self.textual):  # pandas' missing value
+            value = None
+        if value is None:
             if self.nullable:
                 return None
             empty = "empty" if text else "null"

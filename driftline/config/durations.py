@@ -57,8 +57,11 @@ def parse_duration(value: object) -> Duration:
     if isinstance(value, Duration):
         return value
     seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        seconds = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value) if math.isfinite(value) else None
+        except OverflowError:  # an int beyond any float
+            seconds = None
     elif isinstance(value, str) and (match := _PATTERN.match(value.lower())) and match.group(2) in _UNITS:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds is None:
@@ -66,6 +69,15 @@ def parse_duration(value: object) -> Duration:
     if seconds < 0:
         raise ValueError(f"{value!r} is negative; a duration is zero or more: {_EXAMPLE}")
     return Duration(seconds + 0.0)
+
+
+def require_whole_seconds(duration: Duration) -> Duration:
+    """``duration`` itself, or a ValueError when it is not a whole number of seconds (the
+    job's windows, watermark and checks count in seconds: ``500 ms`` would become 0)."""
+    if not duration.seconds.is_integer():
+        raise ValueError("must be a whole number of seconds: windows, the watermark and event-time checks "
+                         "count in seconds")  # fmt: skip
+    return duration
 
 
 def require_positive(duration: Duration) -> Duration:

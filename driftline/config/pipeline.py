@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from driftline.config.durations import Duration, parse_duration, require_positive
+from driftline.config.durations import Duration, parse_duration, require_positive, require_whole_seconds
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 # reference profile versions become file names: no separators, no leading dot ("..")
@@ -43,6 +43,9 @@ SECRET_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "
 DurationField = Annotated[Duration, BeforeValidator(parse_duration), AfterValidator(require_positive)]
 # zero allowed, and meaningful: no lateness allowed, batches back to back, no lingering
 ZeroOrMoreDuration = Annotated[Duration, BeforeValidator(parse_duration)]
+# what the job counts in whole seconds (window bounds, the watermark, event-time checks, retention)
+SecondsField = Annotated[DurationField, AfterValidator(require_whole_seconds)]
+ZeroOrMoreSeconds = Annotated[ZeroOrMoreDuration, AfterValidator(require_whole_seconds)]
 FeatureKind = Literal["numeric", "categorical"]
 DriftMethod = Literal["psi", "ks", "chi2", "js"]
 LibrdkafkaValue = str | int | float | bool
@@ -138,11 +141,11 @@ class SourceConfig(_Model):
 
 
 class WindowConfig(_Model):
-    size: DurationField = parse_duration("5 minutes")
-    slide: DurationField | None = None
-    watermark: ZeroOrMoreDuration = parse_duration("10 minutes")
+    size: SecondsField = parse_duration("5 minutes")
+    slide: SecondsField | None = None
+    watermark: ZeroOrMoreSeconds = parse_duration("10 minutes")
     trigger: ZeroOrMoreDuration = parse_duration("10 seconds")
-    max_future: DurationField = Field(
+    max_future: SecondsField = Field(
         default=parse_duration("1 hour"),
         description="How far ahead of its Kafka timestamp a record's event time may be; further ahead "
         "(a 9999-12-31 sentinel, a clock years off) it is dead-lettered as EVENT_TIME_OUT_OF_RANGE and "
@@ -200,7 +203,7 @@ class DriftConfig(_Model):
 class TablesConfig(_Model):
     """Retention of the quality tables under ``warehouse_dir``."""
 
-    dead_letters_retention: DurationField = Field(
+    dead_letters_retention: SecondsField = Field(
         default=parse_duration("30 days"),
         description="How long the dead_letters table keeps a batch's rows (the dead-letter topic keeps "
         "them for its own Kafka retention.ms).",
