@@ -94,6 +94,26 @@ class KafkaConfig(_Model):
     def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _librdkafka(value)
 
+    @model_validator(mode="after")
+    def _librdkafka_accepts(self) -> KafkaConfig:
+        """Each client's settings, checked by librdkafka itself when the pipeline loads,
+        so a typo stops with the table and the key, not a traceback from the first client."""
+        from driftline.kafka.clients import librdkafka_problem
+
+        for role in ("producer", "consumer"):
+            problem = librdkafka_problem(role, self.librdkafka(role))
+            if problem is None:
+                continue
+            named = re.search(r'property:? "([^"]+)"', problem)
+            key = named[1] if named else None
+            tables = [t for t, v in (("kafka.client", self.client), (f"kafka.{role}", getattr(self, role)))
+                      if key in v] or ["kafka.client", f"kafka.{role}"]  # fmt: skip
+            raise ValueError(
+                f"[{'] or ['.join(tables)}]: librdkafka refuses these settings: {problem}; valid properties: "
+                f"https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md"
+            )
+        return self
+
     def librdkafka(self, role: Literal["producer", "consumer", "admin"]) -> dict[str, Any]:
         """The pass-through settings for one client role, secrets revealed."""
         layers = [self.client] + ([getattr(self, role)] if role != "admin" else [])

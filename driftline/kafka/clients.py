@@ -7,6 +7,7 @@ these defaults; user settings win.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -70,6 +71,39 @@ def client_config(bootstrap: str, *layers: Mapping[str, Any] | None) -> dict[str
     for layer in layers:
         config.update(layer or {})
     return config
+
+
+_SILENT = logging.getLogger("driftline.librdkafka.check")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+
+
+def librdkafka_problem(role: str, settings: Mapping[str, Any]) -> str | None:
+    """librdkafka's own verdict on ``settings`` for a ``producer`` or ``consumer``: None, or
+    its message when it does not know a property or cannot parse a value (``No such
+    configuration property: "compresion.type"``, ``Invalid value for configuration
+    property ...``). A client is built without brokers and dropped at once: nothing
+    connects, nothing is logged. Other refusals (no SASL provider or SSL file on this
+    machine) are left to the real client where it runs."""
+    from confluent_kafka import Consumer
+
+    config = {**settings, "logger": _SILENT}
+    config.pop("bootstrap.servers", None)
+    try:
+        if role == "consumer":
+            Consumer({"group.id": "driftline-config-check", **config}).close()
+        else:
+            Producer(config)
+    except (KafkaException, ValueError, TypeError) as error:
+        kafka = error.args[0] if error.args and isinstance(error.args[0], KafkaError) else None
+        message = kafka.str() if kafka is not None else str(error)
+        # only names and values: what this machine lacks (a SASL provider, an SSL file) is the
+        # real client's to report where it runs
+        return message if _NAME_OR_VALUE.search(message) else None
+    return None
+
+
+_NAME_OR_VALUE = re.compile(r"No such configuration property|Invalid value .*for configuration property")
 
 
 def make_producer(bootstrap: str, *layers: Mapping[str, Any] | None) -> Producer:

@@ -59,6 +59,13 @@ def test_topic_prefix_applies_to_every_topic() -> None:
          "windows.watermark: Value error, '-5 minutes' is negative; a duration is zero or more: write a number"),
         (lambda d: d.update(tables={"dead_letters_retention": 0}),
          "tables.dead_letters_retention: Value error, must be more than zero"),
+        (lambda d: d["kafka"]["producer"].update({"compresion.type": "zstd"}),
+         '[kafka.producer]: librdkafka refuses these settings: No such configuration property: "compresion.type"'),
+        (lambda d: d["kafka"].update(client={"socket.timeout.ms": "soon"}),
+         '[kafka.client]: librdkafka refuses these settings: Invalid value for configuration property '
+         '"socket.timeout.ms"'),
+        (lambda d: d["kafka"].update(consumer={"auto.offset.rest": "earliest"}),
+         '[kafka.consumer]: librdkafka refuses these settings: No such configuration property: "auto.offset.rest"'),
         (lambda d: d["windows"].update(slide="1500 ms"),
          "windows.slide: Value error, must be a whole number of seconds"),
         (lambda d: d["windows"].update(size=10**400), "is not a duration; write a number and a unit"),
