@@ -101,7 +101,8 @@ class KafkaConfig(_Model):
         from driftline.kafka.clients import librdkafka_problem
 
         for role in ("producer", "consumer"):
-            problem = librdkafka_problem(role, self.librdkafka(role))
+            settings = self.librdkafka(role)
+            problem = librdkafka_problem(role, settings) if settings else None  # nothing set: no client built
             if problem is None:
                 continue
             named = re.search(r'property:? "([^"]+)"', problem)

@@ -76,6 +76,8 @@ def client_config(bootstrap: str, *layers: Mapping[str, Any] | None) -> dict[str
 _SILENT = logging.getLogger("driftline.librdkafka.check")
 _SILENT.addHandler(logging.NullHandler())
 _SILENT.propagate = False
+# librdkafka's refusals that are about the settings themselves (a name, a value)
+_NAME_OR_VALUE = re.compile(r"No such configuration property|Invalid value .*for configuration property")
 
 
 def librdkafka_problem(role: str, settings: Mapping[str, Any]) -> str | None:
@@ -101,9 +103,6 @@ def librdkafka_problem(role: str, settings: Mapping[str, Any]) -> str | None:
         # real client's to report where it runs
         return message if _NAME_OR_VALUE.search(message) else None
     return None
-
-
-_NAME_OR_VALUE = re.compile(r"No such configuration property|Invalid value .*for configuration property")
 
 
 def make_producer(bootstrap: str, *layers: Mapping[str, Any] | None) -> Producer:

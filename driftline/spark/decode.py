@@ -200,3 +200,13 @@ class FrameDecoder:
 
 def _nullable(avro_type) -> bool:
     return isinstance(avro_type, list) and "null" in avro_type
+
+
+def refuse(rows: DataFrame, bad: Column, reason: ReasonCode, detail: Column) -> DataFrame:
+    """``rows`` with ``reason`` and ``detail`` set (``_reason``, ``_detail``) where ``bad``
+    holds and no earlier check refused the row; the first reason a row gets is kept. The
+    decode stage's value checks (event time, finite features) all mark rows this way."""
+    bad = F.col("_reason").isNull() & bad
+    return rows.withColumn("_detail", F.when(bad, detail).otherwise(F.col("_detail"))).withColumn(
+        "_reason", F.when(bad, F.lit(reason.value)).otherwise(F.col("_reason"))
+    )

@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from driftline.quality.reasons import ReasonCode
+from driftline.spark.decode import refuse
 
 EARLIEST_MICROS = -62_135_510_400_000_000  # 0001-01-02T00:00:00Z
 LATEST_MICROS = 253_402_128_000_000_000  # 9999-12-30T00:00:00Z
@@ -36,7 +37,7 @@ def with_event_time_check(rows: DataFrame, event_time: str, max_future_seconds: 
     micros = F.unix_micros(t)
     out_of_range = (micros < F.lit(EARLIEST_MICROS)) | (micros > F.lit(LATEST_MICROS))
     ahead = micros > F.unix_micros(kafka_time) + F.lit(max_future_seconds * 1_000_000)
-    bad = F.col("_reason").isNull() & t.isNotNull() & (out_of_range | ahead)
+    bad = t.isNotNull() & (out_of_range | ahead)
     detail: Column = F.when(
         out_of_range,
         F.concat(F.lit(f"event time {event_time} = "), micros.cast("string"),
@@ -46,9 +47,7 @@ def with_event_time_check(rows: DataFrame, event_time: str, max_future_seconds: 
                  F.lit(f" is more than {max_future_seconds} s ahead of the record's Kafka timestamp "),
                  F.date_format(kafka_time, _ISO), F.lit(" ([windows] max_future)")),
     )  # fmt: skip
-    return rows.withColumn("_detail", F.when(bad, detail).otherwise(F.col("_detail"))).withColumn(
-        "_reason", F.when(bad, F.lit(ReasonCode.EVENT_TIME_OUT_OF_RANGE.value)).otherwise(F.col("_reason"))
-    )
+    return refuse(rows, bad, ReasonCode.EVENT_TIME_OUT_OF_RANGE, detail)
 
 
 __all__ = ["with_event_time_check"]

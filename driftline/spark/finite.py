@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from driftline.quality.reasons import ReasonCode
+from driftline.spark.decode import refuse
 
 
 def with_finite_check(rows: DataFrame, numeric: Sequence[str]) -> DataFrame:
@@ -31,10 +32,7 @@ def with_finite_check(rows: DataFrame, numeric: Sequence[str]) -> DataFrame:
                              F.lit(" is not finite")))
         for f, bad in infinite.items()
     ])  # fmt: skip
-    bad = F.col("_reason").isNull() & detail.isNotNull()
-    return rows.withColumn("_detail", F.when(bad, detail).otherwise(F.col("_detail"))).withColumn(
-        "_reason", F.when(bad, F.lit(ReasonCode.NOT_FINITE.value)).otherwise(F.col("_reason"))
-    )
+    return refuse(rows, detail.isNotNull(), ReasonCode.NOT_FINITE, detail)
 
 
 __all__ = ["with_finite_check"]

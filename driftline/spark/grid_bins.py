@@ -49,7 +49,7 @@ class GridBins:
         self.names = sorted(binnings)
         self.null_slots = {name: binnings[name].null_slot for name in self.names}
         self._inputs = tuple(f"_grid_in_{i}" for i in range(len(self.names)))
-        self._outputs = [f"_grid_slot_{i}" for i in range(len(self.names))]
+        self._outputs = tuple(f"_grid_slot_{i}" for i in range(len(self.names)))
         splits = [
             [_json_double(e) for e in (float("-inf"), *binnings[name].edges, float("inf"))]
             for name in self.names

@@ -34,9 +34,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # timestamps in the tables as UTC instants (Parquet INT64 micros, isAdjustedToUTC), the same as
     # the files the driver writes with pyarrow; Spark's default, INT96, reads as naive in pandas
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    # every batch's plan carries the reference grids' edges (20 features x 1,000 edges: a 1.7 M
-    # character plan); Spark keeps the plan text of the last 1,000 SQL executions, which filled a
-    # 2 GB driver heap in a 50-source run. Keep few, and cut the text.
+    # Spark keeps the plans of the last 1,000 SQL executions for its UI; the job runs a few per
+    # batch and source and shows no UI, so keep few, and cut a plan's text
     "spark.sql.ui.retainedExecutions": "50",
     "spark.sql.maxPlanStringLength": "100000",
     "spark.sql.execution.arrow.pyspark.enabled": "true",

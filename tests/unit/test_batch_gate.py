@@ -14,6 +14,7 @@ import pytest
 
 from driftline.spark import batch
 from driftline.spark.batch import BatchProcessor, SourcePlan
+from driftline.testing.live import wait_until
 
 
 class Parked(BatchProcessor):
@@ -31,15 +32,6 @@ class Parked(BatchProcessor):
             Parked.inside -= 1
 
 
-def _wait(condition, what: str) -> None:
-    done = threading.Event()
-    for _ in range(600):
-        if condition():
-            return
-        done.wait(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_no_more_than_the_gate_allows_run_at_once_and_the_rest_follow():
     plans = [
         SourcePlan(pipeline="p", source=f"s{i}", event_time="t", numeric=(), categorical=()) for i in range(5)
@@ -47,7 +39,7 @@ def test_no_more_than_the_gate_allows_run_at_once_and_the_rest_follow():
     threads = [threading.Thread(target=Parked(plan, None), args=(None, 0)) for plan in plans]
     for thread in threads:
         thread.start()
-    _wait(lambda: Parked.inside == batch.CONCURRENT_BATCHES, "the gate to fill")
+    wait_until(lambda: Parked.inside == batch.CONCURRENT_BATCHES, 30, "the gate to fill", poll=0.05)
     waiting = [t for t in threads if t.is_alive()]
     assert len(waiting) == len(threads)  # the ones inside are parked, the others wait at the gate
     assert Parked.inside == batch.CONCURRENT_BATCHES < len(threads)
