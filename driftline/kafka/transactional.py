@@ -9,6 +9,18 @@ written again.
 
 Records of an aborted attempt stay in the log but are invisible to ``read_committed``
 readers, so every record of a batch is visible exactly once.
+
+A large batch is written as several transactions, so that no transaction stays open
+near ``transaction.timeout.ms`` (librdkafka's default: 60 s; the broker aborts a
+transaction older than that and the replay would be the same too-long batch). A new
+transaction starts after :attr:`TransactionalBatchWriter.transaction_records` records
+or :attr:`TransactionalBatchWriter.transaction_seconds` seconds, whichever comes
+first; each but the last commits with a *partial* marker, ``{"batch_id": N,
+"partial": k}``: the first k records of batch N are committed. The records of a batch
+come in the same order on a replay (the job sorts its dead letters by topic, partition
+and offset), so a replay after a crash between two transactions skips the first k and
+writes the rest. The last transaction's marker is ``{"batch_id": N}``: batch N is
+complete.
 """
 
 from __future__ import annotations
@@ -16,7 +28,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +77,9 @@ class TransactionalBatchWriter:
     name: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     partitions: int = 1
+    transaction_records: int = 50_000
+    transaction_seconds: float = 10.0
+    clock: Callable[[], float] = time.monotonic
     _producer: Any = field(default=None, init=False, repr=False)
     _marker: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
@@ -101,7 +117,8 @@ class TransactionalBatchWriter:
         Returns 0 without writing when the batch's marker is already committed, and when
         ``records`` is empty: an empty batch needs no transaction and no marker (a replay
         of it writes nothing either), so the markers topic grows only with batches that
-        wrote something.
+        wrote something. When a partial marker of this batch is committed, the records it
+        covers are skipped and the rest written.
         """
         records = iter(records)
         first = next(records, None)
@@ -109,31 +126,67 @@ class TransactionalBatchWriter:
             return 0
         records = itertools.chain([first], records)
         self._start()
-        if self._marker is not None and self._marker["batch_id"] >= batch_id:
+        done = self._committed_records(batch_id)
+        if done is None:
             logger.info(
                 "batch_skipped writer=%s batch=%d committed=%d", self.name, batch_id, self._marker["batch_id"]
             )
             return 0
-        producer, written = self._producer, 0
+        if done:
+            logger.info("batch_resumed writer=%s batch=%d committed_records=%d", self.name, batch_id, done)
+            records = itertools.islice(records, done, None)
+        producer, written, in_transaction, opened = self._producer, 0, 0, self.clock()
         try:
             producer.begin_transaction()
             for record in records:
+                if in_transaction and (
+                    in_transaction >= self.transaction_records
+                    or self.clock() - opened >= self.transaction_seconds
+                ):
+                    self._commit(batch_id, done + written, in_transaction)
+                    producer.begin_transaction()
+                    in_transaction, opened = 0, self.clock()
                 produce(producer, self.topic, value=record.value, key=record.key, headers=record.headers)
                 written += 1
-            marker = {"batch_id": batch_id}
-            produce(producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
-            producer.commit_transaction(60)
+                in_transaction += 1
+            self._commit(batch_id, None, in_transaction)
         except KafkaException as exc:
-            try:
-                producer.abort_transaction(30)
-            except KafkaException:
-                logger.exception("abort_failed writer=%s batch=%d", self.name, batch_id)
+            self._abort(batch_id)
             raise DeliveryError(
                 f"{self.name}: batch {batch_id} was not committed to {self.topic}: {exc}"
             ) from exc
-        self._marker = marker
+        except BaseException:  # the records' source failed (e.g. a Spark job): leave nothing open
+            self._abort(batch_id)
+            raise
         logger.info("batch_committed writer=%s batch=%d records=%d", self.name, batch_id, written)
         return written
+
+    def _abort(self, batch_id: int) -> None:
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException:
+            logger.exception("abort_failed writer=%s batch=%d", self.name, batch_id)
+
+    def _committed_records(self, batch_id: int) -> int | None:
+        """How many of batch ``batch_id``'s records are committed already: ``None`` for all."""
+        marker = self._marker
+        if marker is None or marker["batch_id"] < batch_id:
+            return 0
+        if marker["batch_id"] == batch_id and "partial" in marker:
+            return int(marker["partial"])
+        return None
+
+    def _commit(self, batch_id: int, partial: int | None, records: int) -> None:
+        """Commit the open transaction with its marker; ``partial`` counts the batch's
+        records committed so far when more of the batch follows."""
+        marker: dict[str, Any] = {"batch_id": batch_id}
+        if partial is not None:
+            marker["partial"] = partial
+        produce(self._producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
+        self._producer.commit_transaction(60)
+        self._marker = marker
+        if partial is not None:
+            logger.info("transaction_committed writer=%s batch=%d records=%d", self.name, batch_id, records)
 
     def close(self) -> None:
         if self._producer is not None:

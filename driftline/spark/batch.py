@@ -41,7 +41,7 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from driftline.kafka.dead_letter import DeadLetter
+from driftline.kafka.dead_letter import DeadLetter, max_message_bytes
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
@@ -352,8 +352,13 @@ class BatchProcessor:
         return decode.unionByName(rule).unionByName(lateness).withColumn("pipeline", F.lit(plan.pipeline))
 
     def _outgoing(self, dead: DataFrame, batch_id: int):
+        """The batch's dead letters as Kafka records, in (topic, partition, offset) order
+        (a replay resumes after the records a partial marker covers), each cut to fit one
+        message (the table keeps the whole original)."""
         plan = self.plan
+        limit = max_message_bytes(self.dead_letters.settings)
         for row in dead.orderBy("_topic", "_partition", "_offset").toLocalIterator():
+            key = None if row["_key"] is None else bytes(row["_key"])
             letter = DeadLetter(
                 raw=bytes(row["_raw"] or b""),
                 reason=ReasonCode(row["reason"]),
@@ -365,12 +370,8 @@ class BatchProcessor:
                 offset=row["_offset"],
                 schema_id=row["_schema_id"],
                 batch_id=batch_id,
-            )
-            yield OutgoingRecord(
-                value=letter.raw,
-                key=None if row["_key"] is None else bytes(row["_key"]),
-                headers=letter.headers(),
-            )
+            ).fitted(limit, key)
+            yield OutgoingRecord(value=letter.raw, key=key, headers=letter.headers())
 
     def _counts(self, record: dict, watermark: datetime | None, loss: OffsetLoss = NO_LOSS) -> BatchCounts:
         """The committed batch's counts for the metrics (decode failures are never rule-checked)."""

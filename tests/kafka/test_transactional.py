@@ -83,3 +83,61 @@ def test_an_empty_batch_writes_no_marker_and_markers_are_compacted(kafka_bootstr
     admin = make_admin(kafka_bootstrap)  # kept alive until the future resolves
     configs = admin.describe_configs([resource])[resource].result(30)
     assert configs["cleanup.policy"].value == "compact"
+
+
+def test_a_large_batch_spans_transactions_and_a_crash_between_them_resumes(
+    kafka_bootstrap, topic_prefix
+) -> None:
+    """Batch 1 of 10 records in transactions of 3: the source fails after 7 records (2
+    transactions committed, the 3rd aborted); a restarted writer writes the last 4."""
+    import json
+
+    def failing_after(records, n):
+        for i, record in enumerate(records):
+            if i == n:
+                raise RuntimeError("the Spark job feeding the writer failed")
+            yield record
+
+    first = _writer(kafka_bootstrap, topic_prefix)
+    first.transaction_records = 3
+    assert first.write(0, _records(0, 2)) == 2
+    with pytest.raises(RuntimeError, match="feeding the writer"):
+        first.write(1, failing_after(_records(1, 10), 7))
+    assert first.write(1, _records(1, 10)) == 4  # same writer, replay: its transaction was aborted
+
+    seen = [m.key() for m in read_topic(kafka_bootstrap, topic_prefix + "out", isolation="read_committed")]
+    assert Counter(seen) == Counter(r.key for r in _records(0, 2) + _records(1, 10))
+    markers = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic_prefix + "markers")]
+    assert markers == [
+        {"batch_id": 0}, {"batch_id": 1, "partial": 3}, {"batch_id": 1, "partial": 6},
+        {"batch_id": 1, "partial": 9}, {"batch_id": 1},
+    ]  # fmt: skip
+
+    # a new writer (a restarted job) that crashed after the 2nd partial marker of batch 2
+    crashed = _writer(kafka_bootstrap, topic_prefix)
+    crashed.transaction_records = 3
+    with pytest.raises(RuntimeError):
+        crashed.write(2, failing_after(_records(2, 8), 7))  # 3 + 3 committed, the 7th in flight
+    restarted = _writer(kafka_bootstrap, topic_prefix)
+    assert restarted.write(2, _records(2, 8)) == 2
+    assert restarted.write(2, _records(2, 8)) == 0
+    seen = Counter(m.key() for m in read_topic(kafka_bootstrap, topic_prefix + "out"))
+    assert set(seen.values()) == {1} and sum(seen.values()) == 2 + 10 + 8
+
+
+def test_a_transaction_also_closes_on_time(kafka_bootstrap, topic_prefix) -> None:
+    import json
+
+    now = [0.0]
+
+    def slow(records):
+        for record in records:
+            now[0] += 0.3  # a slow source: 0.3 s per record on the writer's clock
+            yield record
+
+    writer = _writer(kafka_bootstrap, topic_prefix)
+    writer.transaction_seconds, writer.clock = 0.5, lambda: now[0]
+    assert writer.write(0, slow(_records(0, 5))) == 5
+    markers = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic_prefix + "markers")]
+    # opened at 0.3 (record 1 fetched), record 2 at 0.6 and 3 at 0.9: 0.6 s open -> commit 2, and so on
+    assert markers == [{"batch_id": 0, "partial": 2}, {"batch_id": 0, "partial": 4}, {"batch_id": 0}]
