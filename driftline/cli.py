@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     SCHEMA_INCOMPATIBLE = 5
     JOB_FAILED = 6
     DATA_LOSS = 7
+    INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
 app = typer.Typer(
@@ -195,9 +196,20 @@ def ingest(
     source: Annotated[str, typer.Option("--source", "-s", help="Source name in the pipeline.")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="JSON Lines, CSV or Parquet file.")],
     input_format: Annotated[str | None, typer.Option("--format", help="jsonl, csv or parquet.")] = None,
+    from_start: Annotated[
+        bool,
+        typer.Option(
+            "--from-start",
+            help="Ingest the whole file again, even the records an earlier run committed "
+            "(they are produced a second time).",
+        ),
+    ] = False,
     bootstrap: BootstrapOption = None,
 ) -> None:
-    """Validate FILE against the source's schema and produce it; print a JSON summary."""
+    """Validate FILE against the source's schema and produce it exactly once; print a JSON summary.
+
+    A re-run of the same file continues after the records already committed.
+    """
     from driftline.ingest.readers import detect_format, input_size
     from driftline.ingest.run import ingest_file
 
@@ -209,17 +221,32 @@ def ingest(
             raise ConfigError(f"--input: {input_path} does not exist or is not a file")
         threshold = 20_000 if fmt.value == "parquet" else 2_000_000  # rows / bytes
         with _progress(f"ingest {source}", input_size(input_path, fmt), threshold) as advance:
-            summary = ingest_file(config, source, input_path, input_format=fmt.value, progress=advance)
+            summary = ingest_file(
+                config, source, input_path, input_format=fmt.value, progress=advance, from_start=from_start
+            )
     except DriftlineError as exc:
         raise _fail(exc) from None
     typer.echo(summary.to_json())
-    if summary.undelivered:
+    if summary.error == "interrupted":
+        typer.echo(f"driftline: interrupted; {_resume_hint(summary)}", err=True)
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    if summary.error is not None or summary.undelivered:
         raise _fail(
             DeliveryError(
-                f"{summary.undelivered} record(s) were not acknowledged by {config.kafka.bootstrap_servers}: "
-                + "; ".join(summary.delivery_errors)
+                f"{summary.undelivered} record(s) were not committed to {config.kafka.bootstrap_servers}"
+                + (f" ({summary.error})" if summary.error else "")
+                + "".join(f"; {e}" for e in summary.delivery_errors)
+                + f"; {_resume_hint(summary)}"
             )
         )
+
+
+def _resume_hint(summary) -> str:
+    done = summary.skipped + summary.delivered
+    return (
+        f"the first {done} records of the file are in Kafka; "
+        "run the same command again to continue after them (nothing is produced twice)"
+    )
 
 
 class _progress:
@@ -426,7 +453,22 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """The console script: any error the commands did not turn into a message becomes one."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("driftline: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a user sees a message and an exit code, not a traceback
+        logging.getLogger("driftline").debug("unexpected error", exc_info=True)
+        typer.echo(
+            f"driftline: internal error: {type(exc).__name__}: {exc} "
+            "(run with --log-level DEBUG for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(ExitCode.FAILURE)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,9 @@ def _jsonl(path: Path) -> Iterator[InputRecord]:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 yield InputRecord(location, raw, None, f"not valid JSON: {exc}", position)
                 continue
+            except RecursionError:
+                yield InputRecord(location, raw, None, "not valid JSON: nested too deep to parse", position)
+                continue
             if not isinstance(value, dict):
                 error = f"expected a JSON object, got {type(value).__name__}"
                 yield InputRecord(location, raw, None, error, position)

@@ -12,10 +12,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from driftline.errors import BrokerError
 from driftline.kafka.clients import client_config
+
+_ELECTING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
 
 
 def read_topic(
@@ -48,9 +50,8 @@ def read_topic(
         consumer.assign([TopicPartition(topic, p, first[p]) for p in partitions])
         records: list[Message] = []
         next_offset = dict(first)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-                for p in partitions}  # fmt: skip
         deadline = time.monotonic() + timeout
+        ends = {p: _end_offset(consumer, topic, p, deadline) for p in partitions}
         while True:
             for message in consumer.consume(10_000, 0.2):
                 if message.error() is not None:
@@ -70,6 +71,22 @@ def read_topic(
         consumer.close()
     records.sort(key=lambda m: (m.partition(), m.offset()))
     return records
+
+
+def _end_offset(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
+    """The partition's high watermark, asked again while its leader is still being elected
+    (a topic created a moment ago answers ``NOT_LEADER_FOR_PARTITION`` for a while)."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=max(deadline - time.monotonic(), 0.1)
+            )[1]
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            transient = error is not None and (error.retriable() or error.code() in _ELECTING)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _position(consumer: Consumer, topic: str, partition: int, seen: int) -> int:

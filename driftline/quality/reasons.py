@@ -33,6 +33,7 @@ class ReasonCode(StrEnum):
     OUT_OF_RANGE = "OUT_OF_RANGE"
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
     SCHEMA_INVALID = "SCHEMA_INVALID"
+    TOO_LARGE = "TOO_LARGE"  # the encoded record is larger than one Kafka message
     # decode: bytes read back from Kafka
     NOT_FRAMED = "NOT_FRAMED"
     UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"
@@ -56,6 +57,7 @@ _STAGE_OF: dict[ReasonCode, Stage] = {
     ReasonCode.OUT_OF_RANGE: Stage.INGEST,
     ReasonCode.UNKNOWN_FIELD: Stage.INGEST,
     ReasonCode.SCHEMA_INVALID: Stage.INGEST,
+    ReasonCode.TOO_LARGE: Stage.INGEST,
     ReasonCode.NOT_FRAMED: Stage.DECODE,
     ReasonCode.UNKNOWN_SCHEMA: Stage.DECODE,
     ReasonCode.DECODE_FAILED: Stage.DECODE,
