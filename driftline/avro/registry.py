@@ -172,12 +172,19 @@ class ConfluentSchemaRegistry:
     repository); each local version is registered under its subject on first use and
     the server's id is used for framing. Decoding looks ids up on the server, so
     records written by other producers decode too.
+
+    Only the server's "not found" (HTTP 404) makes an id unknown (its records become
+    ``UNKNOWN_SCHEMA`` dead letters). Any other answer (401/403: credentials; 5xx, after
+    the client's own retries) or no answer raises :class:`SchemaError`, so a registry
+    outage or a wrong password stops the job with that message instead of
+    dead-lettering good records. Messages show the URL without credentials.
     """
 
     def __init__(self, url: str, local: FileSchemaRegistry, conf: dict[str, Any] | None = None):
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         self._client = SchemaRegistryClient({"url": url, **(conf or {})})
+        self._where = _without_userinfo(url)
         self._local = local
         self._registered: dict[tuple[str, int], RegisteredSchema] = {}
         self._by_id: dict[int, RegisteredSchema | None] = {}
@@ -200,7 +207,15 @@ class ConfluentSchemaRegistry:
                     subject, Schema(json.dumps(local.definition), "AVRO")
                 )
             except SchemaRegistryError as exc:
-                raise SchemaError(f"schema registry refused {subject} v{version}: {exc}") from exc
+                raise SchemaError(
+                    f"schema registry {self._where} refused {subject} v{version}: HTTP "
+                    f"{exc.http_status_code} {exc.error_message} (error code {exc.error_code}); {_CHECK}"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - unreachable, TLS
+                raise SchemaError(
+                    f"schema registry {self._where} is unreachable registering {subject} v{version}: "
+                    f"{type(exc).__name__}: {exc}; {_CHECK}"
+                ) from None
             registered = RegisteredSchema(subject, local.version, schema_id, local.definition, local.parsed)
             self._registered[key] = registered
             self._by_id[schema_id] = registered
@@ -213,8 +228,19 @@ class ConfluentSchemaRegistry:
 
             try:
                 schema = self._client.get_schema(schema_id)
-            except SchemaRegistryError:
+            except SchemaRegistryError as exc:
+                if exc.http_status_code != 404:  # only "not found" makes records UNKNOWN_SCHEMA
+                    raise SchemaError(
+                        f"schema registry {self._where} could not look up schema id {schema_id}: HTTP "
+                        f"{exc.http_status_code} {exc.error_message} (error code {exc.error_code}); "
+                        f"{_CHECK}"
+                    ) from None
                 self._by_id[schema_id] = None
+            except Exception as exc:  # noqa: BLE001 - the HTTP client's own errors: unreachable, TLS
+                raise SchemaError(
+                    f"schema registry {self._where} is unreachable looking up schema id {schema_id}: "
+                    f"{type(exc).__name__}: {exc}; {_CHECK}"
+                ) from None
             else:
                 definition = json.loads(schema.schema_str)
                 self._by_id[schema_id] = RegisteredSchema(
@@ -225,6 +251,19 @@ class ConfluentSchemaRegistry:
                     parsed=parse_schema(definition, origin=f"registry id {schema_id}"),
                 )
         return self._by_id[schema_id]
+
+
+_CHECK = "check [kafka] schema_registry_url and the credentials in [kafka.schema_registry]"
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` (never in a message)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_registry(schemas_dir: Path, url: str | None = None, conf: dict[str, Any] | None = None):

@@ -40,7 +40,9 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
         )
     kind = _KIND.search(text)
     if kind is None and "Some data may have been lost" not in text:
-        first = text.strip().splitlines()[0] if text.strip() else type(exception).__name__
+        first = _python_error(text) or (
+            text.strip().splitlines()[0] if text.strip() else type(exception).__name__
+        )
         return JobError(f"the streaming query of source {source!r} failed: {first[:2000]}")
     where = _PARTITION.search(text)
     offsets = _OFFSETS.search(text)
@@ -61,3 +63,18 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
         f"the job read them. To start afresh remove {checkpoint}; to go on past the lost records set "
         f"[kafka] fail_on_data_loss = false"
     )
+
+
+def _python_error(text: str) -> str | None:
+    """The exception line of the last Python traceback in ``text`` (a failure inside
+    ``foreachBatch`` reaches the query as Py4J's "exception raised by the Python Proxy",
+    the whole traceback in its message): ``driftline.errors.SchemaError: ...`` becomes
+    ``SchemaError: ...``, the part a user can act on."""
+    start = text.rfind("Traceback (most recent call last):")
+    if start < 0:
+        return None
+    for line in text[start:].splitlines()[1:]:
+        if line and not line[0].isspace():
+            name, _, message = line.partition(": ")
+            return f"{name.rsplit('.', 1)[-1]}: {message}".strip().removesuffix(" SQLSTATE: 39000").strip()
+    return None

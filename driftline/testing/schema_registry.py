@@ -10,10 +10,17 @@ response shapes, so the real client is exercised end to end:
 Ids are assigned sequentially from 1 across subjects, as Schema Registry does, so they
 differ from the file registry's content-hash ids (tests rely on that to see which
 registry framed a record).
+
+``basic_auth=("user", "password")`` makes it answer 401 (error_code 401) to a request
+without those HTTP basic credentials, as Schema Registry does with basic
+authentication on; setting :attr:`SchemaRegistryDouble.failing` to a status (e.g. 500)
+makes every request fail with it until it is set back to ``None``, and
+:attr:`SchemaRegistryDouble.failing_lookups` only the ``GET /schemas/ids/{id}`` calls.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -27,7 +34,11 @@ _BY_ID = re.compile(r"^/schemas/ids/(\d+)$")
 class SchemaRegistryDouble:
     """Run with ``with SchemaRegistryDouble() as registry: registry.url``."""
 
-    def __init__(self) -> None:
+    def __init__(self, basic_auth: tuple[str, str] | None = None) -> None:
+        self.basic_auth = basic_auth
+        self.failing: int | None = None
+        self.failing_lookups: int | None = None
+        self.authorizations: list[str | None] = []  # the Authorization header of each request
         self.ids: dict[str, int] = {}  # canonical schema text -> id
         self.schemas: dict[int, str] = {}
         self.subjects: dict[str, list[int]] = {}
@@ -71,9 +82,25 @@ class SchemaRegistryDouble:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def _refused(self) -> bool:
+                """Answer 401 or the forced failure; True when the request got its answer."""
+                registry.authorizations.append(self.headers.get("Authorization"))
+                failing = registry.failing or (registry.failing_lookups if self.command == "GET" else None)
+                if failing is not None:
+                    self._reply(failing, {"error_code": failing, "message": "forced failure"})
+                    return True
+                if registry.basic_auth is not None:
+                    expected = "Basic " + base64.b64encode(":".join(registry.basic_auth).encode()).decode()
+                    if self.headers.get("Authorization") != expected:
+                        self._reply(401, {"error_code": 401, "message": "Unauthorized"})
+                        return True
+                return False
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?")[0]
                 registry.requests.append(("POST", path))
+                if self._refused():
+                    return None
                 match = _REGISTER.match(path)
                 if match is None:
                     return self._reply(404, {"error_code": 404, "message": f"no route {path}"})
@@ -85,6 +112,8 @@ class SchemaRegistryDouble:
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.split("?")[0]
                 registry.requests.append(("GET", path))
+                if self._refused():
+                    return None
                 match = _BY_ID.match(path)
                 schema = registry.schemas.get(int(match.group(1))) if match else None
                 if schema is None:

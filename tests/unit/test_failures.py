@@ -44,3 +44,21 @@ def test_other_failures_keep_their_first_line_and_a_missing_topic_is_named() -> 
         "org.apache.kafka.common.errors.UnknownTopicOrPartitionException: This server does not host"
     )
     assert "topic 'signals.payments' does not exist on the broker" in str(missing)
+
+
+def test_a_python_error_inside_the_batch_is_reported_by_its_own_line() -> None:
+    text = (
+        "[FOREACH_BATCH_USER_FUNCTION_ERROR] An error occurred in the user provided function in foreach "
+        "batch sink. Reason: An exception was raised by the Python Proxy. Return Message: Traceback (most "
+        'recent call last):\n  File "/x/py4j/clientserver.py", line 644, in _call_proxy\n    return_value = '
+        'getattr(self.pool[obj_id], method)(*params)\n  File "/x/driftline/spark/decode.py", line 78, in '
+        "writers\n    writer = self.registry.by_id(schema_id)\ndriftline.errors.SchemaError: schema registry "
+        "http://127.0.0.1:8081 could not look up schema id 7: HTTP 401 Unauthorized (error code 401); check "
+        "[kafka] schema_registry_url SQLSTATE: 39000\n=== Streaming Query ===\nIdentifier: [id = 1]"
+    )
+    failure = _failure(text)
+    assert type(failure) is JobError
+    assert str(failure) == (
+        "the streaming query of source 'payments' failed: SchemaError: schema registry http://127.0.0.1:8081 "
+        "could not look up schema id 7: HTTP 401 Unauthorized (error code 401); check [kafka] schema_registry_url"
+    )
