@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint check-java maven prometheus-tools clean
+.PHONY: install demo test bench soak lint check-java maven prometheus-tools clean
 
 # PYTHONWARNINGS: setuptools warns on every editable install about folders named like the
 # package, which is nothing a user can act on
@@ -70,6 +70,10 @@ test: install prometheus-tools
 
 bench: install prometheus-tools
 	$(PY) -m bench
+
+# the long crash test: 20 SIGKILLs at random points, then every table and topic against a clean run
+soak: install
+	DRIFTLINE_SOAK_KILLS=20 $(PY) -m pytest -q -s tests/spark/test_crash.py
 
 lint: install
 	$(VENV)/bin/ruff check driftline tests bench jobs

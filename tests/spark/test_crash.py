@@ -1,6 +1,11 @@
 """SIGKILL the job at random points, restart it from its checkpoint, and compare every
 output with a clean run on the same input: nothing lost, nothing doubled. The stream
-drifts half-way, so drift scores, alert events and the alerts topic are compared too."""
+drifts half-way, so drift scores, alert events and the alerts topic are compared too.
+
+``make test`` kills the job 3 times in batches of 2,250 records. ``make soak`` sets
+``DRIFTLINE_SOAK_KILLS=20``: batches of 300 records (30 of them) and one kill after
+each newly committed batch plus a random moment, until 20 kills landed; the last
+lines of the test's output give the figures (``soak kills=... runs=...``)."""
 
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ DRIFTS = (
     Drift("variance_change", "vibration_mm_s", RECORDS // 2, 2.5),
     Drift("null_rate", "pressure_kpa", RECORDS // 2, 0.3),
 )
-PER_BATCH = "2250"
+SOAK_KILLS = int(os.environ.get("DRIFTLINE_SOAK_KILLS", "0"))
+PER_BATCH = "300" if SOAK_KILLS else "2250"
 
 
 def _committed_batches(pipeline_dir) -> int:
@@ -71,7 +77,7 @@ def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
     return Counter((letter.origin, letter.reason.value, letter.raw) for letter in letters)
 
 
-@pytest.mark.timeout(1200)  # a clean run, three killed runs and a final one, each starting a JVM
+@pytest.mark.timeout(3600 if SOAK_KILLS else 1200)  # a clean run, the killed runs and a final one
 def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path) -> None:
     generated = SignalGenerator("sensors", seed=31, interval=SECOND, drifts=DRIFTS).records(RECORDS)
     records = [r.value for r in generated]
@@ -106,11 +112,19 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     assert clean_summary["batches"] >= 4
 
     rng = random.Random(7)
-    kills = 0
-    for kill_after in (1, 2, 3):
-        if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is None:
-            kills += 1
-    assert kills >= 2, "the job finished before it could be killed"
+    kills, runs = 0, 0
+    wanted = SOAK_KILLS or 3
+    for kill_after in range(1, 10 * wanted):
+        if kills == wanted:
+            break
+        runs += 1
+        if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is not None:
+            break  # the job finished: nothing left to kill
+        kills += 1
+    assert kills >= (SOAK_KILLS or 2), "the job finished before it could be killed often enough"
+    print(
+        f"soak kills={kills} runs={runs} batches={_committed_batches(tmp_path / 'crashed')} records={RECORDS}"
+    )
     final = driftline_run(crashed, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
     assert final.returncode == 0, final.stderr[-3000:]
     crash_summary = json.loads(final.stdout.strip().splitlines()[-1])["sources"]["sensors"]
