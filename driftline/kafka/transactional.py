@@ -21,6 +21,12 @@ come in the same order on a replay (the job sorts its dead letters by topic, par
 and offset), so a replay after a crash between two transactions skips the first k and
 writes the rest. The last transaction's marker is ``{"batch_id": N}``: batch N is
 complete.
+
+A writer may carry a ``fingerprint`` of what decides a batch's records (the job's
+reader schema, rule suite, reference, windows). Markers carry it, and a replay of a
+batch whose marker holds another fingerprint stops with :class:`ReplayMismatch`
+instead of skipping: the topic holds the first attempt's records, and the tables of a
+replay under another configuration would disagree with them.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from driftline.errors import DeliveryError
+from driftline.errors import DeliveryError, JobError
 from driftline.kafka.clients import (
     TopicSpec,
     consumer_side,
@@ -51,6 +57,10 @@ logger = logging.getLogger(__name__)
 # one marker per writer name matters, the newest: compaction keeps the markers topic (read in
 # full when a writer starts) at about one record per writer however long the job runs
 MARKERS_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+
+
+class ReplayMismatch(JobError):
+    """A batch is replayed under another configuration than the one its records were committed with."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class TransactionalBatchWriter:
     transaction_records: int = 50_000
     transaction_seconds: float = 10.0
     clock: Callable[[], float] = time.monotonic
+    fingerprint: str | None = None
     _producer: Any = field(default=None, init=False, repr=False)
     _marker: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
@@ -126,6 +137,7 @@ class TransactionalBatchWriter:
             return 0
         records = itertools.chain([first], records)
         self._start()
+        self._check_replay(batch_id)
         done = self._committed_records(batch_id)
         if done is None:
             logger.info(
@@ -167,6 +179,20 @@ class TransactionalBatchWriter:
         except KafkaException:
             logger.exception("abort_failed writer=%s batch=%d", self.name, batch_id)
 
+    def _check_replay(self, batch_id: int) -> None:
+        marker = self._marker
+        if marker is None or marker["batch_id"] != batch_id or self.fingerprint is None:
+            return
+        first = marker.get("fingerprint")
+        if first is not None and first != self.fingerprint:
+            raise ReplayMismatch(
+                f"{self.name}: batch {batch_id} is replayed with another configuration than its first run "
+                f"(fingerprint {first[:12]}, now {self.fingerprint[:12]}): that run committed its records to "
+                f"{self.topic}, and this one would write tables that disagree with them. Restore the "
+                "configuration of that run (schema version, expectation suite, reference profile, windows) "
+                f"until batch {batch_id} has committed, then change it"
+            )
+
     def _committed_records(self, batch_id: int) -> int | None:
         """How many of batch ``batch_id``'s records are committed already: ``None`` for all."""
         marker = self._marker
@@ -180,6 +206,8 @@ class TransactionalBatchWriter:
         """Commit the open transaction with its marker; ``partial`` counts the batch's
         records committed so far when more of the batch follows."""
         marker: dict[str, Any] = {"batch_id": batch_id}
+        if self.fingerprint is not None:
+            marker["fingerprint"] = self.fingerprint
         if partial is not None:
             marker["partial"] = partial
         produce(self._producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())

@@ -9,6 +9,7 @@ micro-batch per ``[windows] trigger``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -117,6 +118,25 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
     )
 
 
+def batch_fingerprint(config: PipelineConfig, source: str, plan: SourcePlan, reader) -> str:
+    """SHA-256 of what decides a batch's outputs besides its records: the reader schema
+    (subject, version, id), the rule suite's bytes, the reference profile's version, the
+    windows and the drift settings. The transactional writers put it in their commit
+    markers, so a batch replayed under another configuration is caught
+    (:class:`~driftline.kafka.transactional.ReplayMismatch`)."""
+    spec = config.source(source)
+    suite = config.path(spec.expectations).read_bytes() if spec.expectations else b""
+    parts = {
+        "reader": [reader.subject, reader.version, reader.schema_id],
+        "suite": hashlib.sha256(suite).hexdigest(),
+        "reference": plan.drift.reference.version if plan.drift is not None else None,
+        "features": [list(plan.numeric), list(plan.categorical)],
+        "windows": [plan.window_seconds, plan.slide_seconds, plan.watermark_seconds, plan.max_future_seconds],
+        "drift": config.drift.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def suite_name(path: Path) -> str:
     """The suite's ``name`` (GE 1.x suite JSON), else the file's stem: the metrics' ``suite`` label."""
     try:
@@ -203,6 +223,7 @@ def start_query(
         partitions=spec.partitions,
     )
     plan = source_plan(config, source)
+    writer.fingerprint = batch_fingerprint(config, source, plan, decoder.reader)
     if plan.rules:
         from driftline.spark.rules import check_regexes
 
@@ -215,6 +236,7 @@ def start_query(
             name=f"{config.name}.{source}.alerts.{query_key}",
             settings=config.kafka.librdkafka("producer"),
             partitions=1,
+            fingerprint=writer.fingerprint,
         )
     if plan.drift is not None:
         plan.drift.metrics = metrics

@@ -141,3 +141,24 @@ def test_a_transaction_also_closes_on_time(kafka_bootstrap, topic_prefix) -> Non
     markers = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, topic_prefix + "markers")]
     # opened at 0.3 (record 1 fetched), record 2 at 0.6 and 3 at 0.9: 0.6 s open -> commit 2, and so on
     assert markers == [{"batch_id": 0, "partial": 2}, {"batch_id": 0, "partial": 4}, {"batch_id": 0}]
+
+
+def test_a_replay_under_another_configuration_stops_instead_of_skipping(
+    kafka_bootstrap, topic_prefix
+) -> None:
+    from driftline.kafka.transactional import ReplayMismatch
+
+    first = _writer(kafka_bootstrap, topic_prefix)
+    first.fingerprint = "a" * 64
+    assert first.write(3, _records(3, 4)) == 4
+    same = _writer(kafka_bootstrap, topic_prefix)
+    same.fingerprint = "a" * 64
+    assert same.write(3, _records(3, 4)) == 0  # an ordinary replay: skipped
+    edited = _writer(kafka_bootstrap, topic_prefix)
+    edited.fingerprint = "b" * 64
+    with pytest.raises(ReplayMismatch, match=r"batch 3 is replayed with another configuration .*aaaaaaaaaaaa, "
+                                             r"now bbbbbbbbbbbb.*Restore the configuration"):  # fmt: skip
+        edited.write(3, _records(3, 4))
+    assert edited.write(4, _records(4, 2)) == 2  # the next batch runs under the new configuration
+    seen = _visible(kafka_bootstrap, topic_prefix + "out")
+    assert sum(seen.values()) == 6 and set(seen.values()) == {1}
