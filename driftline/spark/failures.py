@@ -38,6 +38,12 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
             f"source {source!r}: topic {named} does not exist on the broker (or was deleted while the job "
             f"ran); ingest into it first or check [kafka] topic_prefix and the source's topic"
         )
+    if "No space left on device" in text:
+        return JobError(
+            f"source {source!r}: the disk under the warehouse or the checkpoints is full (No space left on "
+            f"device; checkpoint {checkpoint}). Free space and run again: the job resumes from its last "
+            "committed batch, and the half-written batch is written again"
+        )
     kind = _KIND.search(text)
     if kind is None and "Some data may have been lost" not in text:
         first = _python_error(text) or (

@@ -62,3 +62,12 @@ def test_a_python_error_inside_the_batch_is_reported_by_its_own_line() -> None:
         "the streaming query of source 'payments' failed: SchemaError: schema registry http://127.0.0.1:8081 "
         "could not look up schema id 7: HTTP 401 Unauthorized (error code 401); check [kafka] schema_registry_url"
     )
+
+
+def test_a_full_disk_is_named_with_what_to_do() -> None:
+    failure = _failure(
+        "Job aborted due to stage failure: ... java.io.IOException: No space left on device\n\tat java.io..."
+    )
+    assert type(failure) is JobError
+    assert "the disk under the warehouse or the checkpoints is full (No space left on device" in str(failure)
+    assert "Free space and run again: the job resumes from its last committed batch" in str(failure)
