@@ -381,6 +381,7 @@ class PromStack:
         self.startup_timeout = startup_timeout
         self._binaries = binaries
         self._processes = contextlib.ExitStack()
+        self._running: dict[str, subprocess.Popen[bytes]] = {}
         self.prometheus_url = ""
         self.alertmanager_url = ""
 
@@ -416,8 +417,23 @@ class PromStack:
     ) -> None:
         self._processes.close()
 
-    def _start_alertmanager(self, binary: str) -> None:
-        address = f"{HOST}:{free_port(HOST)}"
+    def stop(self, name: str) -> None:
+        """Stop ``"prometheus"`` or ``"alertmanager"`` (SIGTERM; an outage, for fault tests)."""
+        _stop(self._running[name])
+
+    def start(self, name: str) -> None:
+        """Start a stopped ``"prometheus"`` or ``"alertmanager"`` again, on the same address
+        and data folder, and wait until it is ready."""
+        if self._running[name].poll() is None:
+            return
+        binaries = self._binaries or find_binaries()
+        if name == "alertmanager":
+            self._start_alertmanager(binaries.alertmanager, urlsplit(self.alertmanager_url).netloc)
+        else:
+            self._start_prometheus(binaries.prometheus, urlsplit(self.prometheus_url).netloc)
+
+    def _start_alertmanager(self, binary: str, address: str | None = None) -> None:
+        address = address or f"{HOST}:{free_port(HOST)}"
         config = self.workdir / "alertmanager.yml"
         config.write_text(json.dumps(self.alertmanager_config, indent=2))
         argv = [
@@ -430,8 +446,8 @@ class PromStack:
         self.alertmanager_url = f"http://{address}"
         self._start("alertmanager", argv, self.alertmanager_url, self.alertmanager_log)
 
-    def _start_prometheus(self, binary: str) -> None:
-        address = f"{HOST}:{free_port(HOST)}"
+    def _start_prometheus(self, binary: str, address: str | None = None) -> None:
+        address = address or f"{HOST}:{free_port(HOST)}"
         config = self.workdir / "prometheus.yml"
         config.write_text(json.dumps(self._prometheus_config(), indent=2))
         argv = [
@@ -463,6 +479,7 @@ class PromStack:
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
         self._processes.callback(_stop, process)
+        self._running[name] = process
         logger.info("promstack_start name=%s pid=%d url=%s log=%s", name, process.pid, url, log_path)
 
         def ready() -> bool:
