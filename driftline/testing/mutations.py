@@ -19,7 +19,7 @@ kind                   what the line is
 ``truncated``          the record's JSON cut after 1 .. len-1 bytes
 ``padded``             the record's JSON followed by non-whitespace garbage
 ``huge_string``        a field (any type) set to a string of 1-16 KB; the first ``big``
-                       of them 100-600 KB or 1.2-2.1 MB
+                       of them a string field of 100-600 KB or 1.2-2.1 MB
 ``extreme_number``     a numeric field set to a literal such as ``1e308``, ``2**63``,
                        ``-2**63-1``, ``2**64``, ``5e-324``, ``1e400`` or a 401-digit integer
 ``nan_inf``            a numeric or timestamp field set to ``NaN``, ``Infinity``, ``-Infinity``
@@ -29,8 +29,8 @@ kind                   what the line is
 ``missing_field``      a field left out
 ``null_field``         a field set to ``null``
 ``extra_field``        a key the schema does not have ("", a 300-char name, Unicode, ...)
-``deep_nesting``       a field set to arrays / objects nested 2 to 20,000 deep (100,000
-                       for the first ``big``)
+``deep_nesting``       a field set to arrays / objects nested 2 to 20,000 deep (two of
+                       them 100,000 deep)
 ``empty``              a blank line (not a record) or an empty JSON value (``{}``, ``[]``,
                        ``null``, ``""``, ``0``, ``true``)
 ``bom``                a UTF-8 byte order mark before, inside or after the JSON, two of
@@ -130,6 +130,29 @@ _LINE_TIMESTAMPS = [
      b'"10000-01-01T00:00:00Z"', b'"0000-12-31T00:00:00Z"', b'"-0001-01-01T00:00:00Z"',
      b'"2026-02-30T00:00:00Z"', b'"9999-12-31T23:59:59.999-14:00"', b'"0001-01-01T00:00:00+14:00"',
      b'"1970-01-01T00:00:00"', b'""', b'"now"']  # fmt: skip
+_LINE_TOKENS = {
+    "extreme_number": _LINE_EXTREMES,
+    "nan_inf": [b"NaN", b"Infinity", b"-Infinity"],
+    "extreme_timestamp": _LINE_TIMESTAMPS,
+    "huge_int_literal": [b"7" * 5_000],
+}
+_FRAME_EXTREMES = {
+    "int": [INT_MIN, INT_MAX, -1, 0],
+    "long": [LONG_MIN, LONG_MAX, -1, 0],
+    "float": [FLOAT_MAX, -FLOAT_MAX, 1.401298464324817e-45, -0.0, 1e-38],
+    "double": [1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -5e-324, -0.0],
+}
+_MICROS_EDGE = LONG_MAX // 1000  # the largest millis that still fit a long of microseconds
+_FRAME_TIMESTAMPS = [LONG_MIN, LONG_MAX, 0, -1, YEAR_1_MS, YEAR_1_MS + 86_400_000, YEAR_9999_MS,
+                     YEAR_9999_MS - 86_400_000, 2**62, -(2**62), _MICROS_EDGE, _MICROS_EDGE + 1,
+                     -_MICROS_EDGE, -_MICROS_EDGE - 1]  # fmt: skip
+_FIELD_KINDS = {  # frame kinds that change a field of one of these types
+    "huge_string": ("string",),
+    "invalid_utf8": ("string",),
+    "nan_inf": ("float", "double"),
+    "extreme_number": _NUMERIC,
+    "extreme_timestamp": ("timestamp",),
+}
 _WRONG = {
     "string": [12345, 1.5, True, [], {}, ["a"], {"k": "v"}],
     "number": ["n/a", "12", True, False, [1], {"v": 1}, ""],
@@ -170,6 +193,7 @@ class _Field:
     name: str
     avro: str  # string, int, long, float, double, boolean, bytes, timestamp, other
     nullable: bool
+    per_second: int = 1  # timestamp units per second: 1,000 (millis) or 1,000,000 (micros)
 
 
 def schema_fields(definition: Mapping[str, Any]) -> list[_Field]:
@@ -180,9 +204,12 @@ def schema_fields(definition: Mapping[str, Any]) -> list[_Field]:
         branches = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
         non_null = [b for b in branches if b != "null"]
         base = non_null[0] if len(non_null) == 1 else "other"
+        logical = base.get("logicalType") if isinstance(base, dict) else None
         if isinstance(base, dict):
-            base = "timestamp" if base.get("logicalType") in _TIMESTAMPS else base.get("type", "other")
-        out.append(_Field(spec["name"], base if isinstance(base, str) else "other", "null" in branches))
+            base = "timestamp" if logical in _TIMESTAMPS else base.get("type", "other")
+        per_second = 1_000_000 if logical and logical.endswith("micros") else 1_000
+        kind = base if isinstance(base, str) else "other"
+        out.append(_Field(spec["name"], kind, "null" in branches, per_second if kind == "timestamp" else 1))
     return out
 
 
@@ -226,19 +253,20 @@ class _Base:
         index = int(self.rng.integers(len(self.records)))
         return index, copy.deepcopy(dict(self.records[index]))
 
-    def _text(self, size: int) -> str:
-        alphabet = self._choice(_ALPHABETS)
-        picks = self.rng.integers(0, len(alphabet), size)
-        return "".join(alphabet[i] for i in picks) if len(alphabet) > 1 else alphabet * size
-
-    def _huge_size(self, big: tuple[int, int], huge: tuple[int, int] | None) -> int:
+    def _huge_text(self, *ranges: tuple[int, int]) -> str:
+        """1-16 KB of text; while the ``big`` budget lasts, a size from ``ranges`` in turn,
+        in ASCII (a JSON line would carry every other character escaped, six times as long)."""
         if self.big_left > 0:
             self.big_left -= 1
-            ranges = [big] if huge is None or self.big_left % 2 else [huge]
-            low, high = ranges[0]
+            low, high = ranges[self.big_left % len(ranges)]
+            alphabet = self._choice(_ALPHABETS[:3])
         else:
             low, high = 1_024, 16_384
-        return int(self.rng.integers(low, high))
+            alphabet = self._choice(_ALPHABETS)
+        size = int(self.rng.integers(low, high))
+        if len(alphabet) == 1:
+            return alphabet * size
+        return "".join(alphabet[i] for i in self.rng.integers(0, len(alphabet), size))
 
 
 class LineMutator(_Base):
@@ -253,8 +281,8 @@ class LineMutator(_Base):
     seed:
         Everything random derives from it.
     big:
-        How many payloads may be large (huge strings of 100 KB - 2.1 MB, 100,000-deep
-        nesting); the other huge strings are 1-16 KB.
+        How many huge strings may be large (100-600 KB and 1.2-2.1 MB in turn); the
+        others are 1-16 KB.
     """
 
     KINDS = LINE_KINDS
@@ -262,8 +290,11 @@ class LineMutator(_Base):
     def __init__(self, schema: Mapping[str, Any], records: Sequence[Mapping[str, Any]], *, seed: int,
                  big: int = 6) -> None:  # fmt: skip
         super().__init__(schema, records, seed, big)
+        self.deep_left = 2  # lines nested 100,000 deep (200 KB each)
 
-    def generate(self, n: int, *, kinds: Iterable[str] = LINE_KINDS, valid_share: float = 0.0) -> list[Mutant]:
+    def generate(
+        self, n: int, *, kinds: Iterable[str] = LINE_KINDS, valid_share: float = 0.0
+    ) -> list[Mutant]:
         """``n`` lines: a ``valid_share`` of valid ones, the rest spread evenly over ``kinds``."""
         return [self._one(kind) for kind in self._plan(n, kinds, valid_share, LINE_KINDS)]
 
@@ -277,7 +308,8 @@ class LineMutator(_Base):
         if kind == "valid":
             return Mutant(kind, line, base=index)
         if kind == "random_bytes":
-            data = bytes(b if b != 0x0A else 0x0B for b in self.rng.integers(0, 256, int(self.rng.integers(1, 257))))
+            size = int(self.rng.integers(1, 257))
+            data = bytes(b if b != 0x0A else 0x0B for b in self.rng.integers(0, 256, size).tolist())
             data = data if data.strip() else b"~" + data
             return Mutant(kind, data, detail=f"{len(data)} random bytes")
         if kind == "truncated":
@@ -296,7 +328,7 @@ class LineMutator(_Base):
     def _bom(self, index: int, record: dict, line: bytes) -> Mutant:
         bom = b"\xef\xbb\xbf"
         variant = int(self.rng.integers(6))
-        if variant == 3:
+        if variant == 3:  # inside a string value; without a string field, first as in variant 0
             text = self._pick("string")
             if text is not None:
                 record[text.name] = _PLACEHOLDER
@@ -313,7 +345,7 @@ class LineMutator(_Base):
         return Mutant("bom", data, detail=detail, base=index)
 
     def _field_mutant(self, kind: str, index: int, record: dict) -> Mutant:
-        numeric = ("int", "long", "float", "double")
+        numeric = _NUMERIC
         if kind == "missing_field":
             field = self._choice(self.fields)
             record.pop(field.name, None)
@@ -332,9 +364,9 @@ class LineMutator(_Base):
             value = self._choice(_WRONG["string" if group == "bytes" else group])
             record[field.name] = value
             return Mutant(kind, self._dump(record), field.name, value, f"{field.avro} <- {value!r}", index)
-        if kind == "huge_string":
-            field = self._choice(self.fields)
-            value = self._text(self._huge_size((1_200_000, 2_100_000), (100_000, 600_000)))
+        if kind == "huge_string":  # the big ones go to string fields, to be too large rather than mistyped
+            field = (self._pick("string") if self.big_left > 0 else None) or self._choice(self.fields)
+            value = self._huge_text((1_200_000, 2_100_000), (100_000, 600_000))
             record[field.name] = value
             return Mutant(kind, self._dump(record), field.name, value, f"{len(value):,} characters", index)
         if kind in ("invalid_utf8", "control_char", "lone_surrogate"):
@@ -342,21 +374,22 @@ class LineMutator(_Base):
             raw = {
                 "invalid_utf8": lambda: self._choice(_BAD_UTF8),
                 "control_char": lambda: bytes([self._choice([b for b in range(32) if b != 10])]),
-                "lone_surrogate": lambda: self._choice([b"\\ud800", b"\\udfff", b"\xed\xa0\x80", b"ab\\udc00"]),
+                "lone_surrogate": lambda: self._choice(
+                    [b"\\ud800", b"\\udfff", b"\xed\xa0\x80", b"ab\\udc00"]
+                ),
             }[kind]()
             record[field.name] = _PLACEHOLDER
             return Mutant(kind, self._dump(record, b'"' + raw + b'"'), field.name, raw, repr(raw), index)
         if kind == "deep_nesting":
             field = self._choice(self.fields)
             depth = self._choice([2, 32, 900, 2_000, 5_000, 20_000])
-            if self.big_left > 0 and depth == 20_000:
-                self.big_left, depth = self.big_left - 1, 100_000
+            if self.deep_left > 0 and depth == 20_000:
+                self.deep_left, depth = self.deep_left - 1, 100_000
             opener, closer = self._choice([(b"[", b"]"), (b'{"a":', b"}")])
             record[field.name] = _PLACEHOLDER
             nested = opener * depth + b"1" + closer * depth
             return Mutant(kind, self._dump(record, nested), field.name, depth, f"{depth} deep", index)
-        tokens = {"extreme_number": _LINE_EXTREMES, "nan_inf": [b"NaN", b"Infinity", b"-Infinity"],
-                  "extreme_timestamp": _LINE_TIMESTAMPS, "huge_int_literal": [b"7" * 5_000]}[kind]  # fmt: skip
+        tokens = _LINE_TOKENS[kind]
         field = (
             self._pick("timestamp")
             if kind == "extreme_timestamp"
@@ -406,11 +439,20 @@ class FrameMutator(_Base):
 
     def available(self) -> tuple[str, ...]:
         """The kinds this mutator can make with what it was given."""
-        missing = {"valid_older": not self.older, "foreign_schema": self.foreign is None,
-                   "far_future": self.now_millis is None or self._pick("timestamp") is None}  # fmt: skip
+        present = {f.avro for f in self.fields}
+        required = {f.avro for f in self.fields if not f.nullable}
+        missing = {
+            "valid_older": not self.older,
+            "foreign_schema": self.foreign is None,
+            "far_future": self.now_millis is None or "timestamp" not in present,
+            "null_required": not required & {"string", "bytes", "boolean", "timestamp", *_NUMERIC},
+            **{kind: not present & set(types) for kind, types in _FIELD_KINDS.items()},
+        }
         return tuple(k for k in FRAME_KINDS if not missing.get(k, False))
 
-    def generate(self, n: int, *, kinds: Iterable[str] | None = None, valid_share: float = 0.0) -> list[Mutant]:
+    def generate(
+        self, n: int, *, kinds: Iterable[str] | None = None, valid_share: float = 0.0
+    ) -> list[Mutant]:
         """``n`` values: a ``valid_share`` of valid ones, the rest spread evenly over ``kinds``
         (default: every kind :meth:`available`)."""
         plan = self._plan(n, kinds or self.available(), valid_share, self.available())
@@ -422,7 +464,7 @@ class FrameMutator(_Base):
         if key not in self._parsed:
             self._parsed[key] = fastavro.parse_schema(_plain(definition), _write_hint=True, _force=True)
         buffer = io.BytesIO()
-        fastavro.schemaless_writer(buffer, self._parsed[key], _as_millis(record, self.fields))
+        fastavro.schemaless_writer(buffer, self._parsed[key], _as_epoch(record, self.fields))
         return struct.pack(">bI", 0, schema_id) + buffer.getvalue()
 
     def _valid(self, record: Mapping[str, Any]) -> bytes:
@@ -462,8 +504,8 @@ class FrameMutator(_Base):
             if rng.random() < 0.5:
                 data = self.encode(other.definition, self._choice(others), other.schema_id)
                 return Mutant(kind, data, detail=f"a valid record of schema id {other.schema_id}")
-            return Mutant(kind, frame[:1] + struct.pack(">I", other.schema_id) + frame[5:],
-                          detail=f"this body framed with schema id {other.schema_id}", base=index)  # fmt: skip
+            data = frame[:1] + struct.pack(">I", other.schema_id) + frame[5:]
+            return Mutant(kind, data, detail=f"this body framed with schema id {other.schema_id}", base=index)
         if kind == "bit_flip":
             body = bytearray(frame)
             flips = sorted(int(p) for p in rng.integers(5 * 8, len(frame) * 8, int(rng.integers(1, 5))))
@@ -479,37 +521,24 @@ class FrameMutator(_Base):
     def _field_mutant(self, kind: str, index: int, record: dict) -> Mutant:
         definition = self.writer.definition
         rng = self.rng
+        if kind == "null_required":
+            field = self._pick("string", "bytes", *_NUMERIC, "boolean", "timestamp", nullable=False)
+            value, definition = None, _retyped(definition, field.name, None)
+        else:  # far_future and the kinds of _FIELD_KINDS
+            field = self._pick(*_FIELD_KINDS.get(kind, ("timestamp",)))
         if kind == "huge_string":
-            field = self._pick("string")
-            value = self._text(self._huge_size((100_000, 900_000), None))
+            value = self._huge_text((100_000, 900_000))
         elif kind == "invalid_utf8":
-            field = self._pick("string")
-            value = self._choice(_BAD_UTF8) + str(record.get(field.name) or "").encode()[: int(rng.integers(0, 8))]
-            definition = _retyped(definition, field.name, "bytes")
+            kept = str(record.get(field.name) or "").encode()[: int(rng.integers(0, 8))]
+            value, definition = self._choice(_BAD_UTF8) + kept, _retyped(definition, field.name, "bytes")
         elif kind == "nan_inf":
-            field = self._pick("float", "double")
             value = self._choice([float("nan"), float("inf"), float("-inf")])
         elif kind == "extreme_number":
-            field = self._pick(*_NUMERIC)
-            value = self._choice({
-                "int": [INT_MIN, INT_MAX, -1, 0], "long": [LONG_MIN, LONG_MAX, -1, 0],
-                "float": [FLOAT_MAX, -FLOAT_MAX, 1.401298464324817e-45, -0.0, 1e-38],
-                "double": [1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -5e-324, -0.0],
-            }[field.avro])  # fmt: skip
+            value = self._choice(_FRAME_EXTREMES[field.avro])
         elif kind == "extreme_timestamp":
-            field = self._pick("timestamp")
-            value = self._choice([LONG_MIN, LONG_MAX, 0, -1, YEAR_1_MS, YEAR_1_MS + 86_400_000, YEAR_9999_MS,
-                                  YEAR_9999_MS - 86_400_000, 2**62, -(2**62), LONG_MAX // 1000,
-                                  LONG_MAX // 1000 + 1, -(LONG_MAX // 1000), -(LONG_MAX // 1000) - 1])  # fmt: skip
+            value = self._choice(_FRAME_TIMESTAMPS)
         elif kind == "far_future":
-            field = self._pick("timestamp")
             value = self.now_millis + int(rng.integers(7_200_000, 400 * 86_400_000))
-        else:  # null_required
-            field = self._pick("string", "bytes", *_NUMERIC, "boolean", "timestamp", nullable=False)
-            value = None
-            definition = _retyped(definition, field.name, None)
-        if field is None:
-            raise ValueError(f"{kind}: the schema has no field of a type this kind changes")
         record[field.name] = value
         data = self.encode(definition, record, self.writer.schema_id)
         shown = repr(value) if not isinstance(value, str) else f"{len(value):,} characters"
@@ -536,21 +565,29 @@ def _retyped(definition: Mapping[str, Any], name: str, avro_type: str | None) ->
     """A copy of ``definition`` with field ``name`` of ``avro_type``, or made nullable (``None``)."""
     changed = copy.deepcopy(dict(definition))
     for spec in changed["fields"]:
-        if spec["name"] == name:
-            spec["type"] = ["null", spec["type"]] if avro_type is None else avro_type
+        if spec["name"] != name:
+            continue
+        if avro_type is None:
+            spec["type"] = ["null", spec["type"]]
+        elif isinstance(spec["type"], list):  # keep the union (its index is on the wire)
+            spec["type"] = [b if b == "null" else avro_type for b in spec["type"]]
+        else:
+            spec["type"] = avro_type
     return changed
 
 
-def _as_millis(record: Mapping[str, Any], fields: Sequence[_Field]) -> dict[str, Any]:
+def _as_epoch(record: Mapping[str, Any], fields: Sequence[_Field]) -> dict[str, Any]:
+    """``record`` with its timestamp datetimes as epoch numbers in their field's unit."""
     out = dict(record)
     for field in fields:
         value = out.get(field.name)
         if field.avro == "timestamp" and isinstance(value, datetime):
-            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-            out[field.name] = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // _MILLISECOND
+            delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
+            seconds = delta.days * 86_400 + delta.seconds
+            out[field.name] = seconds * field.per_second + delta.microseconds * field.per_second // 1_000_000
     return out
 
 
-_MILLISECOND = datetime(1970, 1, 1, 0, 0, 0, 1000) - datetime(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 __all__ = ["FRAME_KINDS", "LINE_KINDS", "FrameMutator", "LineMutator", "Mutant", "Writer", "schema_fields"]
