@@ -81,7 +81,12 @@ def _check_float(name: str, value: Any, avro: str, text: bool) -> float:
             raise _mismatch(name, avro, value) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(name, avro, value)
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond any double, e.g. 10**400
+        raise _Reject(
+            ReasonCode.OUT_OF_RANGE, f"field {name!r}: an integer beyond the double range"
+        ) from None
     if not math.isfinite(value):  # a nullable field's NaN never gets here: it is null (FieldCheck.check)
         raise _Reject(ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is not a finite number")
     if avro == "float" and abs(value) > FLOAT32_MAX:
@@ -101,7 +106,7 @@ def _check_timestamp(name: str, value: Any, unit_ms: float, text: bool) -> datet
     """Accept an aware / naive (taken as UTC) datetime, ISO-8601 text, or epoch numbers."""
     expected = "a timestamp (ISO-8601 text or epoch number)"
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return _in_utc_range(name, value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, str):
         stripped = value.strip()
         try:
@@ -111,15 +116,27 @@ def _check_timestamp(name: str, value: Any, unit_ms: float, text: bool) -> datet
                 raise _mismatch(name, expected, value) from None
             value = _check_int(name, stripped, INT64, "long", text=True)
         else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            return _in_utc_range(name, parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(name, expected, value)
     try:
         return EPOCH + timedelta(milliseconds=value * unit_ms)
-    except OverflowError:
+    except (OverflowError, ValueError):  # beyond datetime's years 1-9999, or NaN
         raise _Reject(
             ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value} is not a representable time"
         ) from None
+
+
+def _in_utc_range(name: str, value: datetime) -> datetime:
+    """``value`` if it is within years 1-9999 in UTC too (``9999-12-31T23:59-14:00`` is not:
+    readers that convert to UTC cannot hold it)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise _Reject(
+            ReasonCode.OUT_OF_RANGE, f"field {name!r}: {value.isoformat()} is outside years 1-9999 in UTC"
+        ) from None
+    return value
 
 
 def _check_date(name: str, value: Any, text: bool) -> date:

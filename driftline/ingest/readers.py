@@ -104,6 +104,9 @@ def _jsonl(path: Path) -> Iterator[InputRecord]:
             except RecursionError:
                 yield InputRecord(location, raw, None, "not valid JSON: nested too deep to parse", position)
                 continue
+            except ValueError as exc:  # e.g. an integer literal over Python's 4,300-digit limit
+                yield InputRecord(location, raw, None, f"not valid JSON: {exc}", position)
+                continue
             if not isinstance(value, dict):
                 error = f"expected a JSON object, got {type(value).__name__}"
                 yield InputRecord(location, raw, None, error, position)

@@ -44,12 +44,6 @@ REGISTRY = FileSchemaRegistry(SCHEMAS)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 VALID = "valid"
-UTC_OVERFLOW_BUG = (
-    "bug: validation.py _check_timestamp accepts ISO text with a UTC offset whose instant is outside "
-    "years 1-9999 in UTC ('9999-12-31T23:59:59.999-14:00', '0001-01-01T00:00:00+14:00'); ingest "
-    "produces it as valid and the reference decoder (codec.AvroDecoder) cannot read it back "
-    "(OverflowError: date value out of range -> DECODE_FAILED)"
-)
 DEAD = {code.value for code in ReasonCode if code.stage is Stage.INGEST}
 
 
@@ -143,7 +137,6 @@ def test_every_record_lands_exactly_once_on_one_side(fuzzed) -> None:
             assert message.key() == outcome.value["card_id"].encode()
 
 
-@pytest.mark.xfail(strict=True, reason=UTC_OVERFLOW_BUG)
 def test_every_record_on_the_topic_decodes_with_the_reader_schema(fuzzed) -> None:
     failed = [d.detail[:120] for d in _decoded(fuzzed) if not d.ok]
     assert failed == [], f"{len(failed)} valid-side records do not decode, e.g. {failed[:3]}"
@@ -252,7 +245,7 @@ def expected_outcomes(m: Mutant) -> set[str]:
 
 
 def _validator_raised(m: Mutant) -> bool:
-    """Mutants on which the record validator itself raises (see the xfail test below)."""
+    """Mutants on which the record validator used to raise instead of refusing the value."""
     field = FIELDS.get(m.field) if m.field is not None else None
     if field is None or m.kind not in ("extreme_number", "nan_inf", "extreme_timestamp"):
         return False
@@ -262,7 +255,7 @@ def _validator_raised(m: Mutant) -> bool:
 
 
 def _utc_overflow(m: Mutant) -> bool:
-    """Timestamps with a UTC offset whose instant is outside years 1-9999 in UTC (see UTC_OVERFLOW_BUG)."""
+    """Timestamps with a UTC offset whose instant is outside years 1-9999 in UTC."""
     return (
         m.kind == "extreme_timestamp"
         and isinstance(m.value, str)
@@ -293,13 +286,6 @@ def test_every_mutant_gets_the_outcome_its_mutation_calls_for(fuzzed) -> None:
                                                                                    "TYPE_MISMATCH"}  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RecordValidator raises on a NaN timestamp (timedelta(milliseconds=nan): ValueError, "
-    "validation.py _check_timestamp catches only OverflowError) and on an integer beyond any double "
-    "(float(10**400): OverflowError, validation.py _check_float); ingest's safety net turns both into "
-    "NOT_PARSEABLE 'cannot validate: ...' instead of OUT_OF_RANGE",
-)
 def test_values_the_validator_chokes_on_are_out_of_range_not_unparseable(fuzzed) -> None:
     records, outcomes = _records(fuzzed), _outcomes(fuzzed)
     chosen = {n: m for n, m in records.items() if _validator_raised(m)}
@@ -307,7 +293,6 @@ def test_values_the_validator_chokes_on_are_out_of_range_not_unparseable(fuzzed)
     assert {n: outcomes[n] for n in chosen} == {n: "OUT_OF_RANGE" for n in chosen}
 
 
-@pytest.mark.xfail(strict=True, reason=UTC_OVERFLOW_BUG)
 def test_timestamps_outside_years_1_to_9999_in_utc_are_out_of_range(fuzzed) -> None:
     records, outcomes = _records(fuzzed), _outcomes(fuzzed)
     chosen = {n: m for n, m in records.items() if _utc_overflow(m)}
@@ -315,12 +300,6 @@ def test_timestamps_outside_years_1_to_9999_in_utc_are_out_of_range(fuzzed) -> N
     assert {n: outcomes[n] for n in chosen} == {n: "OUT_OF_RANGE" for n in chosen}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a JSON integer literal of more than 4,300 digits makes json.loads raise ValueError "
-    "('Exceeds the limit (4300 digits) for integer string conversion'), which ingest/readers.py _jsonl "
-    "does not catch: the reader generator dies and the run ends with error 'ValueError: ...'",
-)
 def test_an_integer_literal_too_long_to_parse_is_a_dead_letter(kafka_bootstrap, tmp_path) -> None:
     config = _config(kafka_bootstrap, str(tmp_path / "state"))
     mutants = _mutator(config, seed=7).generate(300, kinds=["huge_int_literal"], valid_share=0.9)
