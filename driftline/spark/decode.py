@@ -7,8 +7,9 @@ in the JVM (no Python runs per record):
 * a schema id the registry does not know: ``UNKNOWN_SCHEMA``;
 * a body that ``from_avro`` (``PERMISSIVE``) cannot decode with the writer schema of
   its id, resolved to the reader schema (the ``avroSchema`` option), or a writer the
-  reader cannot resolve at all (checked on the driver with Avro's own rules):
-  ``DECODE_FAILED``.
+  reader cannot resolve at all (checked on the driver with Avro's own rules), or a
+  body with bytes after its record, or a top-level string field that is not UTF-8:
+  ``DECODE_FAILED`` (the message says which).
 
 Every row keeps its original bytes in ``_raw`` and its Kafka coordinates, so a bad one
 becomes a dead letter the batch processor writes as it is.
@@ -30,7 +31,7 @@ from operator import and_
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.avro.functions import from_avro
+from pyspark.sql.avro.functions import from_avro, to_avro
 
 from driftline.avro.compat import check_pair
 from driftline.avro.registry import RegisteredSchema, SchemaRegistry
@@ -123,7 +124,10 @@ class FrameDecoder:
                 ~F.col("_schema_id").isin(*self.known_ids) if self.known_ids else F.lit(True),
                 F.lit(ReasonCode.UNKNOWN_SCHEMA.value),
             )  # fmt: skip
-            .when(self._failed(), F.lit(ReasonCode.DECODE_FAILED.value))
+            .when(
+                self._failed() | self._trailing(body) | self._not_utf8(),
+                F.lit(ReasonCode.DECODE_FAILED.value),
+            )
         )
         detail = (
             F.when(
@@ -143,7 +147,7 @@ class FrameDecoder:
                     F.lit(" is not in the schema registry"),
                 ),
             )  # fmt: skip
-            .when(F.col("_reason") == ReasonCode.DECODE_FAILED.value, self._decode_failure_detail())
+            .when(F.col("_reason") == ReasonCode.DECODE_FAILED.value, self._decode_failure_detail(body))
         )
         rows = (
             kafka_rows.withColumn("_schema_id", schema_id)
@@ -176,16 +180,70 @@ class FrameDecoder:
             failed = failed | reduce(and_, (F.col(f"{_DECODED}.`{n}`").isNull() for n in names))
         return failed
 
+    def _trailing(self, body: Column) -> Column:
+        """True where the body is longer than the record it holds: ``from_avro`` reads one
+        record and ignores what follows (two records glued, a wrong writer schema that
+        happens to read a prefix). The writer-shaped record is encoded again with
+        ``to_avro`` and the lengths compared, exact for the canonical encoding every
+        Avro library writes. For the reader's own schema id the decoded column is reused;
+        an older writer's body is decoded once more in its own shape."""
+        if not self._writers:
+            return F.lit(False)
+        check: Column | None = None
+        for writer_id, writer in sorted(self._writers.items()):
+            definition = json.dumps(writer.definition)
+            record = (
+                F.col(_DECODED)
+                if writer_id == self.reader.schema_id
+                else from_avro(body, definition, {"mode": "PERMISSIVE"})
+            )
+            longer = F.length(to_avro(record, definition)) < F.length(body)
+            check = (check if check is not None else F).when(F.col("_schema_id") == writer_id, longer)
+        return F.coalesce(check.otherwise(F.lit(False)), F.lit(False))
+
+    def _not_utf8(self) -> Column:
+        """True where a decoded string field is not valid UTF-8 (Avro strings must be:
+        Spark keeps the bytes as they are, and a later conversion to Python or Arrow
+        fails on them). Top-level string fields; nested ones are not checked."""
+        names = self._string_fields()
+        if not names:
+            return F.lit(False)
+        bad = [F.coalesce(~F.is_valid_utf8(F.col(f"{_DECODED}.`{n}`")), F.lit(False)) for n in names]
+        return reduce(lambda a, b: a | b, bad)
+
+    def _string_fields(self) -> list[str]:
+        def is_string(kind) -> bool:
+            return kind == "string" or (isinstance(kind, dict) and kind.get("type") == "string")
+
+        return [
+            f["name"]
+            for f in self.reader.definition["fields"]
+            if any(is_string(k) for k in (f["type"] if isinstance(f["type"], list) else [f["type"]]))
+        ]
+
     def _from_avro(self, body: Column, writer: RegisteredSchema) -> Column:
         options = {"mode": "PERMISSIVE"}
         if writer.schema_id != self.reader.schema_id:
             options["avroSchema"] = self._reader_json
         return from_avro(body, json.dumps(writer.definition), options)
 
-    def _decode_failure_detail(self) -> Column:
+    def _decode_failure_detail(self, body: Column) -> Column:
         detail: Column = F.concat(
             F.lit("the Avro body does not decode with writer schema id "), F.col("_schema_id").cast("string")
         )
+        for name in reversed(self._string_fields()):
+            detail = F.when(
+                F.coalesce(~F.is_valid_utf8(F.col(f"{_DECODED}.`{name}`")), F.lit(False)),
+                F.lit(f"field {name!r} is not valid UTF-8"),
+            ).otherwise(detail)
+        detail = F.when(
+            self._trailing(body),
+            F.concat(F.lit("bytes follow the record in the Avro body of writer schema id "),
+                     F.col("_schema_id").cast("string")),
+        ).otherwise(detail)  # fmt: skip
+        detail = F.when(self._failed(), F.concat(
+            F.lit("the Avro body does not decode with writer schema id "), F.col("_schema_id").cast("string")
+        )).otherwise(detail)  # fmt: skip
         for writer_id, why in sorted(self._unresolvable.items()):
             detail = F.when(F.col("_schema_id") == writer_id, F.lit(why)).otherwise(detail)
         return detail

@@ -56,25 +56,6 @@ EARLIEST_MS, LATEST_MS = -62_135_510_400_000, 253_402_128_000_000  # 0001-01-02,
 MAX_FUTURE_MS = 3_600_000
 JAVA_LINE_ENDS = re.compile("[\n\r\u0085\u2028\u2029]")  # where Java's `$` and Python's differ
 
-PADDED_BUG = (
-    "bug: spark/decode.py checks only that from_avro decoded a record, not that it used the whole "
-    "body, so a valid frame with trailing bytes is a valid record in the job while the reference "
-    "decoder (codec.AvroDecoder) rejects it as DECODE_FAILED ('N trailing bytes after the record')"
-)
-
-INVALID_UTF8_BUG = (
-    "bug: spark/decode.py takes from_avro's strings as they are, without checking they are UTF-8: a "
-    "string field whose bytes are not UTF-8 is a valid record in the job (or fails a regex rule) while "
-    "the reference decoder (codec.AvroDecoder, fastavro) rejects it as DECODE_FAILED; in a categorical "
-    "feature it stops the job (next test)"
-)
-INVALID_UTF8_CRASH = (
-    "bug: a clickstream record whose referrer (a categorical feature no rule rejects) is not UTF-8 "
-    "reaches the categorical partials; window_state.py:81 to_pandas raises pyarrow ArrowException "
-    "'Wrapping ...search failed' (batch.py:238), the query fails with JobError, and so does every "
-    "replay of the batch: one record stops the source for good"
-)
-
 
 def _writer(schema) -> Writer:
     return Writer(schema.schema_id, schema.definition)
@@ -254,7 +235,7 @@ FIXED = {  # kinds whose outcome follows from the mutation alone
     "wrong_magic": "NOT_FRAMED", "empty": "NOT_FRAMED", "tombstone": "NOT_FRAMED",
     "unknown_schema_id": "UNKNOWN_SCHEMA", "foreign_schema": "DECODE_FAILED",
 }  # fmt: skip
-UNDECIDED = {"bit_flip", "invalid_utf8", "padded"}  # padded: see PADDED_BUG
+UNDECIDED = {"bit_flip", "invalid_utf8", "padded"}  # the last two: DECODE_FAILED, each has its own test
 
 
 def _expectations(fuzzed) -> dict[tuple[int, int], str | None]:
@@ -312,7 +293,6 @@ def test_undecided_mutants_are_valid_or_decode_stage_dead_letters(fuzzed) -> Non
     assert flips["DECODE_FAILED"] >= 1 and flips[VALID] + flips["RULE_FAILED"] >= 1, flips
 
 
-@pytest.mark.xfail(strict=True, reason=PADDED_BUG)
 def test_frames_with_trailing_bytes_are_decode_failures(fuzzed) -> None:
     outcomes = _outcomes(fuzzed)
     padded = Counter(
@@ -333,7 +313,6 @@ def test_statistics_stay_finite_and_count_the_valid_records(fuzzed) -> None:
     assert len(dead) == summary["dead_lettered"] + summary["late"]
 
 
-@pytest.mark.xfail(strict=True, reason=INVALID_UTF8_BUG)
 def test_strings_that_are_not_utf8_are_decode_failures(fuzzed) -> None:
     outcomes = _outcomes(fuzzed)
     found = Counter(
@@ -342,7 +321,6 @@ def test_strings_that_are_not_utf8_are_decode_failures(fuzzed) -> None:
     assert found == Counter({"DECODE_FAILED": sum(found.values())}), found
 
 
-@pytest.mark.xfail(strict=True, reason=INVALID_UTF8_CRASH)
 def test_a_categorical_feature_that_is_not_utf8_does_not_stop_the_job(spark, kafka_bootstrap, topic_prefix,
                                                                        tmp_path) -> None:  # fmt: skip
     config = load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
@@ -359,6 +337,9 @@ def test_a_categorical_feature_that_is_not_utf8_does_not_stop_the_job(spark, kaf
     summary = run(spark, config, sources=["clickstream"], max_records_per_batch=1000).as_dict()["sources"]
     assert summary["clickstream"]["read"] == 400 and summary["clickstream"]["reconciles"] is True
     letters = read_topic(kafka_bootstrap, config.dead_letter_topic("clickstream"))
-    reasons = {m.offset(): DeadLetter.from_message(m.value(), m.headers()).reason.value for m in letters}
+    unpacked = [DeadLetter.from_message(m.value(), m.headers()) for m in letters]
+    reasons = {letter.offset: letter.reason.value for letter in unpacked}  # the original record's offset
     bad = [offset for offset, m in enumerate(mutants) if m.kind == "invalid_utf8"]
     assert {offset: reasons.get(offset) for offset in bad} == dict.fromkeys(bad, "DECODE_FAILED")
+    named = {letter.offset: letter.message for letter in unpacked if letter.offset in bad}
+    assert all(f"field {mutants[o].field!r} is not valid UTF-8" == text for o, text in named.items()), named
