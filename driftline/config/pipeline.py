@@ -83,6 +83,11 @@ class KafkaConfig(_Model):
     max_offsets_per_trigger: int = Field(
         default=200_000, ge=1, description="At most this many records per micro-batch, across partitions."
     )
+    reject_trailing_bytes: bool = Field(
+        default=True,
+        description="A frame with bytes after its Avro record is DECODE_FAILED (two records glued, or a "
+        "writer schema that reads a prefix); false skips the check, which costs a re-encode per record.",
+    )
     fail_on_data_loss: bool = Field(
         default=True,
         description="Stop the job when records it has not read are gone (retention, delete_records, "

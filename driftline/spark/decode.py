@@ -54,10 +54,13 @@ class FrameDecoder:
         The pipeline's reader schema for the source; every row comes out in its shape.
     """
 
-    def __init__(self, registry: SchemaRegistry, reader: RegisteredSchema) -> None:
+    def __init__(
+        self, registry: SchemaRegistry, reader: RegisteredSchema, *, reject_trailing: bool = True
+    ) -> None:
         self.registry = registry
         self.reader = reader
         self._reader_json = json.dumps(reader.definition)
+        self.reject_trailing = reject_trailing
         self._data_columns = [name for name, _ in source_columns(reader) if not name.startswith("_")]
         self._writers: dict[int, RegisteredSchema] = {}
         self._unresolvable: dict[int, str] = {}  # writer id -> why the reader cannot read it
@@ -187,7 +190,7 @@ class FrameDecoder:
         ``to_avro`` and the lengths compared, exact for the canonical encoding every
         Avro library writes. For the reader's own schema id the decoded column is reused;
         an older writer's body is decoded once more in its own shape."""
-        if not self._writers:
+        if not self._writers or not self.reject_trailing:
             return F.lit(False)
         check: Column | None = None
         for writer_id, writer in sorted(self._writers.items()):

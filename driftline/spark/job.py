@@ -213,7 +213,8 @@ def start_query(
     stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)
     registry = open_registry(config.path(config.schemas_dir), config.kafka.schema_registry_url,
                              config.kafka.schema_registry_client())  # fmt: skip
-    decoder = FrameDecoder(registry, registry.get(spec.subject, spec.schema_version))
+    decoder = FrameDecoder(registry, registry.get(spec.subject, spec.schema_version),
+                           reject_trailing=config.kafka.reject_trailing_bytes)  # fmt: skip
     writer = TransactionalBatchWriter(
         bootstrap=bootstrap,
         topic=config.dead_letter_topic(source),
