@@ -28,8 +28,10 @@ def read_topic(
     timeout: float = 30.0,
     settings: Mapping[str, Any] | None = None,
     start: Mapping[int, int] | None = None,
+    stop: Mapping[int, int] | None = None,
 ) -> list[Message]:
-    """Every record now in ``topic`` (from ``start[partition]``, default 0), by (partition, offset)."""
+    """Every record now in ``topic`` (from ``start[partition]``, default 0, up to
+    ``stop[partition]``, default the end), by (partition, offset)."""
     consumer = Consumer(
         client_config(
             bootstrap,
@@ -52,9 +54,10 @@ def read_topic(
         next_offset = dict(first)
         deadline = time.monotonic() + timeout
         ends = {p: _end_offset(consumer, topic, p, deadline) for p in partitions}
+        ends = {p: min(end, (stop or {}).get(p, end)) for p, end in ends.items()}
         while True:
             for message in consumer.consume(10_000, 0.2):
-                if message.error() is not None:
+                if message.error() is not None or message.offset() >= ends[message.partition()]:
                     continue
                 records.append(message)
                 next_offset[message.partition()] = message.offset() + 1
@@ -93,3 +96,24 @@ def _position(consumer: Consumer, topic: str, partition: int, seen: int) -> int:
     """Where the consumer stands: past aborted / control records too, not just data."""
     [position] = consumer.position([TopicPartition(topic, partition)])
     return max(seen, position.offset)
+
+
+def offset_range(bootstrap: str, topic: str, partition: int = 0, *, settings: Mapping[str, Any] | None = None,
+                 timeout: float = 30.0) -> tuple[int, int]:  # fmt: skip
+    """(low, high) watermark of one partition: its first offset and the next one to be written."""
+    consumer = Consumer(client_config(bootstrap, {"group.id": "driftline-reader"}, settings))
+    try:
+        deadline = time.monotonic() + timeout
+        low = None
+        while low is None:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                transient = error is not None and (error.retriable() or error.code() in _ELECTING)
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        return low, high
+    finally:
+        consumer.close()

@@ -50,12 +50,13 @@ from driftline.kafka.clients import (
     make_producer,
     produce,
 )
-from driftline.kafka.reading import read_topic
+from driftline.kafka.reading import offset_range, read_topic
 
 logger = logging.getLogger(__name__)
 
-# one marker per writer name matters, the newest: compaction keeps the markers topic (read in
-# full when a writer starts) at about one record per writer however long the job runs
+# one marker per writer name matters, the newest: compaction keeps the markers topic at about
+# one record per writer however long the job runs; a starting writer reads it backwards from
+# the end until it meets its own (_last_marker), so its start does not read the whole history
 MARKERS_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 
 
@@ -91,6 +92,7 @@ class TransactionalBatchWriter:
     transaction_seconds: float = 10.0
     clock: Callable[[], float] = time.monotonic
     fingerprint: str | None = None
+    markers_read: int = field(default=0, init=False)
     _producer: Any = field(default=None, init=False, repr=False)
     _marker: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
@@ -111,11 +113,25 @@ class TransactionalBatchWriter:
         self._marker = self._last_marker()
 
     def _last_marker(self) -> dict[str, Any] | None:
-        marker = None
-        for message in read_topic(self.bootstrap, self.markers_topic, settings=consumer_side(self.settings)):
-            if message.key() == self.name.encode():
-                marker = json.loads(message.value())
-        return marker
+        """This writer's newest committed marker, read backwards from the end of the markers
+        topic in growing spans (1,000 records, then 4x each time) until one span holds it:
+        the cost follows how many markers other writers committed since this one's last,
+        not the topic's history (:attr:`markers_read` counts the records read)."""
+        settings = consumer_side(self.settings)
+        low, end = offset_range(self.bootstrap, self.markers_topic, settings=settings)
+        span, key = 1_000, self.name.encode()
+        while end > low:
+            begin = max(low, end - span)
+            found = None
+            for message in read_topic(self.bootstrap, self.markers_topic, settings=settings,
+                                      start={0: begin}, stop={0: end}):  # fmt: skip
+                self.markers_read += 1
+                if message.key() == key:
+                    found = message
+            if found is not None:
+                return json.loads(found.value())
+            end, span = begin, span * 4
+        return None
 
     @property
     def committed_batch(self) -> int | None:

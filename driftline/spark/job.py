@@ -195,6 +195,38 @@ def query_id(spark: SparkSession, checkpoint: Path | str) -> str:
     return json.loads(text.splitlines()[0])["id"]
 
 
+def claim_warehouse(spark: SparkSession, config: PipelineConfig, source: str, query_key: str,
+                    checkpoint: str) -> None:  # fmt: skip
+    """Record which query writes ``source``'s results in the warehouse, and refuse another.
+
+    A new checkpoint is a new query whose batch ids start at 0 again: over a warehouse
+    another query filled, its batches would overwrite and mix with the old ones (and its
+    window state would read the old run's versions). The owner is kept in
+    ``<warehouse>/_state/owner/<source>.json`` (``{"query_id", "checkpoint"}``), written
+    when the source first runs; a query with another id stops with
+    :class:`~driftline.errors.ConfigError` before Spark starts it.
+    """
+    from driftline.errors import ConfigError
+
+    owner_path = fs.join(config.location(config.warehouse_dir), "_state", "owner", f"{source}.json")
+    text = fs.read_text(spark, owner_path)
+    if text is None:
+        fs.write_text(
+            spark, owner_path, json.dumps({"query_id": query_key, "checkpoint": str(checkpoint)}) + "\n"
+        )
+        return
+    owner = json.loads(text)
+    if owner["query_id"] != query_key:
+        warehouse = config.location(config.warehouse_dir)
+        raise ConfigError(
+            f"warehouse_dir: {warehouse} holds source {source!r}'s results of another run "
+            f"(checkpoint {owner['checkpoint']}, query {owner['query_id']}), but this run's "
+            f"checkpoint {checkpoint} is query {query_key}: its batches would mix with that run's. "
+            "Restore that checkpoint (state_dir), point warehouse_dir at an empty folder, or delete "
+            f"the source's results (its folders source={source} and _state/*/{source}) to start over"
+        )
+
+
 def start_query(
     spark: SparkSession,
     config: PipelineConfig,
@@ -208,6 +240,7 @@ def start_query(
     spec = config.source(source)
     checkpoint = checkpoint_of(config, source)
     query_key = query_id(spark, checkpoint)  # keys the commit markers of both transactional writers
+    claim_warehouse(spark, config, source, query_key, checkpoint)
     bootstrap = config.kafka.bootstrap_servers
     topics = [config.topic(source)]
     stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)

@@ -162,3 +162,35 @@ def test_a_replay_under_another_configuration_stops_instead_of_skipping(
     assert edited.write(4, _records(4, 2)) == 2  # the next batch runs under the new configuration
     seen = _visible(kafka_bootstrap, topic_prefix + "out")
     assert sum(seen.values()) == 6 and set(seen.values()) == {1}
+
+
+def test_a_starting_writer_reads_the_markers_since_its_own_not_the_whole_history(
+    kafka_bootstrap, topic_prefix
+) -> None:
+    """20,000 markers of other writers before this writer's last one, 300 after it: a
+    restarted writer finds its batch reading 1,000 markers, however long the history."""
+    from driftline.kafka.clients import make_producer
+
+    first = _writer(kafka_bootstrap, topic_prefix)
+    assert first.write(0, _records(0, 1)) == 1  # creates the markers topic
+    others = make_producer(kafka_bootstrap)
+
+    def other_markers(n: int, tag: str) -> None:
+        for i in range(n):
+            others.produce(topic_prefix + "markers", key=f"{tag}-{i % 50}".encode(), value=b'{"batch_id": 1}')
+            if i % 10_000 == 0:
+                others.poll(0)
+        assert others.flush(60) == 0
+
+    other_markers(20_000, "old")
+    assert first.write(7, _records(7, 3)) == 3
+    other_markers(300, "new")
+
+    restarted = _writer(kafka_bootstrap, topic_prefix)
+    assert restarted.committed_batch == 7
+    assert 900 < restarted.markers_read <= 1_000  # one span of 1,000 offsets (some hold transaction markers)
+    assert restarted.write(7, _records(7, 3)) == 0
+
+    never = TransactionalBatchWriter(bootstrap=kafka_bootstrap, topic=topic_prefix + "out",
+                                     markers_topic=topic_prefix + "markers", name=topic_prefix + "never")  # fmt: skip
+    assert never.committed_batch is None and never.markers_read > 20_000  # no marker: reads it all, once
