@@ -1,5 +1,6 @@
-"""The broker is killed and restarted on the same log directory while the job runs: the job
-resumes, and its tables and dead-letter topic equal a clean run's (nothing lost or doubled)."""
+"""The broker is killed while the job runs, stays down for OUTAGE seconds, and is started
+again on the same log directory: the job rides it out, and its tables and dead-letter
+topic equal a clean run's (nothing lost or doubled)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.spark.helpers import driftline_run, encode_mix, produce_frames
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
 N = 3000
+OUTAGE = 60.0  # seconds the broker stays down
 
 
 def _committed_batches(warehouse: Path) -> int:
@@ -67,6 +69,10 @@ def test_a_broker_killed_and_restarted_mid_run_loses_and_doubles_nothing(tmp_pat
             assert time.monotonic() < deadline, "the job committed no batch within 300 s"
             time.sleep(0.2)
         broker.stop(force=True)
+        down_until = time.monotonic() + OUTAGE
+        while time.monotonic() < down_until:  # the outage itself: the job must stay up through it
+            assert job.poll() is None, f"the job stopped while the broker was down: {job.stderr.read()[-3000:]}"
+            time.sleep(0.5)
         broker.start()
         out, err = job.communicate(timeout=900)
         assert job.returncode == 0, err[-3000:]
