@@ -1,5 +1,8 @@
-"""Prometheus and Alertmanager go down while the job runs: the job goes on, the exporter
-serves, and the drift alert reaches its receiver once they are back.
+"""Faults of the world around a running job, with real Prometheus and Alertmanager.
+
+Prometheus and Alertmanager go down while the job runs: the job goes on, the exporter
+serves, and the drift alert reaches its receiver once they are back. A source stops
+sending: it is silent, not drifted.
 
 The job needs neither (Prometheus pulls from the exporter; Alertmanager hears from
 Prometheus), so an outage of both must not slow or stop it, and the alert of a drift
@@ -10,6 +13,7 @@ restarted Alertmanager.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -71,3 +75,59 @@ def test_the_job_rides_out_a_prometheus_and_alertmanager_outage(spark, kafka_boo
             job.check()
     finally:
         exporter.close()
+
+
+def test_a_source_that_stops_sending_is_silent_not_drifted(
+    spark, kafka_bootstrap, topic_prefix, tmp_path
+) -> None:
+    """The producer stops while the job runs on: the silence Prometheus measures grows from
+    the last record (not from the last batch or scrape), the half-filled last window is
+    never closed or scored, and no drift alert fires. DriftlineSourceSilent's expression
+    is evaluated on these live series with a 20 s threshold in place of 900 s (its
+    promtool test covers the 15 minutes)."""
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.fail(MISSING_HINT)
+    metrics = PipelineMetrics("demo")
+    exporter = serve(metrics.registry, port=0)
+    config = live_config(
+        load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
+    )
+    build_reference(config, "payments", tmp_path)
+    silent = 'time() - driftline_last_record_received_timestamp_seconds{source="payments"} > 20'
+    try:
+        with (
+            WebhookReceiver() as webhook,
+            shipped_stack(
+                tmp_path / "promstack",
+                scrape_targets=[f"127.0.0.1:{exporter.port}"],
+                webhook=webhook,
+                binaries=binaries,
+            ) as prom,  # fmt: skip
+            LiveProducer(config, "payments", rate=RATE, drifts=()) as producer,
+            StreamingJob(spark, config, ["payments"], metrics) as job,
+        ):
+            job.wait_for_windows(2, after=job.wait_for_windows(0, after=None, timeout=240), timeout=240)
+            producer.stop()  # the source goes silent; the job runs on
+            stopped = time.time()
+            last_scored = job.scored_until()
+            assert prom.query(silent) == []
+            wait_until(lambda: prom.query(silent), 120, "the silence to pass 20 s in Prometheus")
+            last_record = metrics.registry.get_sample_value(
+                "driftline_last_record_received_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
+            )
+            # the batch holding the last records came just after the stop; nothing moved it since
+            assert stopped - 30 < last_record <= stopped + 10 and last_record < time.time() - 20
+            assert (
+                job.scored_until() <= last_scored + config.windows.size.seconds
+            )  # no window closes in silence
+            job.check()
+            assert [
+                a
+                for a in prom.prometheus_alerts()
+                if a["labels"]["alertname"].startswith("DriftlineFeatureDrift")
+            ] == []
+            assert webhook.notifications == []
+    finally:
+        exporter.close()
+    assert producer.produced > 0
