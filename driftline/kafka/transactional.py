@@ -41,6 +41,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from driftline import faults
 from driftline.errors import DeliveryError, JobError
 from driftline.kafka.clients import (
     TopicSpec,
@@ -177,6 +178,9 @@ class TransactionalBatchWriter:
                 produce(producer, self.topic, value=record.value, key=record.key, headers=record.headers)
                 written += 1
                 in_transaction += 1
+                if written == 1 and faults.armed():
+                    producer.flush(30)  # on the broker, in the open transaction
+                    faults.point("kafka_transaction", batch_id)
             self._commit(batch_id, None, in_transaction)
         except KafkaException as exc:
             self._abort(batch_id)

@@ -41,6 +41,7 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from driftline import faults
 from driftline.kafka.dead_letter import DeadLetter, max_message_bytes
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import BatchCounts, PipelineMetrics
@@ -256,6 +257,7 @@ class BatchProcessor:
             with timed("drift"):
                 policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
         totals = add_totals(self._totals_before(spark, previous, batch_id), record)
+        faults.point("before_commit", batch_id)
         state.commit(Commit(batch_id, watermark_after, newest, policy, tuple(sorted(windows)), totals))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
         if self.retention is not None:
@@ -286,6 +288,7 @@ class BatchProcessor:
         warehouse = self.plan.warehouse
         path = warehouse.batch_path(warehouse.table("dead_letters"), self.plan.source, batch_id)
         overwrite(dead, path)
+        faults.point("table_written", batch_id)
         if self.dead_letters is not None:
             self.dead_letters.write(batch_id, self._outgoing(spark.read.parquet(str(path)), batch_id))
 

@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from driftline import faults
 from driftline.spark import arrow_files, fs
 from driftline.stats import partials
 
@@ -217,6 +218,7 @@ class WindowState:
             )
             combined = partials.combine(kind, both)
             arrow_files.write_file(self.spark, self.path(batch_id, kind), to_arrow(combined, kind))
+            faults.point("state_write", batch_id)
             current._frames[kind] = combined
         return current
 

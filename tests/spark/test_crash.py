@@ -2,13 +2,17 @@
 output with a clean run on the same input: nothing lost, nothing doubled. The stream
 drifts half-way, so drift scores, alert events and the alerts topic are compared too.
 
-``make test`` kills the job 3 times in batches of 2,250 records. ``make soak`` sets
-``DRIFTLINE_SOAK_KILLS=20``: batches of 300 records (30 of them) and one kill after
-each newly committed batch plus a random moment, until 20 kills landed; the last
-lines of the test's output give the figures (``soak kills=... runs=...``)."""
+Two ways to kill it. ``points``: one run per named fault point (:mod:`driftline.faults`:
+inside a dead-letter Kafka transaction, between the ``dead_letters`` table and its
+topic, in the middle of a window-state write, after everything but the state commit),
+each at the next batch, so every point is hit for sure. ``random``: ``make test`` kills
+3 times in batches of 2,250 records; ``make soak`` sets ``DRIFTLINE_SOAK_KILLS=20``:
+batches of 300 records and one kill after each newly committed batch plus a random
+moment, until 20 kills landed. Both print their figures (``kills=... runs=...``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -23,6 +27,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from driftline import faults
 from driftline.config import load_pipeline
 from driftline.demo import Drift, SignalGenerator, write_records
 from driftline.kafka.dead_letter import DeadLetter
@@ -46,6 +51,21 @@ PER_BATCH = "300" if SOAK_KILLS else "2250"
 def _committed_batches(pipeline_dir) -> int:
     folder = pipeline_dir / "warehouse" / "_state" / "progress" / "source=sensors"
     return len(list(folder.glob("batch_id=*/_SUCCESS")))
+
+
+def _run_to_fault(pipeline, point: str, batch_id: int) -> int:
+    """Run the job with ``DRIFTLINE_FAULT=point@batch_id``: the driver SIGKILLs itself
+    there; what it started (the JVM, Python workers) goes with its process group."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipeline), "--until-idle",
+         "--source", "sensors", "--max-records-per-batch", PER_BATCH],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, faults.ENV: f"{point}@{batch_id}"},
+    )  # fmt: skip
+    code = process.wait(timeout=600)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return code
 
 
 def _run_until_killed(pipeline, pipeline_dir, kill_after: int, rng: random.Random) -> int | None:
@@ -78,7 +98,8 @@ def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
 
 
 @pytest.mark.timeout(3600 if SOAK_KILLS else 1200)  # a clean run, the killed runs and a final one
-def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path) -> None:
+@pytest.mark.parametrize("mode", ["points", "random"])
+def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path, mode) -> None:
     generated = SignalGenerator("sensors", seed=31, interval=SECOND, drifts=DRIFTS).records(RECORDS)
     records = [r.value for r in generated]
     for index in range(7, RECORDS, 97):
@@ -111,19 +132,25 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
     assert clean_summary["batches"] >= 4
 
-    rng = random.Random(7)
     kills, runs = 0, 0
-    wanted = SOAK_KILLS or 3
-    for kill_after in range(1, 10 * wanted):
-        if kills == wanted:
-            break
-        runs += 1
-        if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is not None:
-            break  # the job finished: nothing left to kill
-        kills += 1
-    assert kills >= (SOAK_KILLS or 2), "the job finished before it could be killed often enough"
+    if mode == "points":
+        for batch_id, point in enumerate(faults.POINTS):  # each point at the batch after the last one's
+            runs += 1
+            assert _run_to_fault(crashed, point, batch_id) == -signal.SIGKILL, f"{point} was not reached"
+            kills += 1
+    else:
+        rng = random.Random(7)
+        wanted = SOAK_KILLS or 3
+        for kill_after in range(1, 10 * wanted):
+            if kills == wanted:
+                break
+            runs += 1
+            if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is not None:
+                break  # the job finished: nothing left to kill
+            kills += 1
+        assert kills >= (SOAK_KILLS or 2), "the job finished before it could be killed often enough"
     print(
-        f"soak kills={kills} runs={runs} batches={_committed_batches(tmp_path / 'crashed')} records={RECORDS}"
+        f"{mode} kills={kills} runs={runs} batches={_committed_batches(tmp_path / 'crashed')} records={RECORDS}"
     )
     final = driftline_run(crashed, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
     assert final.returncode == 0, final.stderr[-3000:]
