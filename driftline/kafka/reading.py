@@ -77,13 +77,17 @@ def read_topic(
 
 
 def _end_offset(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
-    """The partition's high watermark, asked again while its leader is still being elected
-    (a topic created a moment ago answers ``NOT_LEADER_FOR_PARTITION`` for a while)."""
+    return _watermarks(consumer, topic, partition, deadline)[1]
+
+
+def _watermarks(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
+    """The partition's (low, high) watermarks, asked again while its leader is still being
+    elected (a topic created a moment ago answers ``NOT_LEADER_FOR_PARTITION`` for a while)."""
     while True:
         try:
             return consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=max(deadline - time.monotonic(), 0.1)
-            )[1]
+            )
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             transient = error is not None and (error.retriable() or error.code() in _ELECTING)
@@ -103,17 +107,6 @@ def offset_range(bootstrap: str, topic: str, partition: int = 0, *, settings: Ma
     """(low, high) watermark of one partition: its first offset and the next one to be written."""
     consumer = Consumer(client_config(bootstrap, {"group.id": "driftline-reader"}, settings))
     try:
-        deadline = time.monotonic() + timeout
-        low = None
-        while low is None:
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                transient = error is not None and (error.retriable() or error.code() in _ELECTING)
-                if not transient or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        return low, high
+        return _watermarks(consumer, topic, partition, time.monotonic() + timeout)
     finally:
         consumer.close()

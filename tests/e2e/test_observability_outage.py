@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -30,8 +31,10 @@ RATE = 150
 DRIFTS = (Drift("mean_shift", "amount", 0, 1.5),)
 
 
-def test_the_job_rides_out_a_prometheus_and_alertmanager_outage(spark, kafka_bootstrap, topic_prefix,
-                                                                 tmp_path) -> None:  # fmt: skip
+@contextmanager
+def _live(spark, kafka_bootstrap, topic_prefix, tmp_path, drifts):
+    """An exporter, Prometheus and Alertmanager with the shipped rules and routes, a live
+    producer of payments and the job: (metrics, exporter, webhook, prom, producer, job)."""
     binaries = find_binaries()
     if binaries is None:
         pytest.fail(MISSING_HINT)
@@ -50,31 +53,44 @@ def test_the_job_rides_out_a_prometheus_and_alertmanager_outage(spark, kafka_boo
                 webhook=webhook,
                 binaries=binaries,
             ) as prom,  # fmt: skip
-            LiveProducer(config, "payments", rate=RATE, drifts=DRIFTS) as producer,
+            LiveProducer(config, "payments", rate=RATE, drifts=drifts) as producer,
             StreamingJob(spark, config, ["payments"], metrics) as job,
         ):
-            prom.wait_for_scrape()
-            first = job.wait_for_windows(0, after=None, timeout=240)  # scoring clean windows
-            prom.stop("alertmanager")
-            prom.stop("prometheus")
-            producer.start_drift()
-            job.wait_for_windows(3, after=first, timeout=240)  # the job went on: three more windows
-
-            scrape = urllib.request.urlopen(exporter.url, timeout=10).read().decode()  # the exporter serves
-            active = [line for line in scrape.splitlines()
-                      if line.startswith("driftline_drift_alert_active{") and 'feature="amount"' in line]  # fmt: skip
-            assert active and any(line.endswith(" 1.0") for line in active), active
-            assert webhook.notifications == []  # nothing could be delivered
-
-            prom.start("alertmanager")
-            prom.start("prometheus")
-            wait_until(prom.alertmanager_discovered, 60, "prometheus to discover the restarted alertmanager")
-            alert = webhook.wait_for_alert("DriftlineFeatureDrift", receiver="webhook",
-                                           labels={"source": "payments", "feature": "amount"}, timeout=240)  # fmt: skip
-            assert alert.received_at > producer.first_drifted_at
-            job.check()
+            yield metrics, exporter, webhook, prom, producer, job
     finally:
         exporter.close()
+
+
+def test_the_job_rides_out_a_prometheus_and_alertmanager_outage(spark, kafka_bootstrap, topic_prefix,
+                                                                 tmp_path) -> None:  # fmt: skip
+    with _live(spark, kafka_bootstrap, topic_prefix, tmp_path, DRIFTS) as (
+        _,
+        exporter,
+        webhook,
+        prom,
+        producer,
+        job,
+    ):
+        prom.wait_for_scrape()
+        first = job.wait_for_windows(0, after=None, timeout=240)  # scoring clean windows
+        prom.stop("alertmanager")
+        prom.stop("prometheus")
+        producer.start_drift()
+        job.wait_for_windows(3, after=first, timeout=240)  # the job went on: three more windows
+
+        scrape = urllib.request.urlopen(exporter.url, timeout=10).read().decode()  # the exporter serves
+        active = [line for line in scrape.splitlines()
+                  if line.startswith("driftline_drift_alert_active{") and 'feature="amount"' in line]  # fmt: skip
+        assert active and any(line.endswith(" 1.0") for line in active), active
+        assert webhook.notifications == []  # nothing could be delivered
+
+        prom.start("alertmanager")
+        prom.start("prometheus")
+        wait_until(prom.alertmanager_discovered, 60, "prometheus to discover the restarted alertmanager")
+        alert = webhook.wait_for_alert("DriftlineFeatureDrift", receiver="webhook",
+                                       labels={"source": "payments", "feature": "amount"}, timeout=240)  # fmt: skip
+        assert alert.received_at > producer.first_drifted_at
+        job.check()
 
 
 def test_a_source_that_stops_sending_is_silent_not_drifted(
@@ -85,49 +101,34 @@ def test_a_source_that_stops_sending_is_silent_not_drifted(
     never closed or scored, and no drift alert fires. DriftlineSourceSilent's expression
     is evaluated on these live series with a 20 s threshold in place of 900 s (its
     promtool test covers the 15 minutes)."""
-    binaries = find_binaries()
-    if binaries is None:
-        pytest.fail(MISSING_HINT)
-    metrics = PipelineMetrics("demo")
-    exporter = serve(metrics.registry, port=0)
-    config = live_config(
-        load_pipeline(pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix))
-    )
-    build_reference(config, "payments", tmp_path)
     silent = 'time() - driftline_last_record_received_timestamp_seconds{source="payments"} > 20'
-    try:
-        with (
-            WebhookReceiver() as webhook,
-            shipped_stack(
-                tmp_path / "promstack",
-                scrape_targets=[f"127.0.0.1:{exporter.port}"],
-                webhook=webhook,
-                binaries=binaries,
-            ) as prom,  # fmt: skip
-            LiveProducer(config, "payments", rate=RATE, drifts=()) as producer,
-            StreamingJob(spark, config, ["payments"], metrics) as job,
-        ):
-            job.wait_for_windows(2, after=job.wait_for_windows(0, after=None, timeout=240), timeout=240)
-            producer.stop()  # the source goes silent; the job runs on
-            stopped = time.time()
-            last_scored = job.scored_until()
-            assert prom.query(silent) == []
-            wait_until(lambda: prom.query(silent), 120, "the silence to pass 20 s in Prometheus")
-            last_record = metrics.registry.get_sample_value(
-                "driftline_last_record_received_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
-            )
-            # the batch holding the last records came just after the stop; nothing moved it since
-            assert stopped - 30 < last_record <= stopped + 10 and last_record < time.time() - 20
-            assert (
-                job.scored_until() <= last_scored + config.windows.size.seconds
-            )  # no window closes in silence
-            job.check()
-            assert [
-                a
-                for a in prom.prometheus_alerts()
-                if a["labels"]["alertname"].startswith("DriftlineFeatureDrift")
-            ] == []
-            assert webhook.notifications == []
-    finally:
-        exporter.close()
+    with _live(spark, kafka_bootstrap, topic_prefix, tmp_path, ()) as (
+        metrics,
+        _,
+        webhook,
+        prom,
+        producer,
+        job,
+    ):
+        job.wait_for_windows(2, after=job.wait_for_windows(0, after=None, timeout=240), timeout=240)
+        producer.stop()  # the source goes silent; the job runs on
+        stopped = time.time()
+        last_scored = job.scored_until()
+        assert prom.query(silent) == []
+        wait_until(lambda: prom.query(silent), 120, "the silence to pass 20 s in Prometheus")
+        last_record = metrics.registry.get_sample_value(
+            "driftline_last_record_received_timestamp_seconds", {"pipeline": "demo", "source": "payments"}
+        )
+        # the batch holding the last records came just after the stop; nothing moved it since
+        assert stopped - 30 < last_record <= stopped + 10 and last_record < time.time() - 20
+        assert (
+            job.scored_until() <= last_scored + job.config.windows.size.seconds
+        )  # no window closes in silence
+        job.check()
+        drift = [
+            a
+            for a in prom.prometheus_alerts()
+            if a["labels"]["alertname"].startswith("DriftlineFeatureDrift")
+        ]
+        assert drift == [] and webhook.notifications == []
     assert producer.produced > 0
