@@ -230,6 +230,13 @@ def ingest(
     if summary.error == "interrupted":
         typer.echo(f"driftline: interrupted; {_resume_hint(summary)}", err=True)
         raise typer.Exit(ExitCode.INTERRUPTED)
+    if summary.error is not None and not summary.error.startswith("Kafka: "):  # not the broker's doing
+        raise _fail(
+            DriftlineError(
+                f"ingest stopped: {summary.error}; {summary.undelivered} record(s) of the open transaction "
+                f"were not committed; {_resume_hint(summary)}"
+            )
+        )
     if summary.error is not None or summary.undelivered:
         raise _fail(
             DeliveryError(

@@ -173,7 +173,7 @@ class ConfluentSchemaRegistry:
     the server's id is used for framing. Decoding looks ids up on the server, so
     records written by other producers decode too.
 
-    Only the server's "not found" (HTTP 404) makes an id unknown (its records become
+    Only the server's "schema not found" (HTTP 404, error code 40403) makes an id unknown (its records become
     ``UNKNOWN_SCHEMA`` dead letters). Any other answer (401/403: credentials; 5xx, after
     the client's own retries) or no answer raises :class:`SchemaError`, so a registry
     outage or a wrong password stops the job with that message instead of
@@ -229,7 +229,7 @@ class ConfluentSchemaRegistry:
             try:
                 schema = self._client.get_schema(schema_id)
             except SchemaRegistryError as exc:
-                if exc.http_status_code != 404:  # only "not found" makes records UNKNOWN_SCHEMA
+                if exc.error_code != 40403:  # only "schema not found" makes records UNKNOWN_SCHEMA
                     raise SchemaError(
                         f"schema registry {self._where} could not look up schema id {schema_id}: HTTP "
                         f"{exc.http_status_code} {exc.error_message} (error code {exc.error_code}); "

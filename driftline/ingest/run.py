@@ -144,6 +144,14 @@ def ingest_file(
         ],
     )
     key = ledger.ledger_key(config.name, source, path)
+    report = DeliveryReport()
+    producer = make_producer(bootstrap, settings, {"transactional.id": ledger.transactional_id(key)})
+    try:
+        # fence an earlier run of this file first (its open transaction is aborted), then read
+        # the position: read before, a run still going could commit more after the read
+        producer.init_transactions(60)
+    except KafkaException as exc:
+        raise DeliveryError(f"cannot start Kafka transactions on {bootstrap} for ingest: {exc}") from exc
     committed = (
         None if from_start else ledger.read_position(bootstrap, ledger_topic, key, consumer_side(settings))
     )
@@ -152,13 +160,6 @@ def ingest_file(
     summary = IngestSummary(source=source)
     if committed is not None and committed.records:
         summary.skipped = _skip_committed(records, committed, digest, path)
-
-    report = DeliveryReport()
-    producer = make_producer(bootstrap, settings, {"transactional.id": ledger.transactional_id(key)})
-    try:
-        producer.init_transactions(60)  # fences an earlier run of this file and aborts what it left open
-    except KafkaException as exc:
-        raise DeliveryError(f"cannot start Kafka transactions on {bootstrap} for ingest: {exc}") from exc
     limit = max_message_bytes(settings)
     started = time.monotonic()
     key_field = source_config.entity_id
@@ -208,7 +209,7 @@ def ingest_file(
             producer.abort_transaction(30)
         except KafkaException as abort:
             logger.warning("ingest_abort_failed source=%s error=%s", source, abort)
-    summary.undelivered = summary.read - summary.delivered
+    summary.undelivered = pending  # the records of the transaction that did not commit
     summary.delivery_errors = report.errors
     summary.seconds = time.monotonic() - started
     logger.info(

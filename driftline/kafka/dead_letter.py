@@ -27,7 +27,8 @@ A dead letter must fit in one Kafka message (the producer's ``message.max.bytes`
 librdkafka's default 1,000,000 bytes) with its headers, or it could never be written
 and the batch holding it would fail on every replay. :meth:`DeadLetter.fitted` keeps
 the first bytes of an original that does not fit and says so in the two
-``original.*`` headers; the message header is cut to :data:`MESSAGE_LIMIT` characters.
+``original.*`` headers; the message header is cut to :data:`MESSAGE_LIMIT` characters,
+and a key longer than a quarter of the limit becomes its SHA-256 (:func:`fit_key`).
 The whole original stays where it came from: the input file (``input.file`` and
 ``input.location``) or the source topic (``topic``, ``partition``, ``offset``) and the
 job's ``dead_letters`` table, which keeps every byte.
@@ -56,6 +57,15 @@ RECORD_OVERHEAD = 1_024  # bytes kept free for Kafka's record framing and header
 
 def _header_name(attribute: str) -> str:
     return PREFIX + attribute.replace("_", ".")
+
+
+def fit_key(key: bytes | None, limit: int) -> bytes | None:
+    """A dead letter's key: the original's, or its SHA-256 (hex) when it takes more than a
+    quarter of ``limit`` (the key is never cut: a cut key would partition differently
+    from any other record's, the hash at least is stable)."""
+    if key is None or len(key) <= limit // 4:
+        return key
+    return hashlib.sha256(key).hexdigest().encode()
 
 
 def max_message_bytes(producer_settings: Mapping[str, Any] | None) -> int:

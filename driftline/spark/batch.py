@@ -42,7 +42,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from driftline import faults
-from driftline.kafka.dead_letter import DeadLetter, max_message_bytes
+from driftline.kafka.dead_letter import DeadLetter, fit_key, max_message_bytes
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
@@ -361,7 +361,7 @@ class BatchProcessor:
         plan = self.plan
         limit = max_message_bytes(self.dead_letters.settings)
         for row in dead.orderBy("_topic", "_partition", "_offset").toLocalIterator():
-            key = None if row["_key"] is None else bytes(row["_key"])
+            key = fit_key(None if row["_key"] is None else bytes(row["_key"]), limit)
             letter = DeadLetter(
                 raw=bytes(row["_raw"] or b""),
                 reason=ReasonCode(row["reason"]),

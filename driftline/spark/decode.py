@@ -28,6 +28,7 @@ import logging
 from collections.abc import Iterable
 from functools import reduce
 from operator import and_
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -187,14 +188,19 @@ class FrameDecoder:
         """True where the body is longer than the record it holds: ``from_avro`` reads one
         record and ignores what follows (two records glued, a wrong writer schema that
         happens to read a prefix). The writer-shaped record is encoded again with
-        ``to_avro`` and the lengths compared, exact for the canonical encoding every
-        Avro library writes. For the reader's own schema id the decoded column is reused;
-        an older writer's body is decoded once more in its own shape."""
+        ``to_avro`` and the lengths compared. That is exact for a schema without arrays
+        and maps: its encoding is canonical in every Avro library (zig-zag varints,
+        lengths). Arrays and maps may be written in several blocks, with a length
+        different from ``to_avro``'s single block, so writers with one are not checked.
+        For the reader's own schema id the decoded column is reused; an older writer's
+        body is decoded once more in its own shape."""
         if not self._writers or not self.reject_trailing:
             return F.lit(False)
         check: Column | None = None
         for writer_id, writer in sorted(self._writers.items()):
             definition = json.dumps(writer.definition)
+            if _has_blocks(writer.definition):
+                continue
             record = (
                 F.col(_DECODED)
                 if writer_id == self.reader.schema_id
@@ -202,7 +208,7 @@ class FrameDecoder:
             )
             longer = F.length(to_avro(record, definition)) < F.length(body)
             check = (check if check is not None else F).when(F.col("_schema_id") == writer_id, longer)
-        return F.coalesce(check.otherwise(F.lit(False)), F.lit(False))
+        return F.lit(False) if check is None else F.coalesce(check.otherwise(F.lit(False)), F.lit(False))
 
     def _not_utf8(self) -> Column:
         """True where a decoded string field is not valid UTF-8 (Avro strings must be:
@@ -271,3 +277,16 @@ def refuse(rows: DataFrame, bad: Column, reason: ReasonCode, detail: Column) -> 
     return rows.withColumn("_detail", F.when(bad, detail).otherwise(F.col("_detail"))).withColumn(
         "_reason", F.when(bad, F.lit(reason.value)).otherwise(F.col("_reason"))
     )
+
+
+def _has_blocks(schema: Any) -> bool:
+    """Whether an Avro schema (parsed JSON) holds an array or a map anywhere."""
+    if isinstance(schema, list):
+        return any(_has_blocks(branch) for branch in schema)
+    if isinstance(schema, dict):
+        if schema.get("type") in ("array", "map"):
+            return True
+        if schema.get("type") == "record":
+            return any(_has_blocks(f["type"]) for f in schema.get("fields", []))
+        return _has_blocks(schema.get("type")) if isinstance(schema.get("type"), dict | list) else False
+    return False

@@ -178,7 +178,7 @@ def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> D
     )
 
 
-def query_id(spark: SparkSession, checkpoint: Path | str) -> str:
+def query_id(spark: SparkSession, checkpoint: Path | str, *, create: bool = True) -> str:
     """The streaming query's id, stable across restarts from ``checkpoint``.
 
     Spark keeps it in ``<checkpoint>/metadata`` (``{"id": "<uuid>"}``) and uses an
@@ -186,12 +186,14 @@ def query_id(spark: SparkSession, checkpoint: Path | str) -> str:
     keyed by (query id, batch id), such as Kafka commit markers, know it from batch 0.
     A new checkpoint is a new query: its batch ids restart at 0 under a new key. Read and
     written through Hadoop's FileSystem, so the checkpoint may be on shared storage.
+    ``create=False`` returns a new checkpoint's id without writing it.
     """
     metadata = fs.join(str(checkpoint), "metadata")
     text = fs.read_text(spark, metadata)
     if text is None:
         text = json.dumps({"id": str(uuid.uuid4())}) + "\n"
-        fs.write_text(spark, metadata, text)
+        if create:
+            fs.write_text(spark, metadata, text)
     return json.loads(text.splitlines()[0])["id"]
 
 
@@ -204,7 +206,9 @@ def claim_warehouse(spark: SparkSession, config: PipelineConfig, source: str, qu
     window state would read the old run's versions). The owner is kept in
     ``<warehouse>/_state/owner/<source>.json`` (``{"query_id", "checkpoint"}``), written
     when the source first runs; a query with another id stops with
-    :class:`~driftline.errors.ConfigError` before Spark starts it.
+    :class:`~driftline.errors.ConfigError` before Spark starts it (and before a new
+    checkpoint is written). A warehouse filled before owners were recorded has none: the
+    first query to run claims it.
     """
     from driftline.errors import ConfigError
 
@@ -223,7 +227,8 @@ def claim_warehouse(spark: SparkSession, config: PipelineConfig, source: str, qu
             f"(checkpoint {owner['checkpoint']}, query {owner['query_id']}), but this run's "
             f"checkpoint {checkpoint} is query {query_key}: its batches would mix with that run's. "
             "Restore that checkpoint (state_dir), point warehouse_dir at an empty folder, or delete "
-            f"the source's results (its folders source={source} and _state/*/{source}) to start over"
+            f"the source's results (the folders source={source} of every table and under _state, "
+            f"_state/open/{source} and _state/owner/{source}.json) to start over"
         )
 
 
@@ -239,8 +244,9 @@ def start_query(
     """Start the streaming query of one source and return it."""
     spec = config.source(source)
     checkpoint = checkpoint_of(config, source)
-    query_key = query_id(spark, checkpoint)  # keys the commit markers of both transactional writers
-    claim_warehouse(spark, config, source, query_key, checkpoint)
+    query_key = query_id(spark, checkpoint, create=False)  # keys the commit markers of both writers
+    claim_warehouse(spark, config, source, query_key, checkpoint)  # before a new checkpoint is written
+    query_id(spark, checkpoint)
     bootstrap = config.kafka.bootstrap_servers
     topics = [config.topic(source)]
     stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)

@@ -114,7 +114,6 @@ def test_a_source_that_stops_sending_is_silent_not_drifted(
         producer.stop()  # the source goes silent; the job runs on
         stopped = time.time()
         last_scored = job.scored_until()
-        assert prom.query(silent) == []
         wait_until(lambda: prom.query(silent), 120, "the silence to pass 20 s in Prometheus")
         last_record = metrics.registry.get_sample_value(
             "driftline_last_record_received_timestamp_seconds", {"pipeline": "demo", "source": "payments"}

@@ -48,3 +48,20 @@ def test_an_oversize_dead_letter_is_cut_and_still_produced(kafka_bootstrap, topi
     assert raw.startswith(back.raw) and DEFAULT_MAX_MESSAGE_BYTES - 4_000 < len(back.raw) < size
     assert len(back.message) == MESSAGE_LIMIT and back.message.endswith("\u2026")
     assert (back.topic, back.partition, back.offset, back.batch_id) == ("t", 3, 1234567, 42)
+
+
+def test_a_huge_key_is_hashed_so_the_dead_letter_still_fits(kafka_bootstrap, topic_prefix) -> None:
+    from driftline.kafka.dead_letter import fit_key
+
+    key = b"k" * 999_950
+    assert fit_key(b"card-1", DEFAULT_MAX_MESSAGE_BYTES) == b"card-1"
+    small = fit_key(key, DEFAULT_MAX_MESSAGE_BYTES)
+    assert small == hashlib.sha256(key).hexdigest().encode()
+    letter = _letter(b"x" * 10_000).fitted(DEFAULT_MAX_MESSAGE_BYTES, small)
+    topic = topic_prefix + "dlq"
+    ensure_topics(make_admin(kafka_bootstrap), [TopicSpec(topic, 1)])
+    producer = make_producer(kafka_bootstrap)
+    producer.produce(topic, value=letter.raw, key=small, headers=letter.headers())
+    assert producer.flush(30) == 0
+    [message] = read_topic(kafka_bootstrap, topic)
+    assert message.key() == small and message.value() == b"x" * 10_000

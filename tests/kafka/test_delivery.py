@@ -56,7 +56,9 @@ def test_records_not_acknowledged_are_counted_as_undelivered(tmp_path) -> None:
         config = load_pipeline(_pipeline_for(state.bootstrap, tmp_path))
         generator, names = generator_for(config, "sensors", seed=3)
         path = write_records(tmp_path / "in.jsonl", generator.records(30_000), names)
-        summary = ingest_file(config, "sensors", path, progress=lambda position: broker.stop(force=True))
+        summary = ingest_file(
+            config, "sensors", path, progress=lambda position: broker.stop(force=True), commit_seconds=1e9
+        )  # transactions by count only: the first one holds 10,000 records
     finally:
         broker.stop()
     # the first transaction (10,000 records) could not commit: the run stops there, nothing half-sent

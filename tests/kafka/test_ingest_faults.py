@@ -69,7 +69,9 @@ def test_an_interrupted_ingest_resumes_after_what_it_committed(demo_config, tmp_
     def interrupt(position: int) -> None:  # called every 1,000 records read
         raise KeyboardInterrupt
 
-    first = ingest_file(demo_config, "payments", path, commit_records=700, progress=interrupt)
+    first = ingest_file(
+        demo_config, "payments", path, commit_records=700, commit_seconds=1e9, progress=interrupt
+    )
     # records 1-700 committed; 701-1000 were in the open transaction when the run stopped
     assert first.error == "interrupted" and (first.read, first.delivered, first.undelivered) == (
         1000,

@@ -71,7 +71,9 @@ def test_a_broker_killed_and_restarted_mid_run_loses_and_doubles_nothing(tmp_pat
         broker.stop(force=True)
         down_until = time.monotonic() + OUTAGE
         while time.monotonic() < down_until:  # the outage itself: the job must stay up through it
-            assert job.poll() is None, f"the job stopped while the broker was down: {job.stderr.read()[-3000:]}"
+            assert job.poll() is None, (
+                f"the job stopped while the broker was down: {job.stderr.read()[-3000:]}"
+            )
             time.sleep(0.5)
         broker.start()
         out, err = job.communicate(timeout=900)
