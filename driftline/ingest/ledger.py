@@ -83,7 +83,9 @@ def read_position(
 ) -> Position | None:
     """The newest committed position of ``key`` on the ledger topic, or ``None``."""
     position = None
-    for message in read_topic(bootstrap, topic, settings=settings):
+    for message in read_topic(
+        bootstrap, topic, settings=settings, timeout=90.0
+    ):  # past a left-open transaction
         if message.key() == key.encode():
             position = None if message.value() is None else Position.from_json(message.value())
     return position

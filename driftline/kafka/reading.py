@@ -53,7 +53,16 @@ def read_topic(
         records: list[Message] = []
         next_offset = dict(first)
         deadline = time.monotonic() + timeout
-        ends = {p: _end_offset(consumer, topic, p, deadline) for p in partitions}
+        # the true end (high watermark), asked read_uncommitted: a read_committed consumer is
+        # told the last stable offset, which stops before a transaction still open, so the
+        # records committed after that transaction began would be missed; reading to the
+        # true end waits for the open one to commit or abort (transaction.timeout.ms)
+        probe = Consumer(client_config(bootstrap, {"group.id": "driftline-reader"}, settings,
+                                       {"isolation.level": "read_uncommitted"}))  # fmt: skip
+        try:
+            ends = {p: _watermarks(probe, topic, p, deadline)[1] for p in partitions}
+        finally:
+            probe.close()
         ends = {p: min(end, (stop or {}).get(p, end)) for p, end in ends.items()}
         while True:
             for message in consumer.consume(10_000, 0.2):
@@ -68,16 +77,13 @@ def read_topic(
             if time.monotonic() > deadline:
                 raise BrokerError(
                     f"reading {topic!r} did not reach its end within {timeout}s "
-                    f"(at {next_offset}, ends {ends})"
+                    f"(at {next_offset}, ends {ends}; a transaction still open holds read_committed "
+                    "readers until it commits or is aborted)"
                 )
     finally:
         consumer.close()
     records.sort(key=lambda m: (m.partition(), m.offset()))
     return records
-
-
-def _end_offset(consumer: Consumer, topic: str, partition: int, deadline: float) -> int:
-    return _watermarks(consumer, topic, partition, deadline)[1]
 
 
 def _watermarks(consumer: Consumer, topic: str, partition: int, deadline: float) -> tuple[int, int]:
@@ -105,7 +111,8 @@ def _position(consumer: Consumer, topic: str, partition: int, seen: int) -> int:
 def offset_range(bootstrap: str, topic: str, partition: int = 0, *, settings: Mapping[str, Any] | None = None,
                  timeout: float = 30.0) -> tuple[int, int]:  # fmt: skip
     """(low, high) watermark of one partition: its first offset and the next one to be written."""
-    consumer = Consumer(client_config(bootstrap, {"group.id": "driftline-reader"}, settings))
+    consumer = Consumer(client_config(bootstrap, {"group.id": "driftline-reader"}, settings,
+                                      {"isolation.level": "read_uncommitted"}))  # fmt: skip
     try:
         return _watermarks(consumer, topic, partition, time.monotonic() + timeout)
     finally:

@@ -16,10 +16,12 @@ transaction older than that and the replay would be the same too-long batch). A 
 transaction starts after :attr:`TransactionalBatchWriter.transaction_records` records
 or :attr:`TransactionalBatchWriter.transaction_seconds` seconds, whichever comes
 first; each but the last commits with a *partial* marker, ``{"batch_id": N,
-"partial": k}``: the first k records of batch N are committed. The records of a batch
-come in the same order on a replay (the job sorts its dead letters by topic, partition
-and offset), so a replay after a crash between two transactions skips the first k and
-writes the rest. The last transaction's marker is ``{"batch_id": N}``: batch N is
+"partial": k, "after": position}``: batch N's records up to the one at ``position``
+(k of them) are committed. Records carry their position (the job: the original
+record's topic, partition and offset, and sends them in that order), so a replay
+after a crash between two transactions skips those up to ``position`` and writes the
+rest, even when the replay's records differ from the first attempt's. Records
+without a position are skipped by count, k. The last transaction's marker is ``{"batch_id": N}``: batch N is
 complete.
 
 A writer may carry a ``fingerprint`` of what decides a batch's records (the job's
@@ -58,6 +60,9 @@ logger = logging.getLogger(__name__)
 # one marker per writer name matters, the newest: compaction keeps the markers topic at about
 # one record per writer however long the job runs; a starting writer reads it backwards from
 # the end until it meets its own (_last_marker), so its start does not read the whole history
+# a transaction another writer left open holds the markers' readers until it is aborted,
+# at most transaction.timeout.ms (librdkafka's default: 60 s) after it began
+MARKERS_WAIT = 90.0
 MARKERS_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 
 
@@ -70,6 +75,7 @@ class OutgoingRecord:
     value: bytes | None
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    position: tuple | None = None  # where it comes from, increasing within a batch (partial markers)
 
 
 @dataclass
@@ -124,8 +130,9 @@ class TransactionalBatchWriter:
         while end > low:
             begin = max(low, end - span)
             found = None
-            for message in read_topic(self.bootstrap, self.markers_topic, settings=settings,
-                                      start={0: begin}, stop={0: end}):  # fmt: skip
+            span_records = read_topic(self.bootstrap, self.markers_topic, settings=settings,
+                                      timeout=MARKERS_WAIT, start={0: begin}, stop={0: end})  # fmt: skip
+            for message in span_records:
                 self.markers_read += 1
                 if message.key() == key:
                     found = message
@@ -161,10 +168,17 @@ class TransactionalBatchWriter:
                 "batch_skipped writer=%s batch=%d committed=%d", self.name, batch_id, self._marker["batch_id"]
             )
             return 0
-        if done:
+        after = self._marker.get("after") if done else None
+        if after is not None:  # the records up to the last one committed, by position
+            logger.info("batch_resumed writer=%s batch=%d after=%s", self.name, batch_id, after)
+            records = itertools.dropwhile(
+                lambda r: r.position is not None and list(r.position) <= after, records
+            )
+        elif done:
             logger.info("batch_resumed writer=%s batch=%d committed_records=%d", self.name, batch_id, done)
             records = itertools.islice(records, done, None)
         producer, written, in_transaction, opened = self._producer, 0, 0, self.clock()
+        last: tuple | None = None
         try:
             producer.begin_transaction()
             for record in records:
@@ -172,12 +186,13 @@ class TransactionalBatchWriter:
                     in_transaction >= self.transaction_records
                     or self.clock() - opened >= self.transaction_seconds
                 ):
-                    self._commit(batch_id, done + written, in_transaction)
+                    self._commit(batch_id, done + written, in_transaction, last)
                     producer.begin_transaction()
                     in_transaction, opened = 0, self.clock()
                 produce(producer, self.topic, value=record.value, key=record.key, headers=record.headers)
                 written += 1
                 in_transaction += 1
+                last = record.position
                 if written == 1 and faults.armed():
                     producer.flush(30)  # on the broker, in the open transaction
                     faults.point("kafka_transaction", batch_id)
@@ -222,14 +237,18 @@ class TransactionalBatchWriter:
             return int(marker["partial"])
         return None
 
-    def _commit(self, batch_id: int, partial: int | None, records: int) -> None:
+    def _commit(self, batch_id: int, partial: int | None, records: int, last: tuple | None = None) -> None:
         """Commit the open transaction with its marker; ``partial`` counts the batch's
-        records committed so far when more of the batch follows."""
+        records committed so far when more of the batch follows, and ``last`` is the
+        position of the last of them (a replay resumes after it: exact even if the
+        replay's records differ from the first attempt's)."""
         marker: dict[str, Any] = {"batch_id": batch_id}
         if self.fingerprint is not None:
             marker["fingerprint"] = self.fingerprint
         if partial is not None:
             marker["partial"] = partial
+            if last is not None:
+                marker["after"] = list(last)
         produce(self._producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
         self._producer.commit_transaction(60)
         self._marker = marker

@@ -374,7 +374,8 @@ class BatchProcessor:
                 schema_id=row["_schema_id"],
                 batch_id=batch_id,
             ).fitted(limit, key)
-            yield OutgoingRecord(value=letter.raw, key=key, headers=letter.headers())
+            yield OutgoingRecord(value=letter.raw, key=key, headers=letter.headers(),
+                                 position=(row["_topic"], row["_partition"], row["_offset"]))  # fmt: skip
 
     def _counts(self, record: dict, watermark: datetime | None, loss: OffsetLoss = NO_LOSS) -> BatchCounts:
         """The committed batch's counts for the metrics (decode failures are never rule-checked)."""

@@ -120,16 +120,18 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
 
 def batch_fingerprint(config: PipelineConfig, source: str, plan: SourcePlan, reader) -> str:
     """SHA-256 of what decides a batch's outputs besides its records: the reader schema
-    (subject, version, id), the rule suite's bytes, the reference profile's version, the
-    windows and the drift settings. The transactional writers put it in their commit
-    markers, so a batch replayed under another configuration is caught
+    (subject, version, id), the rule suite's bytes, the reference profile's version and
+    contents, the windows, the drift settings and the trailing-bytes check. The
+    transactional writers put it in their commit markers, so a batch replayed under
+    another configuration is caught
     (:class:`~driftline.kafka.transactional.ReplayMismatch`)."""
     spec = config.source(source)
     suite = config.path(spec.expectations).read_bytes() if spec.expectations else b""
     parts = {
         "reader": [reader.subject, reader.version, reader.schema_id],
         "suite": hashlib.sha256(suite).hexdigest(),
-        "reference": plan.drift.reference.version if plan.drift is not None else None,
+        "reference": [plan.drift.reference.version, plan.drift.reference.fingerprint] if plan.drift else None,
+        "reject_trailing_bytes": config.kafka.reject_trailing_bytes,
         "features": [list(plan.numeric), list(plan.categorical)],
         "windows": [plan.window_seconds, plan.slide_seconds, plan.watermark_seconds, plan.max_future_seconds],
         "drift": config.drift.model_dump(mode="json"),

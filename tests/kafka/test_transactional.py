@@ -194,3 +194,52 @@ def test_a_starting_writer_reads_the_markers_since_its_own_not_the_whole_history
     never = TransactionalBatchWriter(bootstrap=kafka_bootstrap, topic=topic_prefix + "out",
                                      markers_topic=topic_prefix + "markers", name=topic_prefix + "never")  # fmt: skip
     assert never.committed_batch is None and never.markers_read > 20_000  # no marker: reads it all, once
+
+
+def test_a_replay_with_other_records_resumes_after_the_last_committed_position(kafka_bootstrap,
+                                                                                topic_prefix) -> None:  # fmt: skip
+    """Transactions of 3 over 10 positioned records; the source fails after 6 committed. The
+    replay no longer has record 2 (a schema registered in between made it valid): by
+    count it would skip 6 and lose record 6; by position it writes 6..9."""
+
+    def positioned(indices):
+        return [OutgoingRecord(value=b"v%d" % i, key=b"r%d" % i, position=("t", 0, 10 * i)) for i in indices]
+
+    def failing_after(records, n):
+        for i, record in enumerate(records):
+            if i == n:
+                raise RuntimeError("the Spark job feeding the writer failed")
+            yield record
+
+    first = _writer(kafka_bootstrap, topic_prefix)
+    first.transaction_records = 3
+    with pytest.raises(RuntimeError):
+        first.write(0, failing_after(positioned(range(10)), 7))
+    replay = _writer(kafka_bootstrap, topic_prefix)
+    assert replay.write(0, positioned([0, 1, 3, 4, 5, 6, 7, 8, 9])) == 4
+    seen = _visible(kafka_bootstrap, topic_prefix + "out")
+    assert seen == Counter({b"r%d" % i: 1 for i in range(10)})
+
+
+def test_a_transaction_left_open_by_another_writer_does_not_hide_newer_markers(kafka_bootstrap,
+                                                                               topic_prefix) -> None:  # fmt: skip
+    """Writer B dies with its marker sent but not committed; writer A commits batch 1 after
+    it. Read committed, the topic's readable end (the last stable offset) stops at B's open
+    record until the broker aborts it (B's transaction.timeout.ms: 3 s here), so a
+    restarted A must read to the true end, or it finds batch 0 and writes batch 1 again."""
+    a = _writer(kafka_bootstrap, topic_prefix)
+    assert a.write(0, _records(0, 2)) == 2
+    b = TransactionalBatchWriter(bootstrap=kafka_bootstrap, topic=topic_prefix + "out",
+                                 markers_topic=topic_prefix + "markers", name=topic_prefix + "b",
+                                 settings={"transaction.timeout.ms": 3000, "message.timeout.ms": 3000})  # fmt: skip
+    b._start()
+    b._producer.begin_transaction()
+    b._producer.produce(topic_prefix + "markers", key=b.name.encode(), value=b'{"batch_id": 0}')
+    assert b._producer.flush(30) == 0  # on the broker, never committed: B "died" here
+    assert a.write(1, _records(1, 2)) == 2
+
+    restarted = _writer(kafka_bootstrap, topic_prefix)
+    assert restarted.committed_batch == 1
+    assert restarted.write(1, _records(1, 2)) == 0
+    seen = _visible(kafka_bootstrap, topic_prefix + "out")
+    assert sum(seen.values()) == 4 and set(seen.values()) == {1}
