@@ -25,6 +25,14 @@ def _records(batch: int, n: int) -> list[OutgoingRecord]:
     return [OutgoingRecord(value=b"v" + k, key=k) for k in keys]
 
 
+def failing_after(records, n: int):
+    """``records``, then the failure of their source (a Spark job) before the ``n``-th."""
+    for i, record in enumerate(records):
+        if i == n:
+            raise RuntimeError("the Spark job feeding the writer failed")
+        yield record
+
+
 def _visible(bootstrap: str, topic: str) -> Counter:
     return Counter(m.key() for m in read_topic(bootstrap, topic, isolation="read_committed"))
 
@@ -91,12 +99,6 @@ def test_a_large_batch_spans_transactions_and_a_crash_between_them_resumes(
     """Batch 1 of 10 records in transactions of 3: the source fails after 7 records (2
     transactions committed, the 3rd aborted); a restarted writer writes the last 4."""
     import json
-
-    def failing_after(records, n):
-        for i, record in enumerate(records):
-            if i == n:
-                raise RuntimeError("the Spark job feeding the writer failed")
-            yield record
 
     first = _writer(kafka_bootstrap, topic_prefix)
     first.transaction_records = 3
@@ -204,12 +206,6 @@ def test_a_replay_with_other_records_resumes_after_the_last_committed_position(k
 
     def positioned(indices):
         return [OutgoingRecord(value=b"v%d" % i, key=b"r%d" % i, position=("t", 0, 10 * i)) for i in indices]
-
-    def failing_after(records, n):
-        for i, record in enumerate(records):
-            if i == n:
-                raise RuntimeError("the Spark job feeding the writer failed")
-            yield record
 
     first = _writer(kafka_bootstrap, topic_prefix)
     first.transaction_records = 3
