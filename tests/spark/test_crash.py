@@ -1,6 +1,7 @@
 """SIGKILL the job at random points, restart it from its checkpoint, and compare every
-output with a clean run on the same input: nothing lost, nothing doubled. The stream
-drifts half-way, so drift scores, alert events and the alerts topic are compared too.
+output with a clean run on the same input: nothing lost, nothing doubled. Two sources
+run in the one driver (sensors, which drifts half-way, so drift scores, alert events
+and the alerts topic are compared too, and payments); every kill takes both down.
 
 Two ways to kill it. ``points``: one run per named fault point (:mod:`driftline.faults`:
 inside a dead-letter Kafka transaction, between the ``dead_letters`` table and its
@@ -46,6 +47,8 @@ DRIFTS = (
 )
 SOAK_KILLS = int(os.environ.get("DRIFTLINE_SOAK_KILLS", "0"))
 PER_BATCH = "300" if SOAK_KILLS else "2250"
+PAYMENTS = 3000  # the second source: two queries in one driver, killed together
+SOURCES = ("--source", "sensors", "--source", "payments")
 
 
 def _committed_batches(pipeline_dir) -> int:
@@ -58,7 +61,7 @@ def _run_to_fault(pipeline, point: str, batch_id: int) -> int:
     there; what it started (the JVM, Python workers) goes with its process group."""
     process = subprocess.Popen(
         [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipeline), "--until-idle",
-         "--source", "sensors", "--max-records-per-batch", PER_BATCH],
+         *SOURCES, "--max-records-per-batch", PER_BATCH],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, faults.ENV: f"{point}@{batch_id}"},
     )  # fmt: skip
@@ -73,7 +76,7 @@ def _run_until_killed(pipeline, pipeline_dir, kill_after: int, rng: random.Rando
     ``kill_after`` batches are committed plus a random moment (often mid-batch)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "driftline.cli", "run", "-p", str(pipeline), "--until-idle",
-         "--source", "sensors", "--max-records-per-batch", PER_BATCH],
+         *SOURCES, "--max-records-per-batch", PER_BATCH],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 600
@@ -108,10 +111,15 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     frames = encode_mix("sensors", records, kinds)
     keys = [r["sensor_id"].encode() for r in records]
     produce_frames(kafka_bootstrap, topic_prefix + "signals.sensors", frames, keys)
+    pay = [r.value for r in SignalGenerator("payments", seed=33, interval=SECOND).records(PAYMENTS)]
+    pay_kinds = {i: ("truncated", "not_framed")[i % 2] for i in range(11, PAYMENTS, 89)}
+    produce_frames(kafka_bootstrap, topic_prefix + "signals.payments", encode_mix("payments", pay, pay_kinds),
+                   [r["card_id"].encode() for r in pay])  # fmt: skip
 
     clean = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="clean")
     crash_topics = {
         'subject = "sensors"': 'subject = "sensors"\ndead_letter_topic = "dlq.sensors.crash"',
+        'subject = "payments"': 'subject = "payments"\ndead_letter_topic = "dlq.payments.crash"',
         "resolve_after = 3": 'resolve_after = 3\nalerts_topic = "alerts.drift.crash"',
     }
     crashed = pipeline_copy(
@@ -126,9 +134,11 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     (tmp_path / "crashed" / "references" / "sensors").mkdir(parents=True)
     shutil.copy(reference.path, tmp_path / "crashed" / "references" / "sensors")
 
-    baseline = driftline_run(clean, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
+    baseline = driftline_run(clean, *SOURCES, "--max-records-per-batch", PER_BATCH)
     assert baseline.returncode == 0, baseline.stderr[-3000:]
-    clean_summary = json.loads(baseline.stdout.strip().splitlines()[-1])["sources"]["sensors"]
+    clean_sources = json.loads(baseline.stdout.strip().splitlines()[-1])["sources"]
+    clean_summary = clean_sources["sensors"]
+    assert clean_sources["payments"]["read"] == PAYMENTS and clean_sources["payments"]["reconciles"]
     assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
     assert clean_summary["batches"] >= 4
 
@@ -152,12 +162,13 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     print(
         f"{mode} kills={kills} runs={runs} batches={_committed_batches(tmp_path / 'crashed')} records={RECORDS}"
     )
-    final = driftline_run(crashed, "--source", "sensors", "--max-records-per-batch", PER_BATCH)
+    final = driftline_run(crashed, *SOURCES, "--max-records-per-batch", PER_BATCH)
     assert final.returncode == 0, final.stderr[-3000:]
-    crash_summary = json.loads(final.stdout.strip().splitlines()[-1])["sources"]["sensors"]
-    for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows", "scored_windows",
-                "alerts_fired", "drifted", "reference_version"):  # fmt: skip
-        assert crash_summary[key] == clean_summary[key], key
+    crash_sources = json.loads(final.stdout.strip().splitlines()[-1])["sources"]
+    for source in ("sensors", "payments"):
+        for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows", "scored_windows",
+                    "alerts_fired", "drifted", "reference_version"):  # fmt: skip
+            assert crash_sources[source][key] == clean_sources[source][key], (source, key)
     assert set(clean_summary["drifted"]) == {"vibration_mm_s", "pressure_kpa"}
 
     ignore = ["batch_id", "sketch"]
@@ -176,7 +187,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     truth = pd.DataFrame([r for i, r in enumerate(records) if i not in kinds and i % 97 != 7])
     truth["window_start"] = truth["event_time"].dt.floor("5min")  # UTC instants, as in the tables
     for name, table in stats.items():
-        for row in table[table["kind"] == "numeric"].itertuples():
+        for row in table[(table["kind"] == "numeric") & (table["source"] == "sensors")].itertuples():
             values = truth.loc[truth["window_start"] == row.window_start, row.feature].dropna().to_numpy()
             for column, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95)):
                 quantile = getattr(row, column)
@@ -185,18 +196,18 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     key = ["_topic", "_partition", "_offset"]
     dead = {name: _table(tmp_path / name, "dead_letters") for name in ("clean", "crashed")}
     assert not dead["crashed"].duplicated(key).any()
-    assert (
-        len(dead["clean"]) == len(dead["crashed"]) == clean_summary["dead_lettered"] + clean_summary["late"]
-    )
+    expected = sum(clean_sources[s]["dead_lettered"] + clean_sources[s]["late"] for s in clean_sources)
+    assert len(dead["clean"]) == len(dead["crashed"]) == expected
     merged = dead["clean"].merge(dead["crashed"], on=key, suffixes=("", "_crash"))
     assert len(merged) == len(dead["clean"])
     assert (merged["reason"] == merged["reason_crash"]).all()
 
-    topic_clean = _dead_letter_topic(kafka_bootstrap, topic_prefix + "dlq.sensors")
-    topic_crash = _dead_letter_topic(kafka_bootstrap, topic_prefix + "dlq.sensors.crash")
-    assert set(topic_crash.values()) == {1}, "a dead letter is in the topic twice"
-    assert topic_crash == topic_clean
-    assert sum(topic_clean.values()) == len(dead["clean"])
+    for source in ("sensors", "payments"):
+        topic_clean = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}")
+        topic_crash = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}.crash")
+        assert set(topic_crash.values()) == {1}, f"a dead letter of {source} is in the topic twice"
+        assert topic_crash == topic_clean
+        assert sum(topic_clean.values()) == (dead["clean"]["source"] == source).sum() > 0
 
     # drift: every closed window scored once, the same scores, the same alert events, in table and topic
     def drift_table(name: str, table: str, key: list[str]) -> pd.DataFrame:
