@@ -208,9 +208,8 @@ def claim_warehouse(spark: SparkSession, config: PipelineConfig, source: str, qu
     window state would read the old run's versions). The owner is kept in
     ``<warehouse>/_state/owner/<source>.json`` (``{"query_id", "checkpoint"}``), written
     when the source first runs; a query with another id stops with
-    :class:`~driftline.errors.ConfigError` before Spark starts it (and before a new
-    checkpoint is written). A warehouse filled before owners were recorded has none: the
-    first query to run claims it.
+    :class:`~driftline.errors.ConfigError` before Spark starts it. A warehouse filled
+    before owners were recorded has none: the first query to run claims it.
     """
     from driftline.errors import ConfigError
 
