@@ -216,6 +216,15 @@ class TransactionalBatchWriter:
 
     def _check_replay(self, batch_id: int) -> None:
         marker = self._marker
+        if marker is not None and marker["batch_id"] > batch_id:
+            # a query writes its batches in order and replays only the one after its last
+            # commit: a marker ahead of the batch at hand was not written by this query
+            raise ReplayMismatch(
+                f"{self.name}: the markers topic {self.markers_topic} says batch {marker['batch_id']} is "
+                f"committed, but this query is writing batch {batch_id}: that marker was not written by "
+                "this query (forged, or copied from another run's markers). Refusing to skip the batch; "
+                f"remove the marker (key {self.name!r}) and restrict the topic with ACLs (docs/runbook.md)"
+            )
         if marker is None or marker["batch_id"] != batch_id or self.fingerprint is None:
             return
         first = marker.get("fingerprint")

@@ -239,3 +239,24 @@ def test_a_transaction_left_open_by_another_writer_does_not_hide_newer_markers(k
     assert restarted.write(1, _records(1, 2)) == 0
     seen = _visible(kafka_bootstrap, topic_prefix + "out")
     assert sum(seen.values()) == 4 and set(seen.values()) == {1}
+
+
+def test_a_marker_ahead_of_the_query_is_refused_not_obeyed(kafka_bootstrap, topic_prefix) -> None:
+    """Anyone who can write the markers topic can claim batch 1,000 is committed. A query
+    writes its batches in order, so a marker ahead of the batch at hand is not its own:
+    the writer stops instead of skipping every batch up to 1,000."""
+    from driftline.kafka.clients import make_producer
+    from driftline.kafka.transactional import ReplayMismatch
+
+    writer = _writer(kafka_bootstrap, topic_prefix)
+    assert writer.write(0, _records(0, 2)) == 2
+    forger = make_producer(kafka_bootstrap)
+    forger.produce(topic_prefix + "markers", key=writer.name.encode(), value=b'{"batch_id": 1000}')
+    assert forger.flush(30) == 0
+
+    restarted = _writer(kafka_bootstrap, topic_prefix)
+    with pytest.raises(
+        ReplayMismatch, match=r"says batch 1000 is committed, but this query is writing batch 1"
+    ):
+        restarted.write(1, _records(1, 3))
+    assert sum(_visible(kafka_bootstrap, topic_prefix + "out").values()) == 2
