@@ -21,8 +21,8 @@ first; each but the last commits with a *partial* marker, ``{"batch_id": N,
 record's topic, partition and offset, and sends them in that order), so a replay
 after a crash between two transactions skips those up to ``position`` and writes the
 rest, even when the replay's records differ from the first attempt's. Records
-without a position are skipped by count, k. The last transaction's marker is ``{"batch_id": N}``: batch N is
-complete.
+without a position are skipped by count, k. The last transaction's marker is
+``{"batch_id": N}``: batch N is complete.
 
 A writer may carry a ``fingerprint`` of what decides a batch's records (the job's
 reader schema, rule suite, reference, windows). Markers carry it, and a replay of a

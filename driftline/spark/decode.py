@@ -40,6 +40,7 @@ from driftline.quality.reasons import ReasonCode
 from driftline.spark.schema import METADATA_COLUMNS, source_columns
 
 logger = logging.getLogger(__name__)
+_PROBLEM = "_body_problem"  # the message of what is wrong with a body that decoded, or null
 
 _DECODED = "_decoded"
 
@@ -128,10 +129,7 @@ class FrameDecoder:
                 ~F.col("_schema_id").isin(*self.known_ids) if self.known_ids else F.lit(True),
                 F.lit(ReasonCode.UNKNOWN_SCHEMA.value),
             )  # fmt: skip
-            .when(
-                self._failed() | self._trailing(body) | self._not_utf8(),
-                F.lit(ReasonCode.DECODE_FAILED.value),
-            )
+            .when(self._failed() | F.col(_PROBLEM).isNotNull(), F.lit(ReasonCode.DECODE_FAILED.value))
         )
         detail = (
             F.when(
@@ -151,11 +149,12 @@ class FrameDecoder:
                     F.lit(" is not in the schema registry"),
                 ),
             )  # fmt: skip
-            .when(F.col("_reason") == ReasonCode.DECODE_FAILED.value, self._decode_failure_detail(body))
+            .when(F.col("_reason") == ReasonCode.DECODE_FAILED.value, self._decode_failure_detail())
         )
         rows = (
             kafka_rows.withColumn("_schema_id", schema_id)
             .withColumn(_DECODED, decoded)
+            .withColumn(_PROBLEM, self._body_problem(body))
             .withColumn("_reason", reason)
             .withColumn("_detail", detail)
         )
@@ -210,15 +209,24 @@ class FrameDecoder:
             check = (check if check is not None else F).when(F.col("_schema_id") == writer_id, longer)
         return F.lit(False) if check is None else F.coalesce(check.otherwise(F.lit(False)), F.lit(False))
 
-    def _not_utf8(self) -> Column:
-        """True where a decoded string field is not valid UTF-8 (Avro strings must be:
-        Spark keeps the bytes as they are, and a later conversion to Python or Arrow
-        fails on them). Top-level string fields; nested ones are not checked."""
-        names = self._string_fields()
-        if not names:
-            return F.lit(False)
-        bad = [F.coalesce(~F.is_valid_utf8(F.col(f"{_DECODED}.`{n}`")), F.lit(False)) for n in names]
-        return reduce(lambda a, b: a | b, bad)
+    def _body_problem(self, body: Column) -> Column:
+        """What is wrong with a body ``from_avro`` did read, as the dead letter's message, or
+        null: bytes after the record (:meth:`_trailing`), or a top-level string field that
+        is not UTF-8 (Avro strings must be: Spark keeps the bytes as they are, and a later
+        conversion to Python or Arrow fails on them; nested ones are not checked). One
+        column, so the reason and the message test each row once."""
+        problem: Column = F.lit(None).cast("string")
+        for name in reversed(self._string_fields()):
+            problem = F.when(
+                F.coalesce(~F.is_valid_utf8(F.col(f"{_DECODED}.`{name}`")), F.lit(False)),
+                F.lit(f"field {name!r} is not valid UTF-8"),
+            ).otherwise(problem)
+        # only where from_avro read a record: to_avro cannot re-encode its struct of nulls
+        return F.when(self._failed(), F.lit(None).cast("string")).when(
+            self._trailing(body),
+            F.concat(F.lit("bytes follow the record in the Avro body of writer schema id "),
+                     F.col("_schema_id").cast("string")),
+        ).otherwise(problem)  # fmt: skip
 
     def _string_fields(self) -> list[str]:
         def is_string(kind) -> bool:
@@ -236,23 +244,11 @@ class FrameDecoder:
             options["avroSchema"] = self._reader_json
         return from_avro(body, json.dumps(writer.definition), options)
 
-    def _decode_failure_detail(self, body: Column) -> Column:
-        detail: Column = F.concat(
+    def _decode_failure_detail(self) -> Column:
+        generic = F.concat(
             F.lit("the Avro body does not decode with writer schema id "), F.col("_schema_id").cast("string")
         )
-        for name in reversed(self._string_fields()):
-            detail = F.when(
-                F.coalesce(~F.is_valid_utf8(F.col(f"{_DECODED}.`{name}`")), F.lit(False)),
-                F.lit(f"field {name!r} is not valid UTF-8"),
-            ).otherwise(detail)
-        detail = F.when(
-            self._trailing(body),
-            F.concat(F.lit("bytes follow the record in the Avro body of writer schema id "),
-                     F.col("_schema_id").cast("string")),
-        ).otherwise(detail)  # fmt: skip
-        detail = F.when(self._failed(), F.concat(
-            F.lit("the Avro body does not decode with writer schema id "), F.col("_schema_id").cast("string")
-        )).otherwise(detail)  # fmt: skip
+        detail = F.when(self._failed(), generic).otherwise(F.coalesce(F.col(_PROBLEM), generic))
         for writer_id, why in sorted(self._unresolvable.items()):
             detail = F.when(F.col("_schema_id") == writer_id, F.lit(why)).otherwise(detail)
         return detail
