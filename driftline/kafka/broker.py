@@ -30,9 +30,11 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from driftline.errors import BrokerError
 
@@ -100,8 +102,9 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return sock.getsockname()[1]
 
 
-def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a Kafka metadata request to ``bootstrap`` succeeds within ``timeout``."""
+def answers_metadata(bootstrap: str, timeout: float = 2.0, settings: Mapping[str, Any] | None = None) -> bool:
+    """True when a Kafka metadata request to ``bootstrap`` succeeds within ``timeout``
+    (``settings``: the client's, e.g. SASL credentials)."""
     host, _, port = bootstrap.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
@@ -112,7 +115,7 @@ def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
 
     from driftline.kafka.clients import client_config
 
-    admin = AdminClient(client_config(bootstrap))
+    admin = AdminClient(client_config(bootstrap, settings))
     try:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except KafkaException:
@@ -143,10 +146,13 @@ def cluster_id() -> str:
             return candidate
 
 
-def server_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
+def server_properties(
+    host: str, port: int, controller_port: int, log_dir: Path, overrides: Mapping[str, Any] | None = None
+) -> str:
     """One node that is broker and controller, for one machine: replication 1 everywhere
     (transactions and consumer offsets included), no topic auto-creation (a typo in a
-    topic name is an error, not a new topic), records kept until deleted."""
+    topic name is an error, not a new topic), records kept until deleted. ``overrides``
+    replace or add settings (e.g. a SASL listener and an authorizer)."""
     settings = {
         "process.roles": "broker,controller",
         "node.id": NODE_ID,
@@ -173,6 +179,7 @@ def server_properties(host: str, port: int, controller_port: int, log_dir: Path)
         "num.network.threads": 2,
         "num.io.threads": 4,
         "num.recovery.threads.per.data.dir": 1,
+        **(overrides or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -185,8 +192,21 @@ class EmbeddedBroker:
     ``driftline broker start`` is ``EmbeddedBroker(Path(".driftline/broker")).start()``.
     """
 
-    def __init__(self, state_dir: Path | str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+    def __init__(
+        self,
+        state_dir: Path | str,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        client: Mapping[str, Any] | None = None,
+    ):
+        """``overrides``: server properties over :func:`server_properties`' own; ``client``:
+        the librdkafka settings the start-up check connects with (when the listener wants
+        credentials)."""
         self.state_dir = Path(state_dir)
+        self.overrides = dict(overrides or {})
+        self.client = dict(client or {})
         self.host = host
         self.port = port
         self.log_dir = self.state_dir / "kraft"
@@ -223,7 +243,9 @@ class EmbeddedBroker:
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         controller_port = self._controller_port()
-        self._properties.write_text(server_properties(self.host, self.port, controller_port, self.log_dir))
+        self._properties.write_text(
+            server_properties(self.host, self.port, controller_port, self.log_dir, self.overrides)
+        )
         if not (self.log_dir / "meta.properties").exists():
             self._format(java, classpath)
         env = {**os.environ, "KAFKA_HEAP_OPTS": HEAP}
@@ -272,7 +294,7 @@ class EmbeddedBroker:
 
     def _wait_ready(self, process: subprocess.Popen, state: BrokerState, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not answers_metadata(state.bootstrap, timeout=1.0):
+        while not answers_metadata(state.bootstrap, timeout=1.0, settings=self.client):
             if process.poll() is not None:
                 raise BrokerError(
                     f"Kafka exited with code {process.returncode} before answering; "

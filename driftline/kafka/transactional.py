@@ -24,6 +24,15 @@ rest, even when the replay's records differ from the first attempt's. Records
 without a position are skipped by count, k. The last transaction's marker is
 ``{"batch_id": N}``: batch N is complete.
 
+A broker that goes away mid-batch is ridden out for up to
+:attr:`TransactionalBatchWriter.outage_seconds` (5 minutes): a commit that timed out
+is a *retriable* error in librdkafka and is committed again; a transaction the broker
+aborted (its messages timed out, or it outlived ``transaction.timeout.ms`` while the
+broker was down) is aborted here too and the batch is written again from its last
+committed marker, when the records can be read again (``write`` was given a callable
+that returns them). Only a fatal error (another process took over the writer's
+``transactional.id``) or an outage longer than that budget fails the batch.
+
 A writer may carry a ``fingerprint`` of what decides a batch's records (the job's
 reader schema, rule suite, reference, windows). Markers carry it, and a replay of a
 batch whose marker holds another fingerprint stops with :class:`ReplayMismatch`
@@ -37,11 +46,11 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from driftline import faults
 from driftline.errors import DeliveryError, JobError
@@ -63,6 +72,19 @@ logger = logging.getLogger(__name__)
 # a transaction another writer left open holds the markers' readers until it is aborted,
 # at most transaction.timeout.ms (librdkafka's default: 60 s) after it began
 MARKERS_WAIT = 90.0
+# errors of a broker that is away (or of the transaction it aborted meanwhile): the batch is
+# written again once it is back. Others (a record too large, an authorization refused) are
+# the same on every attempt and fail the batch at once
+OUTAGE_ERRORS = frozenset({
+    KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.CONCURRENT_TRANSACTIONS,
+    KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.INVALID_TXN_STATE,
+})  # fmt: skip
+# a batch's records, or a callable that returns them afresh (a rewrite after an aborted
+# transaction needs them again)
+Records = Iterable["OutgoingRecord"] | Callable[[], Iterable["OutgoingRecord"]]
 MARKERS_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 
 
@@ -99,7 +121,13 @@ class TransactionalBatchWriter:
     transaction_seconds: float = 10.0
     clock: Callable[[], float] = time.monotonic
     fingerprint: str | None = None
+    outage_seconds: float = 300.0
+    commit_timeout: float = 30.0
     markers_read: int = field(default=0, init=False)
+    retries: int = field(default=0, init=False)  # commits and aborts tried again (the broker was away)
+    rewrites: int = field(default=0, init=False)  # transactions the broker aborted, written again
+    _written: int = field(default=0, init=False, repr=False)
+    _failed: set = field(default_factory=set, init=False, repr=False)  # delivery errors seen
     _producer: Any = field(default=None, init=False, repr=False)
     _marker: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
@@ -110,14 +138,37 @@ class TransactionalBatchWriter:
             make_admin(self.bootstrap, self.settings),
             [TopicSpec(self.topic, self.partitions), TopicSpec(self.markers_topic, 1, config=MARKERS_CONFIG)],
         )
-        self._producer = make_producer(
-            self.bootstrap, self.settings, {"transactional.id": f"driftline.{self.name}", "linger.ms": 5}
-        )
-        try:
-            self._producer.init_transactions(60)
-        except KafkaException as exc:
-            raise DeliveryError(f"cannot start Kafka transactions for {self.name}: {exc}") from exc
+        self._open(self.clock() + 60)
         self._marker = self._last_marker()
+
+    def _open(self, deadline: float) -> None:
+        """A transactional producer for this writer: ``init_transactions`` fences an earlier
+        one of the same name and aborts its open transaction (retried until ``deadline``
+        while the broker is away)."""
+        self._failed = set()
+        self._producer = make_producer(self.bootstrap, self.settings, {
+            "transactional.id": f"driftline.{self.name}", "linger.ms": 5, "on_delivery": self._delivered,
+        })  # fmt: skip
+        while True:
+            try:
+                self._producer.init_transactions(self._wait(deadline))
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or self.clock() >= deadline:
+                    raise DeliveryError(f"cannot start Kafka transactions for {self.name}: {exc}") from exc
+
+    def _delivered(self, error: KafkaError | None, _message) -> None:
+        if error is not None:
+            self._failed.add(error.code())
+
+    def _outage(self, error: KafkaError) -> bool:
+        """Whether ``error`` comes from a broker that is away, not from the records or rights."""
+        if error.fatal():
+            return False
+        if error.code() == KafkaError._INCONSISTENT:  # "n message(s) failed delivery": why?
+            self._producer.poll(0)
+            return bool(self._failed) and self._failed <= OUTAGE_ERRORS
+        return error.retriable() or error.code() in OUTAGE_ERRORS
 
     def _last_marker(self) -> dict[str, Any] | None:
         """This writer's newest committed marker, read backwards from the end of the markers
@@ -146,7 +197,7 @@ class TransactionalBatchWriter:
         self._start()
         return None if self._marker is None else self._marker["batch_id"]
 
-    def write(self, batch_id: int, records: Iterable[OutgoingRecord]) -> int:
+    def write(self, batch_id: int, records: Records) -> int:
         """Write ``records`` as batch ``batch_id``; return how many were written now.
 
         Returns 0 without writing when the batch's marker is already committed, and when
@@ -154,11 +205,46 @@ class TransactionalBatchWriter:
         of it writes nothing either), so the markers topic grows only with batches that
         wrote something. When a partial marker of this batch is committed, the records it
         covers are skipped and the rest written.
+
+        ``records`` may be a callable returning them: then a transaction the broker
+        aborted during an outage is written again (from the batch's last committed
+        marker) instead of failing the batch.
         """
-        records = iter(records)
+        again = records if callable(records) else None
+        first_records: Iterable[OutgoingRecord] = records() if again is not None else records
+        deadline = self.clock() + self.outage_seconds
+        self._written = 0  # committed by this call, over all attempts
+        while True:
+            try:
+                self._write_once(batch_id, iter(first_records))
+                return self._written
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                outage = self._outage(error)
+                if not self._abort(batch_id, deadline) and outage and again is not None:
+                    self._open(deadline)  # a producer the abort left unusable: a new one, same id
+                if not outage or again is None or self.clock() >= deadline:
+                    raise DeliveryError(
+                        f"{self.name}: batch {batch_id} was not committed to {self.topic}: {error.str()}"
+                        + (
+                            f" (the broker was unreachable for more than {self.outage_seconds:.0f} s)"
+                            if outage and again is not None
+                            else ""
+                        )
+                    ) from exc
+                self.rewrites += 1
+                logger.warning(
+                    "transaction_rewritten writer=%s batch=%d error=%s", self.name, batch_id, error.str()
+                )
+                time.sleep(1.0)  # back off: the broker may still be coming back
+                first_records = again()
+
+    def _write_once(self, batch_id: int, records: Iterator[OutgoingRecord]) -> None:
+        """One attempt of :meth:`write`: from the last committed marker to the batch's end
+        (each commit adds its records to ``_written``)."""
         first = next(records, None)
         if first is None:
-            return 0
+            return
         records = itertools.chain([first], records)
         self._start()
         self._check_replay(batch_id)
@@ -167,7 +253,7 @@ class TransactionalBatchWriter:
             logger.info(
                 "batch_skipped writer=%s batch=%d committed=%d", self.name, batch_id, self._marker["batch_id"]
             )
-            return 0
+            return
         after = self._marker.get("after") if done else None
         if after is not None:  # the records up to the last one committed, by position
             logger.info("batch_resumed writer=%s batch=%d after=%s", self.name, batch_id, after)
@@ -197,22 +283,36 @@ class TransactionalBatchWriter:
                     producer.flush(30)  # on the broker, in the open transaction
                     faults.point("kafka_transaction", batch_id)
             self._commit(batch_id, None, in_transaction)
-        except KafkaException as exc:
-            self._abort(batch_id)
-            raise DeliveryError(
-                f"{self.name}: batch {batch_id} was not committed to {self.topic}: {exc}"
-            ) from exc
-        except BaseException:  # the records' source failed (e.g. a Spark job): leave nothing open
-            self._abort(batch_id)
-            raise
-        logger.info("batch_committed writer=%s batch=%d records=%d", self.name, batch_id, written)
-        return written
-
-    def _abort(self, batch_id: int) -> None:
-        try:
-            self._producer.abort_transaction(30)
         except KafkaException:
-            logger.exception("abort_failed writer=%s batch=%d", self.name, batch_id)
+            raise  # write() aborts, and writes the batch again or fails it
+        except BaseException:  # the records' source failed (e.g. a Spark job): leave nothing open
+            self._abort(batch_id, self.clock() + self.commit_timeout)
+            raise
+        logger.info("batch_committed writer=%s batch=%d records=%d", self.name, batch_id, self._written)
+
+    def _abort(self, batch_id: int, deadline: float) -> bool:
+        """Abort the open transaction, retrying a timeout (the broker is away) until
+        ``deadline``; whether the producer can go on."""
+        while self._producer is not None:
+            try:
+                self._producer.abort_transaction(self._wait(deadline))
+                self._failed.clear()
+                return True
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() == KafkaError._STATE:
+                    return True  # no transaction was open
+                if not error.retriable() or self.clock() >= deadline:
+                    logger.warning(
+                        "abort_failed writer=%s batch=%d error=%s", self.name, batch_id, error.str()
+                    )
+                    return False
+                self.retries += 1
+        return False
+
+    def _wait(self, deadline: float) -> float:
+        """Seconds one blocking call may take: the commit timeout, or less near ``deadline``."""
+        return max(1.0, min(self.commit_timeout, deadline - self.clock()))
 
     def _check_replay(self, batch_id: int) -> None:
         marker = self._marker
@@ -259,8 +359,19 @@ class TransactionalBatchWriter:
             if last is not None:
                 marker["after"] = list(last)
         produce(self._producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
-        self._producer.commit_transaction(60)
+        deadline = self.clock() + self.outage_seconds
+        while True:
+            try:
+                self._producer.commit_transaction(self._wait(deadline))
+                break
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable() or self.clock() >= deadline:
+                    raise  # abortable or fatal: write() decides
+                self.retries += 1
+                logger.warning("commit_retried writer=%s batch=%d error=%s", self.name, batch_id, error.str())
         self._marker = marker
+        self._written += records
         if partial is not None:
             logger.info("transaction_committed writer=%s batch=%d records=%d", self.name, batch_id, records)
 

@@ -290,7 +290,8 @@ class BatchProcessor:
         overwrite(dead, path)
         faults.point("table_written", batch_id)
         if self.dead_letters is not None:
-            self.dead_letters.write(batch_id, self._outgoing(spark.read.parquet(str(path)), batch_id))
+            # a callable: a transaction the broker aborted in an outage is read and written again
+            self.dead_letters.write(batch_id, lambda: self._outgoing(spark.read.parquet(str(path)), batch_id))
 
     def _partials(self, windowed: DataFrame) -> dict[str, DataFrame]:
         """This batch's partials of every kind (:mod:`driftline.stats.partials`) as Spark

@@ -184,7 +184,7 @@ class DriftScorer:
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, [])))
         self._write(spark, batch_id, score_rows, alert_rows)
         if self.alerts is not None:
-            self.alerts.write(batch_id, [self._outgoing(row) for row in alert_rows])
+            self.alerts.write(batch_id, lambda: [self._outgoing(row) for row in alert_rows])
         if self.metrics is not None:
             self._export(newest, state, alert_rows)
         logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
