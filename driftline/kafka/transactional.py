@@ -165,10 +165,12 @@ class TransactionalBatchWriter:
         """Whether ``error`` comes from a broker that is away, not from the records or rights."""
         if error.fatal():
             return False
-        if error.code() == KafkaError._INCONSISTENT:  # "n message(s) failed delivery": why?
-            self._producer.poll(0)
+        if error.retriable() or error.code() in OUTAGE_ERRORS:
+            return True
+        if error.txn_requires_abort():  # e.g. "n message(s) failed delivery": why did they?
+            self._producer.poll(0)  # serves the delivery reports into _failed
             return bool(self._failed) and self._failed <= OUTAGE_ERRORS
-        return error.retriable() or error.code() in OUTAGE_ERRORS
+        return False
 
     def _last_marker(self) -> dict[str, Any] | None:
         """This writer's newest committed marker, read backwards from the end of the markers

@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 
+from driftline.errors import DeliveryError
 from driftline.kafka.reading import read_topic
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 
@@ -260,3 +261,18 @@ def test_a_marker_ahead_of_the_query_is_refused_not_obeyed(kafka_bootstrap, topi
     ):
         restarted.write(1, _records(1, 3))
     assert sum(_visible(kafka_bootstrap, topic_prefix + "out").values()) == 2
+
+
+def test_an_error_of_the_records_fails_the_batch_at_once_without_rewrites(
+    kafka_bootstrap, topic_prefix
+) -> None:
+    """Only a broker outage is ridden out: a record over the producer's size limit would fail
+    every rewrite the same way, so the batch fails at once, with the reason, and nothing of it
+    is visible."""
+    writer = _writer(kafka_bootstrap, topic_prefix)
+    too_large = [*_records(0, 2), OutgoingRecord(value=b"x" * 2_000_000, key=b"big")]
+    with pytest.raises(DeliveryError, match="batch 0 was not committed.*(too large|size)"):
+        writer.write(0, lambda: too_large)
+    assert writer.rewrites == 0
+    assert _visible(kafka_bootstrap, topic_prefix + "out") == Counter()
+    assert writer.write(0, _records(0, 2)) == 2  # the same writer goes on
