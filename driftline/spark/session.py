@@ -41,6 +41,12 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",
     "spark.driver.memory": "2g",
+    # a query stopped mid-batch: Spark tells a stop from a failure by matching the Python
+    # traceback of foreachBatch against a regex that recurses once per character, and a
+    # traceback of a few KB overflowed the default 1 MB thread stack (StackOverflowError
+    # printed at every Ctrl-C). 16 MB holds tracebacks of hundreds of frames; it is
+    # reserved address space, used only as deep as a thread goes
+    "spark.driver.extraJavaOptions": "-Xss16m",
     "spark.sql.adaptive.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
