@@ -23,8 +23,10 @@ see ``bench/alert_latency.py``), and runs the trickle run: 1,000 records/s live 
 job in continuous mode for ``--trickle-batches`` micro-batches (default 300), batch
 duration, state size and disk use against batch id, window close -> drift row
 (``bench/trickle.py``), and 50 generated sources x 20 features next to 1 source x 20
-features (``bench/many_sources.py``, ``--sources``). ``--records`` sets the size (default 1,000,000
-payments records, 4 partitions) on the embedded Apache Kafka broker.
+features (``bench/many_sources.py``, ``--sources``), and the Spark census of those sources run
+as one query per source and as one query for all (``bench/layout.py``). ``--records`` sets
+the size (default 1,000,000 payments records, 4 partitions) on the embedded Apache Kafka
+broker.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency, batch_log, many_sources, trickle
+from bench import alert_latency, batch_log, layout, many_sources, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -137,11 +139,13 @@ def main() -> None:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
                     runs = alert_latency.measure(spark, state.bootstrap, Path(scratch), args.alert_runs)
                     latency = alert_latency.summarize(runs)
-                wide = None
+                wide = layouts = None
                 if args.sources:
                     print(f"1 source and {args.sources} sources x 20 features ...")
                     wide = [many_sources.measure(spark, state.bootstrap, Path(scratch), sources=n)
                             for n in (1, args.sources)]  # fmt: skip
+                    print(f"{args.sources} sources: one query each vs one query for all ...")
+                    layouts = layout.measure(spark, state.bootstrap, Path(scratch), sources=args.sources)
                 trickle_result = None
                 if args.trickle_batches:
                     print(f"trickle run: 1,000 records/s until {args.trickle_batches} batches ...")
@@ -175,6 +179,8 @@ def main() -> None:
     if wide:
         print("  many sources (one streaming query per source, until idle):")
         print("\n".join(f"    {line}" for line in many_sources.report(wide).splitlines()))
+        print("  the census alone, one query per source vs one query for all (bench/layout.py):")
+        print("\n".join(f"    {line}" for line in layout.report(layouts).splitlines()))
     if trickle_result:
         print("  trickle run (continuous mode):")
         print("\n".join(f"    {line}" for line in trickle.report(trickle_result).splitlines()))
@@ -189,6 +195,7 @@ def main() -> None:
                 "window_state": state_choice,
                 "trickle": trickle.summary(trickle_result) if trickle_result else None,
                 "many_sources": wide,
+                "layouts": layouts,
             }  # fmt: skip
         )
     )
