@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -12,6 +13,14 @@ from pathlib import Path
 
 # the job's wall time per micro-batch (driftline.spark.batch logs it after each batch)
 BATCH_SECONDS = re.compile(r"batch_seconds source=(\S+) batch=(\d+) seconds=([0-9.]+)")
+
+
+def sources_arguments(description: str) -> argparse.Namespace:
+    """``--sources`` and ``--records`` of the many-sources benches' own ``main``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sources", type=int, default=50, help="generated sources (x 20 features)")
+    parser.add_argument("--records", type=int, default=2_000, help="records per source")
+    return parser.parse_args()
 
 
 def percentile(values: list[float], q: float) -> float:

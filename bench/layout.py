@@ -138,14 +138,9 @@ def report(results: list[dict]) -> str:
 
 def main() -> None:
     """``python -m bench.layout [--sources 50] [--records 2000]``."""
-    import argparse
+    from bench import broker_and_session, sources_arguments
 
-    from bench import broker_and_session
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=int, default=50)
-    parser.add_argument("--records", type=int, default=2_000)
-    args = parser.parse_args()
+    args = sources_arguments(__doc__.splitlines()[0])
     with broker_and_session("driftline-layout") as (spark, bootstrap, scratch):
         print(report(measure(spark, bootstrap, scratch, sources=args.sources, records=args.records)))
 

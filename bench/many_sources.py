@@ -179,14 +179,9 @@ def report(results: list[dict]) -> str:
 
 def main() -> None:
     """``python -m bench.many_sources [--sources 50]``: 1 source, then ``--sources``."""
-    import argparse
+    from bench import broker_and_session, sources_arguments
 
-    from bench import broker_and_session
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=int, default=50)
-    parser.add_argument("--records", type=int, default=2_000)
-    args = parser.parse_args()
+    args = sources_arguments(__doc__.splitlines()[0])
     with broker_and_session("driftline-many-sources") as (spark, bootstrap, scratch):
         results = [
             measure(spark, bootstrap, scratch, sources=n, records=args.records) for n in (1, args.sources)
