@@ -82,5 +82,14 @@ def _python_error(text: str) -> str | None:
     for line in text[start:].splitlines()[1:]:
         if line and not line[0].isspace():
             name, _, message = line.partition(": ")
-            return f"{name.rsplit('.', 1)[-1]}: {message}".strip().removesuffix(" SQLSTATE: 39000").strip()
+            error = f"{name.rsplit('.', 1)[-1]}: {message}".strip().removesuffix(" SQLSTATE: 39000").strip()
+            if message.startswith("An error occurred while calling"):  # a Spark call failed in the JVM
+                causes = _JAVA_CAUSE.findall(text[start:])
+                if causes:
+                    error += f" Caused by: {causes[-1].strip()}"
+            return error
     return None
+
+
+# a Java stack trace's causes (Py4JJavaError's message holds the JVM's trace): the last is the root
+_JAVA_CAUSE = re.compile(r"^Caused by: (.+)$", re.MULTILINE)

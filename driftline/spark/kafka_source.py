@@ -16,6 +16,10 @@ range. Settings (Spark's option names):
                             client's names (:mod:`driftline.kafka.java_client`)
 ==========================  ===============================================================
 
+``kafka.default.api.timeout.ms`` and ``kafkaConsumer.pollTimeoutMs`` are 300 s: a batch
+that reads while the broker is away waits for it, up to 5 minutes (the transactional
+writers' budget too), instead of failing its task after 60 s.
+
 Where it runs: :func:`kafka_stream` runs on the driver when a query is defined; Spark
 plans offsets on the driver and reads on executors, all in the JVM.
 """
@@ -45,6 +49,12 @@ def source_options(config: PipelineConfig, topics: list[str], *, max_offsets_per
         # ride out a broker restart (about 5-30 s) instead of failing the query after 3 s
         "fetchOffset.numRetries": "60",
         "fetchOffset.retryIntervalMs": "1000",
+        # and an outage of up to 5 minutes while a batch reads (the writers' budget too): the
+        # Java consumer's blocking calls (position, metadata) give up after 60 s by default,
+        # and Spark's executor poll after spark.network.timeout (120 s); either fails the task,
+        # and a local run does not retry tasks
+        "kafka.default.api.timeout.ms": "300000",
+        "kafkaConsumer.pollTimeoutMs": "300000",
     }
     for key, value in kafka.java_consumer().items():
         options[f"kafka.{key}"] = value

@@ -80,7 +80,7 @@ def test_a_broker_killed_and_restarted_mid_run_loses_and_doubles_nothing(tmp_pat
             time.sleep(0.5)
         broker.start()
         out, err = job.communicate(timeout=900)
-        assert job.returncode == 0, err[-3000:]
+        assert job.returncode == 0, "\n".join(x for x in err.splitlines() if "librdkafka" not in x)[-6000:]
         summary = json.loads([line for line in out.splitlines() if line.startswith('{"pipeline"')][0])
         assert _committed_batches(warehouse) >= N // 250, "the run went on after the restart"
 

@@ -71,3 +71,24 @@ def test_a_full_disk_is_named_with_what_to_do() -> None:
     assert type(failure) is JobError
     assert "the disk under the warehouse or the checkpoints is full (No space left on device" in str(failure)
     assert "Free space and run again: the job resumes from its last committed batch" in str(failure)
+
+
+def test_a_spark_call_that_failed_in_the_jvm_names_its_root_cause() -> None:
+    """A Spark action inside the batch fails: Py4J's first line names only the call, so the
+    JVM trace's last "Caused by" (the root cause) is added."""
+    text = (
+        "[FOREACH_BATCH_USER_FUNCTION_ERROR] An error occurred in the user provided function in foreach "
+        "batch sink. Reason: An exception was raised by the Python Proxy. Return Message: Traceback (most "
+        'recent call last):\n  File "/x/driftline/spark/batch.py", line 200, in run\n    rows = frame.collect()\n'
+        "py4j.protocol.Py4JJavaError: An error occurred while calling o4985.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 9.0 failed 1 "
+        "times\n\tat org.apache.spark.scheduler.DAGScheduler.failJobAndIndependentStages(DAGScheduler.scala:1)\n"
+        "Caused by: org.apache.kafka.common.KafkaException: fetch failed\n\tat org.apache.spark.sql.kafka010.x\n"
+        "Caused by: org.apache.kafka.common.errors.TimeoutException: Timeout of 60000ms expired before the "
+        "position for partition t-0 could be determined\n\tat org.apache.kafka.clients.y\n"
+    )
+    assert str(_failure(text)) == (
+        "the streaming query of source 'payments' failed: Py4JJavaError: An error occurred while calling "
+        "o4985.collectToPython. Caused by: org.apache.kafka.common.errors.TimeoutException: Timeout of 60000ms "
+        "expired before the position for partition t-0 could be determined"
+    )
