@@ -149,13 +149,24 @@ class TransactionalBatchWriter:
         self._producer = make_producer(self.bootstrap, self.settings, {
             "transactional.id": f"driftline.{self.name}", "linger.ms": 5, "on_delivery": self._delivered,
         })  # fmt: skip
+        try:
+            self._retrying(self._producer.init_transactions, deadline)
+        except KafkaException as exc:
+            raise DeliveryError(f"cannot start Kafka transactions for {self.name}: {exc}") from exc
+
+    def _retrying(self, call: Callable[[float], Any], deadline: float) -> None:
+        """``call(timeout)``, called again while it fails with a retriable error (the broker
+        is away: a timeout) until ``deadline``; any other failure, or the last, is raised."""
         while True:
             try:
-                self._producer.init_transactions(self._wait(deadline))
+                call(self._wait(deadline))
                 return
             except KafkaException as exc:
                 if not exc.args[0].retriable() or self.clock() >= deadline:
-                    raise DeliveryError(f"cannot start Kafka transactions for {self.name}: {exc}") from exc
+                    raise
+                self.retries += 1
+                logger.warning("kafka_call_retried writer=%s call=%s error=%s", self.name,
+                               getattr(call, "__name__", "call"), exc.args[0].str())  # fmt: skip
 
     def _delivered(self, error: KafkaError | None, _message) -> None:
         if error is not None:
@@ -295,22 +306,17 @@ class TransactionalBatchWriter:
     def _abort(self, batch_id: int, deadline: float) -> bool:
         """Abort the open transaction, retrying a timeout (the broker is away) until
         ``deadline``; whether the producer can go on."""
-        while self._producer is not None:
-            try:
-                self._producer.abort_transaction(self._wait(deadline))
-                self._failed.clear()
-                return True
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if error.code() == KafkaError._STATE:
-                    return True  # no transaction was open
-                if not error.retriable() or self.clock() >= deadline:
-                    logger.warning(
-                        "abort_failed writer=%s batch=%d error=%s", self.name, batch_id, error.str()
-                    )
-                    return False
-                self.retries += 1
-        return False
+        if self._producer is None:
+            return False
+        try:
+            self._retrying(self._producer.abort_transaction, deadline)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() != KafkaError._STATE:  # _STATE: no transaction was open
+                logger.warning("abort_failed writer=%s batch=%d error=%s", self.name, batch_id, error.str())
+                return False
+        self._failed.clear()
+        return True
 
     def _wait(self, deadline: float) -> float:
         """Seconds one blocking call may take: the commit timeout, or less near ``deadline``."""
@@ -361,17 +367,8 @@ class TransactionalBatchWriter:
             if last is not None:
                 marker["after"] = list(last)
         produce(self._producer, self.markers_topic, key=self.name.encode(), value=json.dumps(marker).encode())
-        deadline = self.clock() + self.outage_seconds
-        while True:
-            try:
-                self._producer.commit_transaction(self._wait(deadline))
-                break
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.retriable() or self.clock() >= deadline:
-                    raise  # abortable or fatal: write() decides
-                self.retries += 1
-                logger.warning("commit_retried writer=%s batch=%d error=%s", self.name, batch_id, error.str())
+        # a timed-out commit is committed again; abortable or fatal: write() decides
+        self._retrying(self._producer.commit_transaction, self.clock() + self.outage_seconds)
         self._marker = marker
         self._written += records
         if partial is not None:
