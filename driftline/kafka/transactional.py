@@ -30,8 +30,12 @@ is a *retriable* error in librdkafka and is committed again; a transaction the b
 aborted (its messages timed out, or it outlived ``transaction.timeout.ms`` while the
 broker was down) is aborted here too and the batch is written again from its last
 committed marker, when the records can be read again (``write`` was given a callable
-that returns them). Only a fatal error (another process took over the writer's
-``transactional.id``) or an outage longer than that budget fails the batch.
+that returns them). Records lost in the outage can leave the producer's sequence
+numbers with a gap the broker refuses ("skipped sequence numbers"): the abort (an
+epoch bump) mends that, and when librdkafka made it fatal a new producer under the
+same ``transactional.id`` does. Only being fenced (another process took over the
+writer's ``transactional.id``), an error of the records or rights, or an outage longer
+than that budget fails the batch.
 
 A writer may carry a ``fingerprint`` of what decides a batch's records (the job's
 reader schema, rule suite, reference, windows). Markers carry it, and a replay of a
@@ -81,6 +85,15 @@ OUTAGE_ERRORS = frozenset({
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.CONCURRENT_TRANSACTIONS,
     KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.INVALID_TXN_STATE,
+})  # fmt: skip
+# errors of the producer's sequence bookkeeping, broken by records the outage lost: records
+# that timed out leave a gap the broker refuses ("skipped sequence numbers"), or the broker
+# forgot the producer id. Aborting bumps the producer's epoch, and a new producer under the same
+# transactional.id (when librdkafka made the error fatal) starts the sequences afresh: both
+# mend it, so these are outage errors too. Being fenced by another writer is not among them
+SEQUENCE_ERRORS = frozenset({
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.UNKNOWN_PRODUCER_ID, KafkaError._GAPLESS_GUARANTEE,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
 })  # fmt: skip
 # a batch's records, or a callable that returns them afresh (a rewrite after an aborted
 # transaction needs them again)
@@ -173,14 +186,20 @@ class TransactionalBatchWriter:
             self._failed.add(error.code())
 
     def _outage(self, error: KafkaError) -> bool:
-        """Whether ``error`` comes from a broker that is away, not from the records or rights."""
+        """Whether ``error`` comes from a broker that is away (or from the records it lost
+        meanwhile), not from the records themselves or the writer's rights.
+
+        A fatal error is one only when it is a sequence error (:data:`SEQUENCE_ERRORS`):
+        then :meth:`write` opens a new producer under the same ``transactional.id``.
+        Being fenced by another writer of that id stays fatal."""
+        code = error.code()
         if error.fatal():
-            return False
-        if error.retriable() or error.code() in OUTAGE_ERRORS:
+            return code in SEQUENCE_ERRORS
+        if error.retriable() or code in OUTAGE_ERRORS or code in SEQUENCE_ERRORS:
             return True
         if error.txn_requires_abort():  # e.g. "n message(s) failed delivery": why did they?
             self._producer.poll(0)  # serves the delivery reports into _failed
-            return bool(self._failed) and self._failed <= OUTAGE_ERRORS
+            return bool(self._failed) and self._failed <= OUTAGE_ERRORS | SEQUENCE_ERRORS
         return False
 
     def _last_marker(self) -> dict[str, Any] | None:
