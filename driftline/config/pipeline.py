@@ -47,7 +47,7 @@ ZeroOrMoreDuration = Annotated[Duration, BeforeValidator(parse_duration)]
 SecondsField = Annotated[DurationField, AfterValidator(require_whole_seconds)]
 ZeroOrMoreSeconds = Annotated[ZeroOrMoreDuration, AfterValidator(require_whole_seconds)]
 FeatureKind = Literal["numeric", "categorical"]
-DriftMethod = Literal["psi", "ks", "chi2", "js"]
+DriftMethod = Literal["psi", "ks", "chi2", "js", "null_rate"]
 LibrdkafkaValue = str | int | float | bool
 
 
@@ -205,8 +205,13 @@ class ReferenceConfig(_Model):
 
 
 class DriftConfig(_Model):
-    methods: list[DriftMethod] = Field(default_factory=lambda: ["psi", "ks", "chi2"], min_length=1)
+    methods: list[DriftMethod] = Field(
+        default_factory=lambda: ["psi", "ks", "chi2", "null_rate"], min_length=1
+    )
     psi_threshold: float = Field(default=0.2, gt=0)
+    null_rate_floor: float = Field(
+        default=0.2, gt=0, description="Cohen's h of the share of nulls that counts as drift (0.2: small)."
+    )
     p_value: float = Field(default=0.01, gt=0, lt=1)
     fdr: Literal["bh", "none"] = "bh"
     min_rows: int = Field(default=200, ge=1)

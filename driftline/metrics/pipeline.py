@@ -198,7 +198,7 @@ class PipelineMetrics:
         self.drift_effect = gauge(
             "driftline_drift_effect",
             "Effect size of the newest closed window, compared with the threshold "
-            "(PSI: the PSI; KS: D; chi2: Cramér's V; JS: the distance).",
+            "(PSI: the PSI; KS: D; chi2: Cramér's V; JS: the distance; null_rate: Cohen's h).",
             "feature",
             "method",
         )
@@ -210,7 +210,7 @@ class PipelineMetrics:
         )
         self.drift_p_value = gauge(
             "driftline_drift_p_value",
-            "Benjamini-Hochberg adjusted p-value of the newest closed window (KS, chi2).",
+            "Benjamini-Hochberg adjusted p-value of the newest closed window (KS, chi2, null_rate).",
             "feature",
             "method",
         )

@@ -1,4 +1,4 @@
-"""Drift measures over plain bin counts: PSI, KS, chi-square and Jensen-Shannon.
+"""Drift measures over plain bin counts: PSI, KS, chi-square, Jensen-Shannon and the null rate.
 
 Every measure takes the reference counts and the current counts over the *same*
 frozen bins (see :mod:`driftline.stats.binning`) and returns a :class:`Measure`:
@@ -36,6 +36,18 @@ Chi-square
 JS
     Jensen-Shannon distance (square root of the divergence, base 2, in ``[0, 1]``) of
     the unsmoothed proportions. No p-value; effect size: the distance.
+Null rate
+    The share of nulls, ``p = nulls / rows``, reference (``p_e``) against current
+    (``p_a``), over the counts ``[non-null, null]``. Two-proportion z-test with the
+    pooled share ``q = (x_e + x_a) / (n_e + n_a)``:
+    ``z = (p_a - p_e) / sqrt(q (1 - q) (1 / n_e + 1 / n_a))``, two-sided ``p = 2 (1 - Phi(|z|))``
+    (the same p-value as Pearson's chi-square on the 2 x 2 table without Yates'
+    correction). Effect size: Cohen's h, ``h = |2 asin(sqrt(p_a)) - 2 asin(sqrt(p_e))|``
+    in ``[0, pi]``; Cohen calls 0.2 small, 0.5 medium, 0.8 large. A move from 10% to
+    20% nulls is ``h = 0.28``; from 1% to 2% it is ``h = 0.08``. Score: ``h`` too. The
+    p-value joins the window's Benjamini-Hochberg family with KS and chi-square, and
+    ``h`` is compared with ``null_rate_floor``. PSI sees the same move only through its
+    null slot, diluted by the value bins: at 10% -> 20% over ten even bins PSI is 0.08.
 
 Examples
 --------
@@ -49,6 +61,8 @@ Examples
 0.002479
 >>> js([1, 0], [0, 1]).score
 1.0
+>>> round(null_rate([900, 100], [800, 200]).effect, 4)
+0.2838
 """
 
 from __future__ import annotations
@@ -148,6 +162,26 @@ def js(reference: Counts, current: Counts) -> Measure:
     return Measure("js", value, value)
 
 
+def null_rate(reference: Counts, current: Counts) -> Measure:
+    """Share of nulls, reference vs current: two-proportion z-test and Cohen's h.
+
+    ``reference`` and ``current`` are ``[non-null, null]`` counts (see the module notes)."""
+    e, a = _pair(reference, current)
+    if e.shape != (2,):
+        raise ValueError(f"null_rate takes [non-null, null] counts, got {e.size} slots")
+    n_e, n_a = e.sum(), a.sum()
+    if n_e == 0 or n_a == 0:
+        return Measure("null_rate", math.nan, math.nan, None, {})
+    p_e, p_a = e[1] / n_e, a[1] / n_a
+    h = abs(2 * math.asin(math.sqrt(p_a)) - 2 * math.asin(math.sqrt(p_e)))
+    pooled = (e[1] + a[1]) / (n_e + n_a)
+    spread = pooled * (1 - pooled) * (1 / n_e + 1 / n_a)
+    # spread 0: no nulls on either side, or only nulls: the shares are equal
+    p_value = 1.0 if spread == 0 else float(2 * scipy_stats.norm.sf(abs(p_a - p_e) / math.sqrt(spread)))
+    details = {"reference_share": round(float(p_e), 6), "current_share": round(float(p_a), 6)}
+    return Measure("null_rate", h, h, min(1.0, p_value), details)
+
+
 @dataclass(frozen=True)
 class DriftMethod:
     """A registered measure: what it needs and which feature kinds it applies to."""
@@ -155,7 +189,9 @@ class DriftMethod:
     name: str
     compute: Callable[[Counts, Counts], Measure]
     kinds: tuple[str, ...]
-    counts: str  # "coarse" (PSI bins + null), "fine" (value bins of the grid), "slots" (categorical)
+    # "coarse" (PSI bins + null), "fine" (value bins of the grid), "slots" (categorical),
+    # "nulls" ([non-null, null])
+    counts: str
 
 
 METHODS: dict[str, DriftMethod] = {
@@ -163,6 +199,7 @@ METHODS: dict[str, DriftMethod] = {
     "ks": DriftMethod("ks", ks, ("numeric",), "fine"),
     "chi2": DriftMethod("chi2", chi2, ("categorical",), "slots"),
     "js": DriftMethod("js", js, ("numeric", "categorical"), "coarse"),
+    "null_rate": DriftMethod("null_rate", null_rate, ("numeric", "categorical"), "nulls"),
 }
 
 

@@ -7,9 +7,10 @@ Per window, each (feature, method) gets a :class:`Verdict`:
 ``elevated``      not drifted, but effect >= ``resolve_ratio`` * threshold (and significant)
 ``clear``         anything else
 
-The threshold is ``psi_threshold`` for PSI and ``effect_floor`` for the effect sizes
-of KS (D), chi-square (Cramer's V) and JS (distance): at large sample sizes every
-p-value is tiny, so the effect-size floor is what keeps trivial shifts quiet.
+The threshold is ``psi_threshold`` for PSI, ``null_rate_floor`` for the null rate's
+Cohen's h (0.2: Cohen's "small"), and ``effect_floor`` for the effect sizes of KS (D),
+chi-square (Cramer's V) and JS (distance): at large sample sizes every p-value is tiny,
+so the effect-size floor is what keeps trivial shifts quiet.
 
 Across windows (in event-time order, insufficient windows skipped) an
 :class:`AlertTrack` *fires* when at least ``persistence_k`` of the last
@@ -53,6 +54,7 @@ class AlertPolicy:
     min_rows: int = 200
     effect_floor: float = 0.1
     psi_threshold: float = 0.2
+    null_rate_floor: float = 0.2
     persistence_k: int = 2
     persistence_n: int = 3
     resolve_after: int = 3
@@ -71,7 +73,9 @@ class AlertPolicy:
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
 
     def threshold(self, method: str) -> float:
-        return self.psi_threshold if method == "psi" else self.effect_floor
+        if method == "psi":
+            return self.psi_threshold
+        return self.null_rate_floor if method == "null_rate" else self.effect_floor
 
     def verdict(self, method: str, effect: float, p_adjusted: float | None, n: int) -> Verdict:
         if n < self.min_rows or effect is None or math.isnan(effect):

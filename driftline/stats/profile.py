@@ -16,8 +16,10 @@ Examples
 >>> result[["feature", "method", "drifted"]].to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
 [{'feature': 'c', 'method': 'psi', 'drifted': False},
  {'feature': 'c', 'method': 'chi2', 'drifted': False},
+ {'feature': 'c', 'method': 'null_rate', 'drifted': False},
  {'feature': 'x', 'method': 'psi', 'drifted': True},
- {'feature': 'x', 'method': 'ks', 'drifted': True}]
+ {'feature': 'x', 'method': 'ks', 'drifted': True},
+ {'feature': 'x', 'method': 'null_rate', 'drifted': False}]
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from driftline.stats.policy import AlertPolicy
 from driftline.stats.scoring import FeatureScore, score_window
 
 FORMAT_VERSION = 1
-DEFAULT_METHODS = ("psi", "ks", "chi2")
+DEFAULT_METHODS = ("psi", "ks", "chi2", "null_rate")
 
 
 @dataclass(frozen=True)

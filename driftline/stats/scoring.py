@@ -60,14 +60,22 @@ class FeatureScore:
 def counts_for(
     profile: FeatureProfile, counts: np.ndarray, which: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(reference, current, labels) over the bins a method needs: ``coarse``, ``fine`` or ``slots``."""
+    """(reference, current, labels) over the bins a method needs: ``coarse``, ``fine``,
+    ``slots`` or ``nulls`` (``[non-null, null]``; the null slot is the last in both kinds)."""
     binning, reference = profile.binning, profile.counts
+    if which == "nulls":
+        return _nulls(reference), _nulls(counts), ["non-null", "null"]
     if isinstance(binning, CategoricalBinning):
         return reference, counts, list(binning.labels)
     if which == "fine":
         values = slice(0, binning.null_slot)
         return reference[values], counts[values], []
     return binning.coarse_counts(reference), binning.coarse_counts(counts), binning.coarse_labels()
+
+
+def _nulls(counts: np.ndarray) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.array([counts[:-1].sum(), counts[-1]], dtype=np.int64)
 
 
 def top_shifted(reference: np.ndarray, current: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:

@@ -86,11 +86,14 @@ def test_injected_drift_fires_and_untouched_features_stay_quiet(drift_run):
         lag = (first["window_start"].min() - injected_window) / pd.Timedelta(seconds=WINDOW)
         assert 0 <= lag < policy.persistence_n, (feature, lag)
     assert summary.drifted.keys() == DRIFTED
+    # the nulls' move is seen by the null rate itself, and only on the feature whose nulls moved
+    assert set(fired[fired["method"] == "null_rate"]["feature"]) == {"risk_score"}
     assert summary.alerts_fired == len(fired)
 
     # every closed window scored once for every feature and applicable method; nothing before it drifts
     per_window = scores.groupby("window_start").size()
-    assert (per_window == 12).all()  # 3 numeric x (psi, ks) + 3 categorical x (psi, chi2)
+    # 3 numeric x (psi, ks, null_rate) + 3 categorical x (psi, chi2, null_rate)
+    assert (per_window == 18).all()
     assert summary.scored_windows == len(per_window) >= 15
     assert not scores[(scores["window_start"] < injected_window) & scores["drifted"]].shape[0]
     # the evidence names the bin that moved: the new category, the null slot
@@ -116,7 +119,7 @@ def test_spark_window_counts_score_like_the_notebook_api(drift_run):
             continue  # still open at the end of the stream
         theirs = profile.compare(rows, methods=config.drift.methods, policy=policy)
         merged = mine.merge(theirs, on=["feature", "method"], suffixes=("", "_api"))
-        assert len(merged) == 12
+        assert len(merged) == 18
         assert (merged["n"] == merged["n_api"]).all()
         assert (merged["score"] - merged["score_api"]).abs().max() < 1e-9
         assert (merged["drifted"] == merged["drifted_api"]).all()

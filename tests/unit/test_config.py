@@ -79,7 +79,7 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         (lambda d: d["drift"].update(persistence_k=5),
          "persistence_k (5) must be <= persistence_n (3)"),
         (lambda d: d["drift"].update(methods=["psi", "wasserstein"]),
-         "drift.methods.1: Input should be 'psi', 'ks', 'chi2' or 'js'; got 'wasserstein'"),
+         "drift.methods.1: Input should be 'psi', 'ks', 'chi2', 'js' or 'null_rate'; got 'wasserstein'"),
         (lambda d: d["sources"]["payments"].pop("event_time"),
          "sources.payments.event_time: required key is missing"),
         (lambda d: d["metrics"].update(port=70000),

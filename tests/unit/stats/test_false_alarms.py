@@ -6,6 +6,7 @@ Window counts go through ``FeatureProfile.window_counts`` and ``ReferenceProfile
 streaming job's do, and every verdict is fed to one ``PolicyState``.
 """
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -94,8 +95,9 @@ def test_no_drift_raises_no_alert(setup) -> None:
     assert sum(len(w) for w in windows) == 50 * WINDOWS
     events, verdicts = run(profile, windows, policy)
     assert events == []
-    # every measure was judged (40 numeric x psi, ks + 10 categorical x psi, chi2 per window)
-    assert sum(verdicts.values()) == WINDOWS * 100 and verdicts[Verdict.INSUFFICIENT] == 0
+    # every measure was judged (40 numeric x psi, ks, null_rate + 10 categorical x psi, chi2,
+    # null_rate per window)
+    assert sum(verdicts.values()) == WINDOWS * 150 and verdicts[Verdict.INSUFFICIENT] == 0
 
 
 def test_one_drifted_feature_alerts_alone_within_persistence_n_windows(setup) -> None:
@@ -115,3 +117,29 @@ def test_one_drifted_feature_alerts_alone_within_persistence_n_windows(setup) ->
     # KS sees the shift in every window, so it fires on the k-th drifted window exactly
     assert (DRIFT_FROM + policy.persistence_k - 1, f"{DRIFTED}/ks") in fired
     assert not [e for e in events if e[2] == "resolved"]  # the drift persists to the end
+
+
+def test_nulls_moving_from_10_to_20_percent_alert_on_the_null_rate_alone(setup) -> None:
+    """A feature whose share of nulls doubles (10% -> 20%) while its values keep their shape:
+    PSI's null slot sees it diluted (under its 0.2 threshold at 1,000 rows), KS not at all;
+    the null rate fires on the k-th window and nothing else does."""
+    profile, stream, windows = setup
+    policy, rng = AlertPolicy(), np.random.default_rng(SEED + 1)
+    name = "num01_exponential"  # no nulls in the stream: give it 10% in both, then 20%
+    reference_rows = NUMERIC_SHAPES["exponential"](rng, REFERENCE_ROWS)
+    reference_rows[rng.uniform(size=REFERENCE_ROWS) < 0.10] = np.nan
+    values = stream[name].copy()
+    share = np.where(np.arange(values.size) < DRIFT_FROM * WINDOW_ROWS, 0.10, 0.20)
+    values[rng.uniform(size=values.size) < share] = np.nan
+    refit = ReferenceProfile.fit(pd.DataFrame({name: reference_rows}), numeric=[name], categorical=[])
+    features = {**profile.features, name: refit.features[name]}
+    nulled = dataclasses.replace(profile, features=features)
+    counts = window_counts(nulled, {name: values})
+    changed = [{**w, name: c[name]} for w, c in zip(windows, counts, strict=True)]
+
+    events, _ = run(nulled, changed, policy)
+    fired = [(w, key) for w, key, event in events if event == "fired"]
+    assert fired == [(DRIFT_FROM + policy.persistence_k - 1, f"{name}/null_rate")], fired
+    scores = {s.method: s for s in nulled.score(changed[-1], policy=policy) if s.feature == name}
+    assert scores["psi"].score < policy.psi_threshold  # PSI alone would not have seen it
+    assert scores["null_rate"].details["current_share"] == pytest.approx(0.20, abs=0.04)

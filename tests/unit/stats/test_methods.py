@@ -12,7 +12,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats.contingency import association
 
 from driftline.stats.binning import CategoricalBinning, NumericBinning
-from driftline.stats.methods import METHODS, Measure, chi2, drift_method, js, ks, psi
+from driftline.stats.methods import METHODS, Measure, chi2, drift_method, js, ks, null_rate, psi
 from driftline.stats.policy import AlertPolicy
 
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -217,12 +217,65 @@ def test_js_equals_scipy_jensenshannon_base_2(pair) -> None:
     assert 0.0 <= measure.score <= 1.0 and measure.p_value is None
 
 
+# -- null rate ------------------------------------------------------------------------------
+
+null_pairs = st.tuples(st.integers(0, 5000), st.integers(0, 5000), st.integers(0, 5000), st.integers(0, 5000))
+
+
+@PROPERTY
+@given(counts=null_pairs.filter(lambda c: c[0] + c[1] > 0 and c[2] + c[3] > 0))
+def test_null_rate_p_value_equals_pearson_on_the_2x2_table_and_h_is_cohens(counts) -> None:
+    """The two-proportion z-test's p-value is Pearson's chi-square on the 2 x 2 table
+    without Yates' correction (scipy); h is Cohen's arcsine difference, computed apart."""
+    valued_e, nulls_e, valued_a, nulls_a = counts
+    measure = null_rate([valued_e, nulls_e], [valued_a, nulls_a])
+    p_e, p_a = nulls_e / (valued_e + nulls_e), nulls_a / (valued_a + nulls_a)
+    h = abs(2 * np.arcsin(np.sqrt(p_a)) - 2 * np.arcsin(np.sqrt(p_e)))
+    assert measure.effect == pytest.approx(h, abs=1e-12) and measure.score == measure.effect
+    table = np.array([[valued_e, nulls_e], [valued_a, nulls_a]])
+    if (table.sum(axis=0) == 0).any():  # no nulls, or only nulls, on both sides: nothing moved
+        assert measure.p_value == 1.0 and measure.effect == 0.0
+        return
+    expected = scipy_stats.chi2_contingency(table, correction=False).pvalue
+    assert measure.p_value == pytest.approx(expected, rel=1e-6, abs=1e-300)
+
+
+def test_null_rate_of_10_to_20_percent_is_a_small_effect_that_psi_dilutes() -> None:
+    """The issue's case: nulls from 10% to 20% at 3,000 rows, values spread over ten even
+    bins. Cohen's h 0.284 passes the 0.2 floor with a tiny p-value; PSI over the same
+    slots stays under its 0.2 threshold, and KS (values only) sees no change at all."""
+    reference = [270] * 10 + [300]  # ten value bins of 9%, then 10% nulls
+    current = [240] * 10 + [600]  # ten of 8%, 20% nulls
+    measure = null_rate(shaped("null_rate", reference), shaped("null_rate", current))
+    assert measure.effect == pytest.approx(2 * math.asin(math.sqrt(0.2)) - 2 * math.asin(math.sqrt(0.1)))
+    assert measure.p_value < 1e-15
+    assert measure.details == {"reference_share": 0.1, "current_share": 0.2}
+    policy = AlertPolicy()
+    assert policy.verdict("null_rate", measure.effect, measure.p_value, 3000) == "drifted"
+    assert psi(reference, current).score < policy.psi_threshold
+    assert ks(reference[:-1], current[:-1]).score == 0.0
+
+
+def test_null_rate_refuses_counts_other_than_valued_and_null() -> None:
+    with pytest.raises(ValueError, match=r"null_rate takes \[non-null, null\] counts, got 3 slots"):
+        null_rate([1, 2, 3], [1, 2, 3])
+
+
 # -- every registered method ----------------------------------------------------------------
 
 registered = pytest.mark.parametrize("name", sorted(METHODS))
+# methods over bins of values (the null rate takes [non-null, null], below)
+binned = pytest.mark.parametrize("name", sorted(n for n, m in METHODS.items() if m.counts != "nulls"))
 
 
-@registered
+def shaped(name: str, counts):
+    """``counts`` (slots, the null slot last) as the method ``name`` takes them."""
+    if drift_method(name).counts == "nulls":
+        return [sum(counts[:-1]), counts[-1]]
+    return counts
+
+
+@binned
 @PROPERTY
 @given(pair=count_vectors.filter(non_empty), where=st.integers(0, 12))
 def test_a_bin_empty_in_both_samples_changes_nothing(name, pair, where) -> None:
@@ -242,7 +295,7 @@ def test_a_bin_empty_in_both_samples_changes_nothing(name, pair, where) -> None:
 @PROPERTY
 @given(pair=count_vectors.filter(non_empty))
 def test_swapping_reference_and_current_gives_the_same_score(name, pair) -> None:
-    reference, current = pair
+    reference, current = shaped(name, pair[0]), shaped(name, pair[1])
     compute = drift_method(name).compute
     forward, backward = compute(reference, current), compute(current, reference)
     assert forward.score == pytest.approx(backward.score, rel=1e-9, abs=1e-12)
@@ -251,7 +304,7 @@ def test_swapping_reference_and_current_gives_the_same_score(name, pair) -> None
 
 @registered
 def test_identical_counts_score_zero(name) -> None:
-    counts = [120, 0, 30, 7, 0, 43]
+    counts = shaped(name, [120, 0, 30, 7, 0, 43])
     measure = drift_method(name).compute(counts, counts)
     assert isinstance(measure, Measure) and measure.method == name
     assert measure.score == 0.0 and measure.effect == 0.0
@@ -260,12 +313,12 @@ def test_identical_counts_score_zero(name) -> None:
 
 @registered
 def test_an_empty_window_gives_nan_which_the_policy_treats_as_insufficient(name) -> None:
-    measure = drift_method(name).compute([10, 20, 30], [0, 0, 0])
+    measure = drift_method(name).compute(shaped(name, [10, 20, 30]), shaped(name, [0, 0, 0]))
     assert math.isnan(measure.effect)
     assert AlertPolicy().verdict(name, measure.effect, measure.p_value, 10_000) == "insufficient"
 
 
-@registered
+@binned
 def test_counts_of_different_lengths_are_refused(name) -> None:
     with pytest.raises(ValueError, match=r"differ in length: \(3,\) vs \(2,\)"):
         drift_method(name).compute([1, 2, 3], [1, 2])
@@ -274,5 +327,6 @@ def test_counts_of_different_lengths_are_refused(name) -> None:
 def test_registry_lists_the_valid_names_for_an_unknown_method() -> None:
     with pytest.raises(KeyError) as caught:
         drift_method("nope")
-    assert caught.value.args[0] == "unknown drift method 'nope'; valid methods: psi, ks, chi2, js"
-    assert {name: drift_method(name).name for name in METHODS} == {n: n for n in ("psi", "ks", "chi2", "js")}
+    valid = ("psi", "ks", "chi2", "js", "null_rate")
+    assert caught.value.args[0] == f"unknown drift method 'nope'; valid methods: {', '.join(valid)}"
+    assert {name: drift_method(name).name for name in METHODS} == {n: n for n in valid}
