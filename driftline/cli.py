@@ -23,6 +23,7 @@ from driftline.errors import (
     DeliveryError,
     DriftlineError,
     JobError,
+    QueryError,
     SchemaError,
 )
 
@@ -69,6 +70,7 @@ StateDirOption = Annotated[
 
 _EXIT_FOR = {
     ConfigError: ExitCode.CONFIG,
+    QueryError: ExitCode.CONFIG,
     SchemaError: ExitCode.CONFIG,
     BrokerError: ExitCode.BROKER_UNAVAILABLE,
     DeliveryError: ExitCode.DELIVERY_FAILED,
@@ -439,6 +441,44 @@ def run(
     typer.echo(summary.to_json())
     if not all(s.reconciles for s in summary.sources.values()):
         raise typer.Exit(ExitCode.FAILURE)
+
+
+@app.command()
+def sql(
+    pipeline: PipelineOption,
+    query: Annotated[
+        str | None,
+        typer.Argument(help="The query; without it, statements (ending in ';') are read from stdin."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result to this file.")
+    ] = None,
+) -> None:
+    """Query the quality tables with Spark SQL: feature_stats, drift_scores, alerts, dead_letters."""
+    from driftline.sql import Format
+
+    try:
+        if fmt not in {f.value for f in Format}:
+            raise ConfigError(f"--format: expected one of {', '.join(f.value for f in Format)}; got {fmt!r}")
+        chosen = Format(fmt)
+        if chosen is Format.PARQUET and output is None:
+            raise ConfigError("--format parquet writes a file: give it with --output PATH")
+        config = _load(pipeline, None)
+        from driftline.spark.session import build_session
+        from driftline.spark.sql import SqlSession
+
+        spark = build_session(f"driftline-sql-{config.name}")
+        try:
+            session = SqlSession(spark, config.location(config.warehouse_dir))
+            if query is not None:
+                session.answer(query, chosen, output)
+            else:
+                session.repl(sys.stdin, chosen, output, interactive=sys.stdin.isatty())
+        finally:
+            spark.stop()
+    except DriftlineError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()

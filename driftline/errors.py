@@ -38,3 +38,7 @@ class JobError(DriftlineError, RuntimeError):
 
 class DataLossError(JobError):
     """Records the job had not read yet are gone from Kafka (``failOnDataLoss``)."""
+
+
+class QueryError(DriftlineError, ValueError):
+    """A ``driftline sql`` query does not parse, or names a table or column that is not there."""

@@ -123,7 +123,7 @@ def check_against_schemas(config: PipelineConfig, origin: str) -> None:
             continue
         problems.extend(_check_fields(where, source, schema))
         if source.expectations is not None:
-            problems.extend(_check_expectations(where, config.path(source.expectations), schema))
+            problems.extend(_check_expectations(where, config.path(source.expectations), schema, source))
         for topic in (config.topic(name), config.dead_letter_topic(name)):
             if topic in topics:
                 problems.append(f"  {where}: topic {topic!r} is also used by source {topics[topic]!r}")
@@ -132,11 +132,13 @@ def check_against_schemas(config: PipelineConfig, origin: str) -> None:
         raise ConfigError("\n".join([f"{origin}: the definition does not fit its schemas:", *problems]))
 
 
-def _check_expectations(where: str, suite_path: Path, schema) -> list[str]:
-    """The suite exists, parses, and its columns are reader-schema fields (GE itself validates
-    it when the job starts: importing it costs seconds on every command)."""
+def _check_expectations(where: str, suite_path: Path, schema, source: SourceConfig) -> list[str]:
+    """The suite exists, parses, its columns are reader-schema fields, and every suite-level
+    expectation is one the job evaluates per window (GE itself validates the suite when the
+    job starts: importing it costs seconds on every command)."""
     from driftline.expectations import load_expectation_suite
     from driftline.quality.rules import check_columns
+    from driftline.quality.window_rules import window_rules
 
     key = f"{where}.expectations"
     if not suite_path.is_file():
@@ -144,7 +146,10 @@ def _check_expectations(where: str, suite_path: Path, schema) -> list[str]:
     try:
         rules = load_expectation_suite(suite_path, with_great_expectations=False)
         fields = [f["name"] for f in schema.definition.get("fields", [])]
-        check_columns(rules, fields, origin=f"{suite_path} against {schema.subject} v{schema.version}")
+        origin = f"{suite_path} against {schema.subject} v{schema.version}"
+        check_columns(rules, fields, origin=origin)
+        numeric = [name for name, feature in source.features.items() if feature.kind == "numeric"]
+        window_rules(rules, numeric=numeric, fields=fields, origin=origin)
     except ConfigError as exc:
         return [f"  {key}: " + str(exc).replace("\n", "\n    ")]
     return []

@@ -193,3 +193,110 @@ def test_a_restarted_job_shows_the_saved_alerts_before_its_next_window(drift_run
     firing = [s for f in restarted.registry.collect() if f.name == "driftline_drift_alert_active"
               for s in f.samples if s.value == 1]  # fmt: skip
     assert {s.labels["feature"] for s in firing} == DRIFTED
+
+
+def test_sql_views_answer_like_the_parquet_tables_read_apart(drift_run, spark):
+    """``driftline sql``'s views hold the tables' rows: a query's answer equals the same
+    question asked of the Parquet files with pandas; a table not written yet (no dead
+    letters in this run) is named in the error, with the views there are."""
+    from driftline.errors import QueryError
+    from driftline.spark.sql import SqlSession
+
+    config, _, _, _, scores, alerts, _ = drift_run
+    session = SqlSession(spark, config.location(config.warehouse_dir))
+    assert session.views == ["feature_stats", "drift_scores", "alerts"]
+    mine = session.query(
+        "select source, feature, method, count(*) as windows, sum(cast(drifted as int)) as drifted "
+        "from drift_scores group by source, feature, method order by feature, method"
+    )
+    theirs = (
+        scores.assign(drifted=scores["drifted"].astype(int))
+        .groupby(["feature", "method"], as_index=False)
+        .agg(windows=("window_start", "size"), drifted=("drifted", "sum"))
+    )
+    assert (mine["source"] == "payments").all()
+    assert mine[["feature", "method", "windows", "drifted"]].to_dict("records") == theirs.to_dict("records")
+    fired = session.query("select feature, method from alerts where event = 'fired' order by feature, method")
+    expected = alerts[alerts["event"] == "fired"].sort_values(["feature", "method"])[["feature", "method"]]
+    assert fired.values.tolist() == expected.values.tolist()
+    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats")
+    joined = session.query(
+        "select count(*) as n from feature_stats f join drift_scores d "
+        "on f.source = d.source and f.window_start = d.window_start and f.feature = d.feature"
+    )
+    assert int(joined["n"][0]) == len(scores)  # every score row has its window's feature_stats row
+    assert int(session.query("select count(*) as n from feature_stats")["n"][0]) == len(stats)
+    with pytest.raises(QueryError) as caught:
+        session.query("select * from dead_letters")
+    message = str(caught.value)
+    assert "TABLE_OR_VIEW_NOT_FOUND" in message and "not written yet: dead_letters" in message
+    assert "views: feature_stats, drift_scores, alerts" in message and "\n" not in message
+
+
+def test_driftline_sql_prints_csv_and_reads_a_script_from_stdin(drift_run):
+    """The command as a user types it: one query to CSV, then a piped script of two
+    statements, then a bad query (a message and exit 2, no traceback)."""
+    import io
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    config, _, _, _, scores, _, _ = drift_run
+    pipeline = config.base_dir / "p.toml"
+    assert pipeline.exists()
+    command = [sys.executable, "-m", "driftline.cli", "sql", "-p", str(pipeline)]
+    script = (
+        "select method, count(*) as n from drift_scores group by method order by method;\n"
+        "select count(*) as rows_;\n-- the third names a column alerts lacks; a ';' in a comment ends nothing\n"
+        "select nope from alerts;\n"
+    )
+    first = subprocess.run([*command, "--format", "csv", "select count(*) as n from drift_scores"],
+                           capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert pd.read_csv(io.StringIO(first.stdout))["n"].tolist() == [len(scores)]
+    piped = subprocess.run(command + ["--format", "json"], input=script, capture_output=True, text=True,
+                           timeout=300, cwd=REPO)  # fmt: skip
+    assert piped.returncode == 2, piped.stderr
+    lines = [json.loads(line) for line in piped.stdout.splitlines()]
+    by_method = scores.groupby("method").size().sort_index()
+    assert lines[: len(by_method)] == [{"method": m, "n": int(n)} for m, n in by_method.items()]
+    assert lines[len(by_method)] == {"rows_": 1}  # Spark answers a count over no table: one row
+    assert "driftline: error: query failed:" in piped.stderr and "nope" in piped.stderr
+    assert "Traceback" not in piped.stderr
+
+
+def test_the_readmes_duckdb_and_pandas_queries_answer_like_driftline_sql(drift_run, spark):
+    """The README's DuckDB and pandas snippets, run as written (on this run's warehouse),
+    give the rows its ``driftline sql`` example gives."""
+    import re
+
+    from driftline.spark.sql import SqlSession
+    from tests.conftest import REPO
+
+    config, *_ = drift_run
+    warehouse = str(config.path(config.warehouse_dir))
+    readme = (REPO / "README.md").read_text()
+    blocks = [
+        b.replace(".driftline/warehouse", warehouse) for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+    ]
+    duck = next(b for b in blocks if b.startswith("import duckdb"))
+    panda = next(b for b in blocks if "worst = scores" in b)
+    query = re.search(r'driftline sql -p pipelines/demo.toml \\\n  "(.*?)"', readme, re.S).group(1)
+
+    spark_rows = SqlSession(spark, warehouse).query(query)
+    scope: dict = {}
+    exec(duck.replace("duckdb.sql(", "__result = duckdb.sql(", 1), scope)
+    duck_rows = scope["__result"]
+    exec(panda, scope)
+    pandas_rows = scope["worst"].reset_index().sort_values("score", ascending=False, kind="stable")
+    assert not spark_rows.empty
+    key = ["source", "feature", "method"]
+    assert sorted(map(tuple, spark_rows[key].values.tolist())) == sorted(
+        map(tuple, duck_rows[key].values.tolist())
+    )
+    assert sorted(map(tuple, pandas_rows[key].values.tolist())) == sorted(
+        map(tuple, spark_rows[key].values.tolist())
+    )
+    assert spark_rows["worst"].tolist() == pytest.approx(duck_rows["worst"].tolist())
+    assert sorted(spark_rows["worst"]) == pytest.approx(sorted(pandas_rows["score"]))

@@ -1,0 +1,61 @@
+"""The quality tables as Spark SQL views, for ``driftline sql`` and notebooks.
+
+Each table under the warehouse becomes a temporary view of the same name, every
+source's rows together (``source`` is a column, from the partition folders):
+
+``feature_stats``  one row per (source, window, feature): the newest version of each
+                   window (a window's partition is replaced, never appended to)
+``drift_scores``   one row per (source, window, feature, method)
+``alerts``         fired and resolved events
+``dead_letters``   every dead-lettered record with its reason and original bytes
+
+Batch-keyed tables (``source=<s>/batch_id=<n>``) are read from complete batches only,
+the folders whose ``_SUCCESS`` is written, so a batch being written (or one a crash
+interrupted, which its replay rewrites) is never half-counted. A table no batch has
+written yet is not registered; :func:`register_views` returns the names it did.
+
+Runs on the driver, once per ``driftline sql`` call: a listing of each table's
+folders, no data read until a query runs.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+
+from driftline.spark import fs
+
+WINDOW_TABLES = ("feature_stats",)  # source=<s>/window_key=<k>: replaced per window
+BATCH_TABLES = ("drift_scores", "alerts", "dead_letters")  # source=<s>/batch_id=<n>
+TABLES = WINDOW_TABLES + BATCH_TABLES
+
+
+def table_frame(spark: SparkSession, warehouse: str, name: str) -> DataFrame | None:
+    """Table ``name`` of the warehouse at ``warehouse`` (a Hadoop path or URI), or None
+    when nothing has been written to it yet."""
+    root = fs.join(warehouse, name)
+    if name in WINDOW_TABLES:
+        parts = fs.glob(spark, fs.join(root, "source=*", "window_key=*", "*.parquet"))
+        folders = sorted({path.rsplit("/", 1)[0] for path in parts})
+    else:
+        done = fs.glob(spark, fs.join(root, "source=*", "batch_id=*", "_SUCCESS"))
+        folders = sorted(path.rsplit("/", 1)[0] for path in done)
+    if not folders:
+        return None
+    frame = spark.read.option("basePath", root).parquet(*folders)
+    hidden = [c for c in ("window_key",) if c in frame.columns]  # a folder name, not data
+    return frame.drop(*hidden)
+
+
+def register_views(spark: SparkSession, warehouse: str) -> list[str]:
+    """Register every written quality table of ``warehouse`` as a temporary view; return
+    their names, in :data:`TABLES` order."""
+    names = []
+    for name in TABLES:
+        frame = table_frame(spark, warehouse, name)
+        if frame is not None:
+            frame.createOrReplaceTempView(name)
+            names.append(name)
+    return names
+
+
+__all__ = ["TABLES", "register_views", "table_frame"]
