@@ -154,11 +154,13 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
         "drift": truth,
         "tables": {
             name: str(warehouse / name)
-            for name in ("feature_stats", "drift_scores", "alerts", "dead_letters")
+            for name in ("feature_stats", "drift_scores", "alerts", "quality_results", "dead_letters")
         },
         "alerts_topic": config.kafka.topic_prefix + config.drift.alerts_topic,
         "alerting": observability,
         "how_to_query": {
+            "driftline_sql": f'driftline sql -p {pipeline} "select source, expectation, count(*) as failed '
+            'from quality_results where not success group by source, expectation"',
             "pandas": f"pandas.read_parquet('{warehouse / 'drift_scores'}')  # any table above",
             "spark_sql": f"spark.read.parquet('{warehouse / 'alerts'}').createOrReplaceTempView('alerts'); "
             'spark.sql("SELECT source, feature, method, window_start, score '
@@ -339,6 +341,20 @@ def _show_job(console: Console, job, config, observability: dict) -> None:
                       "n/a" if delivered is None else str(delivered), mark)  # fmt: skip
     console.print(table)
     _show_windows(console, config)
+    _show_expectations(console, job)
+
+
+def _show_expectations(console: Console, job) -> None:
+    """Per source, each window expectation: windows judged and failed (from quality_results)."""
+    table = Table(title="window expectations (quality_results)")
+    for column in ("source", "expectation", "windows", "failed", "first failed window"):
+        table.add_column(column)
+    for name, s in job.sources.items():
+        for expectation, result in sorted(s.expectations.items()):
+            failed = f"[red]{result['failed']}[/]" if result["failed"] else "0"
+            table.add_row(name, expectation, str(result["windows"]), failed, result["first_failed"] or "")
+    if table.row_count:
+        console.print(table)
 
 
 def _show_windows(console: Console, config) -> None:

@@ -188,6 +188,26 @@ class PipelineMetrics:
             "suite",
             "expectation",
         )
+        self.window_expectation_violation = gauge(
+            "driftline_window_expectation_violation_detected",
+            "1 if the newest closed window failed the window expectation (mean, uniqueness, non-null share "
+            "...), else 0.",
+            "suite",
+            "expectation",
+        )
+        self.window_expectation_observed = gauge(
+            "driftline_window_expectation_observed_value",
+            "The newest closed window's observed value for the window expectation (NaN when it has none).",
+            "suite",
+            "expectation",
+        )
+        self.window_expectation_windows = counter(
+            "driftline_window_expectation_windows",
+            "Closed windows judged by the window expectation, by outcome.",
+            "suite",
+            "expectation",
+            "outcome",
+        )
         # drift
         self.drift_score = gauge(
             "driftline_drift_score",
@@ -350,6 +370,16 @@ class PipelineMetrics:
                 self.expectation_failures.labels(*labels, suite, rule).inc(count)
             if counts.rows_checked:
                 self.expectation_success.labels(*labels, suite).set(1 - failed / counts.rows_checked)
+
+    def window_expectations(self, source: str, results: Iterable[dict]) -> None:
+        """From the window checks: ``quality_results`` rows, oldest window first; the gauges
+        keep each expectation's newest window."""
+        for r in sorted(results, key=lambda r: r["window_end"]):
+            labels = (self.pipeline, source, r["suite"] or "", r["expectation"])
+            observed = r["observed_value"]
+            self.window_expectation_violation.labels(*labels).set(int(not r["success"]))
+            self.window_expectation_observed.labels(*labels).set(math.nan if observed is None else observed)
+            self.window_expectation_windows.labels(*labels, "success" if r["success"] else "failure").inc()
 
     def drift_scored(self, source: str, observations: Iterable[DriftObservation]) -> None:
         """From the drift scorer: the newest closed window per (feature, method)."""

@@ -24,12 +24,13 @@ type                                                              observed value
 
 "between" is inclusive unless ``strict_min`` / ``strict_max``; a missing bound is open.
 An aggregate of no values (the mean of an all-null window) is ``None`` and fails, as in
-GX, except the sum, which is 0. ``expect_column_values_to_be_unique`` is a column map expectation: its unexpected
-rows are the non-null rows whose value occurs more than once in the window, and it
+GX, except the sum and the share of unique values, which are 0. ``expect_column_values_to_be_unique`` is a column map
+expectation: its unexpected rows are the non-null rows whose value occurs more than once in the window, and it
 succeeds when their share of the non-null rows is at most ``1 - mostly`` (a window
 without non-null values succeeds). Aggregates of a column need the column to be one
-of the source's numeric features (the window statistics the job keeps); the three
-uniqueness types take any field (the job keeps the window's value hashes).
+of the source's numeric features (the window statistics the job keeps), the non-null
+share one of its features; the three uniqueness types take any field (the job keeps
+the window's value hashes).
 
 Any other suite-level type is refused when the job starts (:func:`window_rules`), with
 its name and the supported ones: nothing in a suite is dropped without a word.
@@ -143,10 +144,16 @@ def describe(rule: Rule) -> str:
 
 
 def window_rules(
-    rules: Iterable[Rule], *, numeric: Sequence[str], fields: Sequence[str], origin: str
+    rules: Iterable[Rule],
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str] = (),
+    fields: Sequence[str] | None = None,
+    origin: str,
 ) -> list[Rule]:
     """The suite's window expectations; a ConfigError names every one driftline cannot
-    evaluate (its type, or a column that is not what it needs) and the supported types."""
+    evaluate (its type, or a column that is not what it needs) and the supported types.
+    ``fields`` (the reader schema's) is checked when given."""
     chosen, problems = [], []
     for rule in rules:
         if rule.row_level:
@@ -162,10 +169,15 @@ def window_rules(
         elif not rule.column:
             problems.append(f"{where}: 'column' is required")
         elif kind in UNIQUENESS_TYPES:
-            if rule.column not in fields:
+            if fields is not None and rule.column not in fields:
                 problems.append(
                     f"{where}: column {rule.column!r} is not a field; fields: {', '.join(fields)}"
                 )
+        elif kind == "expect_column_proportion_of_non_null_values_to_be_between":
+            if rule.column not in (*numeric, *categorical):
+                features = ", ".join((*numeric, *categorical))
+                problems.append(f"{where}: column {rule.column!r} is not a feature of the source, and null "
+                                f"counts are kept for features only; features: {features}")  # fmt: skip
         elif rule.column not in numeric:
             problems.append(
                 f"{where}: column {rule.column!r} is not a numeric feature of the source, and the window "
@@ -213,7 +225,7 @@ def evaluate(rule: Rule, facts: WindowFacts) -> WindowResult:
     elif kind == "expect_column_proportion_of_non_null_values_to_be_between":
         observed = column.non_null / facts.rows if facts.rows else None
     elif kind == "expect_column_proportion_of_unique_values_to_be_between":
-        observed = (column.distinct or 0) / column.non_null if column.non_null else None
+        observed = (column.distinct or 0) / column.non_null if column.non_null else 0.0  # GX: 0
     elif kind == "expect_column_unique_value_count_to_be_between":
         observed = float(column.distinct or 0)
     else:

@@ -58,6 +58,7 @@ from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import BatchPruner, RetentionSweeper
 from driftline.spark.tables import Warehouse, as_utc, overwrite
 from driftline.spark.totals import add_totals, progress_totals
+from driftline.spark.window_checks import WindowChecks
 from driftline.spark.window_state import Commit, StateVersion, WindowState, collect, open_windows, to_pandas
 from driftline.stats import partials as pt
 
@@ -124,6 +125,7 @@ class SourcePlan:
     warehouse: Warehouse | None = None
     drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
     suite: str | None = None  # the expectation suite's name (metrics label)
+    checks: WindowChecks | None = None  # the suite's window expectations, if it has any
 
     @property
     def window(self) -> str:
@@ -238,6 +240,9 @@ class BatchProcessor:
         with timed("partials"):
             parts = {kind: to_pandas(table, kind) for kind, table in collected.items()}
             current = state.advance(batch_id, previous, parts)
+        if plan.checks is not None and census.valid_windows:
+            with timed("value_hashes"):  # uniqueness expectations: the window's values, hashed
+                plan.checks.add(windowed, batch_id)
         if record["dead_lettered"] + record["late"]:  # a batch without any writes no dead-letter files
             with timed("dead_letters"):
                 dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
@@ -251,7 +256,14 @@ class BatchProcessor:
         added = {(as_utc(start), as_utc(end)) for start, end in census.valid_windows}
         windows = open_windows(previous, watermark) | added
         with timed("merge_windows"):
-            closed = self._write_windows(spark, batch_id, current, census, added, windows, watermark_after)
+            closed, window_rows = self._write_windows(
+                spark, batch_id, current, census, added, windows, watermark_after
+            )
+        if plan.checks is not None:
+            with timed("window_expectations"):
+                judged = plan.checks.judge(spark, batch_id, closed, window_rows, closed_before=watermark)
+            if self.metrics is not None and judged:
+                self.metrics.window_expectations(plan.source, judged)
         policy = before.policy
         if plan.drift is not None:
             with timed("drift"):
@@ -420,20 +432,21 @@ class BatchProcessor:
 
     def _write_windows(
         self, spark, batch_id: int, current: StateVersion, census: Census, added, windows, watermark_after
-    ) -> list[tuple[datetime, datetime]]:
+    ) -> tuple[list[tuple[datetime, datetime]], list[dict]]:
         """Rewrite the ``feature_stats`` rows this batch changed: windows it added rows to
         (``added``), windows of the state version (``windows``) the watermark passed during
         it (final now, even if no row of theirs came), and the long-closed windows its late
         rows belong to (their ``late_rows``).
 
-        Returns the windows that closed in this batch, ``(start, end)`` in order."""
+        Returns the windows that closed in this batch, ``(start, end)`` in order, and the
+        rows written."""
         root = self.plan.warehouse.table("feature_stats")
         closed = sorted(w for w in windows if watermark_after is not None and w[1] <= watermark_after)
         touched = sorted({start for start, _ in added} | {start for start, _ in closed})
         rows = self._window_rows(batch_id, current, touched, watermark_after) if touched else []
         rows += self._late_rows(spark, batch_id, census.late_windows)
         feature_stats.replace_windows(spark, root, self.plan.source, rows)
-        return closed
+        return closed, rows
 
     def _window_rows(self, batch_id: int, current: StateVersion, touched, watermark_after) -> list[dict]:
         """``feature_stats`` rows of the ``touched`` windows, finished from the state."""

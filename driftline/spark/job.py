@@ -38,6 +38,7 @@ from driftline.spark.failures import query_failure
 from driftline.spark.kafka_source import kafka_stream
 from driftline.spark.tables import Warehouse, iso_utc, read_batches
 from driftline.spark.totals import COUNTS, progress_totals
+from driftline.spark.window_checks import WindowChecks
 from driftline.spark.window_state import WindowState
 from driftline.stats import AlertPolicy
 
@@ -60,6 +61,8 @@ class SourceSummary:
     scored_windows: int = 0
     alerts_fired: int = 0
     drifted: dict[str, str] = field(default_factory=dict)  # feature -> first flagged window (ISO)
+    # window expectation -> {"windows": judged, "failed": how many failed, "first_failed": window (ISO)}
+    expectations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:
@@ -93,19 +96,28 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
     spec = config.source(source)
     rules: tuple = ()
     suite = None
-    if getattr(spec, "expectations", None):
-        from driftline.expectations import load_expectation_suite
-
-        suite = config.path(spec.expectations)
-        rules = tuple(r for r in load_expectation_suite(suite) if r.row_level)
     windows = config.windows
     warehouse = Warehouse(config.location(config.warehouse_dir))
+    numeric = tuple(f for f, c in spec.features.items() if c.kind == "numeric")
+    categorical = tuple(f for f, c in spec.features.items() if c.kind == "categorical")
+    checks = None
+    if getattr(spec, "expectations", None):
+        from driftline.expectations import load_expectation_suite
+        from driftline.quality.window_rules import window_rules
+
+        suite = config.path(spec.expectations)
+        everything = load_expectation_suite(suite)
+        rules = tuple(r for r in everything if r.row_level)
+        judged = window_rules(everything, numeric=numeric, categorical=categorical, origin=str(suite))
+        if judged:
+            checks = WindowChecks(config.name, source, suite_name(suite), tuple(judged), warehouse,
+                                  round(windows.size.seconds))  # fmt: skip
     return SourcePlan(
         pipeline=config.name,
         source=source,
         event_time=spec.event_time,
-        numeric=tuple(f for f, c in spec.features.items() if c.kind == "numeric"),
-        categorical=tuple(f for f, c in spec.features.items() if c.kind == "categorical"),
+        numeric=numeric,
+        categorical=categorical,
         rules=rules,
         window_seconds=round(windows.size.seconds),
         slide_seconds=round(windows.slide.seconds) if windows.slide else None,
@@ -115,6 +127,7 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         warehouse=warehouse,
         drift=drift_scorer(config, source, warehouse),
         suite=suite_name(suite) if suite else None,
+        checks=checks,
     )
 
 
@@ -450,8 +463,27 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
         if fs.exists(spark, stats):
             summary.windows = spark.read.parquet(stats).select("window_start").distinct().count()
         _summarize_drift(spark, warehouse, source, summary)
+        _summarize_expectations(spark, warehouse, source, summary)
         out[source] = summary
     return RunSummary(config.name, out)
+
+
+def _summarize_expectations(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:
+    results = read_batches(spark, warehouse.table("quality_results"), source)
+    if results is None:
+        return
+    failed = F.when(~F.col("success"), F.col("window_start"))
+    per_rule = results.groupBy("expectation").agg(
+        F.count(F.lit(1)).alias("windows"),
+        F.sum(F.when(F.col("success"), 0).otherwise(1)).alias("failed"),
+        F.min(failed).alias("first_failed"),
+    )
+    for row in per_rule.orderBy("expectation").collect():
+        first = row["first_failed"]
+        summary.expectations[row["expectation"]] = {
+            "windows": int(row["windows"]), "failed": int(row["failed"]),
+            "first_failed": iso_utc(first) if first is not None else None,
+        }  # fmt: skip
 
 
 def _summarize_drift(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:

@@ -7,6 +7,7 @@ source's rows together (``source`` is a column, from the partition folders):
                    window (a window's partition is replaced, never appended to)
 ``drift_scores``   one row per (source, window, feature, method)
 ``alerts``         fired and resolved events
+``quality_results`` one row per (source, window, window expectation): success, observed value
 ``dead_letters``   every dead-lettered record with its reason and original bytes
 
 Batch-keyed tables (``source=<s>/batch_id=<n>``) are read from complete batches only,
@@ -25,7 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from driftline.spark import fs
 
 WINDOW_TABLES = ("feature_stats",)  # source=<s>/window_key=<k>: replaced per window
-BATCH_TABLES = ("drift_scores", "alerts", "dead_letters")  # source=<s>/batch_id=<n>
+BATCH_TABLES = ("drift_scores", "alerts", "quality_results", "dead_letters")  # source=<s>/batch_id=<n>
 TABLES = WINDOW_TABLES + BATCH_TABLES
 
 

@@ -53,6 +53,7 @@ def test_the_expected_alerts_exist():
             "DriftlineFeatureDrift",
             "DriftlineFeatureDriftSevere",
             "DriftlineDeadLetterRateHigh",
+            "DriftlineWindowExpectationFailed",
             "DriftlineSourceSilent",
             "DriftlineConsumerLagGrowing",
             "DriftlineQueryDown",
@@ -102,6 +103,8 @@ def test_declared_names_are_the_names_the_exporter_serves():
     metrics.drift_scored("s", [observation])
     metrics.drift_alert_event("s", "amount", "psi", "fired")
     metrics.consumer_lag("s", "signals.s", 5)
+    metrics.window_expectations("s", [{"window_end": at, "suite": "suite", "expectation": "x:unique",
+                                       "success": False, "observed_value": 0.1}])  # fmt: skip
     metrics.source_topics("s", ["signals.s"])
     metrics.reference("s", "v1")
     metrics.query_terminated("s", failed=True)

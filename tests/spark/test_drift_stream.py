@@ -97,7 +97,11 @@ def test_injected_drift_fires_and_untouched_features_stay_quiet(drift_run):
     assert summary.scored_windows == len(per_window) >= 15
     assert not scores[(scores["window_start"] < injected_window) & scores["drifted"]].shape[0]
     # the evidence names the bin that moved: the new category, the null slot
-    new_category = scores[(scores["feature"] == "country") & (scores["window_start"] >= injected_window)]
+    new_category = scores[
+        (scores["feature"] == "country")
+        & (scores["window_start"] >= injected_window)
+        & (scores["method"] != "null_rate")
+    ]  # its evidence: the null and non-null shares
     assert all(row[0]["bin"] == "__OOV__" for row in new_category["top_shifted"])
     nulls = scores[(scores["feature"] == "risk_score") & (scores["method"] == "psi")]
     assert all(
@@ -146,7 +150,7 @@ def test_drift_metrics_show_the_newest_window_and_the_firing_alerts(drift_run):
     _, _, _, _, scores, alerts, metrics = drift_run
     registry = metrics.registry
     newest = scores[scores["window_start"] == scores["window_start"].max()]
-    assert len(newest) == 12
+    assert len(newest) == 18
     firing = set()
     for key, events in alerts.sort_values("window_start").groupby(["feature", "method"]):
         if events.iloc[-1]["event"] == "fired":
@@ -204,7 +208,8 @@ def test_sql_views_answer_like_the_parquet_tables_read_apart(drift_run, spark):
 
     config, _, _, _, scores, alerts, _ = drift_run
     session = SqlSession(spark, config.location(config.warehouse_dir))
-    assert session.views == ["feature_stats", "drift_scores", "alerts"]
+    # the payments suite has a window expectation (transaction_id unique): quality_results too
+    assert session.views == ["feature_stats", "drift_scores", "alerts", "quality_results"]
     mine = session.query(
         "select source, feature, method, count(*) as windows, sum(cast(drifted as int)) as drifted "
         "from drift_scores group by source, feature, method order by feature, method"
@@ -230,7 +235,7 @@ def test_sql_views_answer_like_the_parquet_tables_read_apart(drift_run, spark):
         session.query("select * from dead_letters")
     message = str(caught.value)
     assert "TABLE_OR_VIEW_NOT_FOUND" in message and "not written yet: dead_letters" in message
-    assert "views: feature_stats, drift_scores, alerts" in message and "\n" not in message
+    assert "views: feature_stats, drift_scores, alerts, quality_results" in message and "\n" not in message
 
 
 def test_driftline_sql_prints_csv_and_reads_a_script_from_stdin(drift_run):

@@ -265,3 +265,28 @@ def test_saved_alert_state_and_missing_p_values():
     # a window without a p-value must not keep showing the old one
     metrics.drift_scored("s", [DriftObservation("amount", "ks", None, None, None, 0.1, False, True, end, T0)])
     assert math.isnan(_value(metrics, "driftline_drift_p_value", **ids))
+
+
+def test_window_expectation_gauges_keep_the_newest_window_and_count_every_one():
+    metrics = PipelineMetrics("p")
+    rows = [  # given out of order: the gauges must end on the newest window (minute 20)
+        {"window_end": T0.replace(minute=20), "suite": "payments", "expectation": "transaction_id:unique",
+         "success": True, "observed_value": 0.0},
+        {"window_end": T0.replace(minute=10), "suite": "payments", "expectation": "transaction_id:unique",
+         "success": False, "observed_value": 0.02},
+        {"window_end": T0.replace(minute=20), "suite": "payments", "expectation": "amount:mean_between",
+         "success": False, "observed_value": None},
+    ]  # fmt: skip
+    metrics.window_expectations("s", rows)
+    ids = {"pipeline": "p", "source": "s", "suite": "payments"}
+    unique, mean = {"expectation": "transaction_id:unique"}, {"expectation": "amount:mean_between"}
+    assert _value(metrics, "driftline_window_expectation_violation_detected", **ids, **unique) == 0
+    assert _value(metrics, "driftline_window_expectation_observed_value", **ids, **unique) == 0.0
+    assert _value(metrics, "driftline_window_expectation_violation_detected", **ids, **mean) == 1
+    assert math.isnan(_value(metrics, "driftline_window_expectation_observed_value", **ids, **mean))
+    assert (
+        _value(metrics, "driftline_window_expectation_windows_total", **ids, **unique, outcome="failure") == 1
+    )
+    assert (
+        _value(metrics, "driftline_window_expectation_windows_total", **ids, **unique, outcome="success") == 1
+    )

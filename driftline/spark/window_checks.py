@@ -1,0 +1,191 @@
+"""Window expectations in the job: facts per closed window, verdicts, ``quality_results``.
+
+A suite's window expectations (:mod:`driftline.quality.window_rules`) are judged once per
+window, when the watermark closes it, on the window's valid rows:
+
+- statistics of numeric features (mean, stddev, min, max, sum, non-null share) and the
+  row count come from the window's ``feature_stats`` rows, which the batch finishes from
+  its state anyway (no Spark work);
+- uniqueness needs the values themselves. Each batch writes, for each uniqueness
+  column, the 64-bit ``xxhash64`` of every non-null value of its valid rows, by window:
+  ``<warehouse>/_state/unique/source=<s>/window=<epoch s>/batch_id=<n>/`` (one Spark
+  write, in the JVM; a replayed batch overwrites its own folders). When a window
+  closes, one Spark job counts per column its values, distinct hashes and the rows
+  whose hash occurs more than once; the driver sees those three numbers. A window's
+  hashes are deleted once a later batch starts after its close (a replay of the
+  closing batch still finds them). Two different values share a 64-bit hash with
+  probability about ``m^2 / 2^65`` for ``m`` distinct values in a window: 1e-8 at
+  600,000.
+
+Results go to ``quality_results`` (``source=<s>/batch_id=<n>``, like ``drift_scores``):
+window, expectation, type, column, success, observed value, element and unexpected
+counts, bounds, and the offset ranges of the window's rows. Runs on the driver inside
+``foreachBatch``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from driftline.quality.rules import Rule
+from driftline.quality.window_rules import UNIQUENESS_TYPES, ColumnFacts, WindowFacts, WindowResult, evaluate
+from driftline.spark import arrow_files, fs
+from driftline.spark.feature_stats import RANGE
+from driftline.spark.tables import Warehouse, as_utc
+
+logger = logging.getLogger(__name__)
+
+_TIME = pa.timestamp("us", tz="UTC")
+RESULTS_SCHEMA = pa.schema([
+    ("window_start", _TIME), ("window_end", _TIME), ("expectation", pa.string()),
+    ("expectation_type", pa.string()), ("column", pa.string()), ("success", pa.bool_()),
+    ("observed_value", pa.float64()), ("element_count", pa.int64()), ("unexpected_count", pa.int64()),
+    ("min_value", pa.float64()), ("max_value", pa.float64()), ("mostly", pa.float64()),
+    ("expects", pa.string()), ("offset_ranges", pa.list_(RANGE)), ("suite", pa.string()),
+    ("pipeline", pa.string()),
+])  # fmt: skip
+# ``source`` and ``batch_id`` are the partition folders
+
+
+def _epoch(moment: datetime) -> int:
+    return int(as_utc(moment).timestamp())
+
+
+@dataclass
+class WindowChecks:
+    """The window expectations of one source."""
+
+    pipeline: str
+    source: str
+    suite: str | None
+    rules: tuple[Rule, ...]
+    warehouse: Warehouse
+    window_seconds: int  # a window's end is its start plus this
+    hashes_written: int = field(default=0, init=False)  # batches that wrote value hashes
+
+    @property
+    def unique_columns(self) -> list[str]:
+        return sorted({r.column for r in self.rules if r.expectation_type in UNIQUENESS_TYPES and r.column})
+
+    @property
+    def _root(self) -> str:
+        return fs.join(self.warehouse.state("unique"), f"source={self.source}")
+
+    def add(self, windowed: DataFrame, batch_id: int) -> None:
+        """Write this batch's value hashes per window (``windowed``: its valid rows with
+        ``window_start``), for the uniqueness columns; nothing when there are none."""
+        columns = self.unique_columns
+        if not columns:
+            return
+        parts = [
+            windowed.where(F.col(c).isNotNull()).select(
+                F.unix_seconds(F.col("window_start")).alias("window"),
+                F.lit(c).alias("column"),
+                F.xxhash64(F.col(c)).alias("h"),
+            )
+            for c in columns
+        ]
+        frame = parts[0]
+        for part in parts[1:]:
+            frame = frame.unionByName(part)
+        frame = frame.withColumn("batch_id", F.lit(batch_id))
+        (frame.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+         .partitionBy("window", "batch_id").parquet(self._root))  # fmt: skip
+        self.hashes_written += 1
+
+    def judge(
+        self,
+        spark: SparkSession,
+        batch_id: int,
+        closed: Sequence[tuple[datetime, datetime]],
+        window_rows: Iterable[Mapping],
+        *,
+        closed_before: datetime | None,
+    ) -> list[dict]:
+        """Judge every window expectation on each window in ``closed`` and write them as
+        this batch's ``quality_results``; ``window_rows`` are the batch's ``feature_stats``
+        rows (those of the closed windows are used). Then drop the value hashes of
+        windows that closed at or before ``closed_before`` (the watermark this batch
+        started from). Returns the rows written."""
+        rows: list[dict] = []
+        if closed and self.rules:
+            by_window: dict[datetime, list[Mapping]] = {}
+            for row in window_rows:
+                by_window.setdefault(as_utc(row["window_start"]), []).append(row)
+            unique = self._unique_facts(spark, [start for start, _ in closed])
+            for start, end in closed:
+                stats = by_window.get(as_utc(start), [])
+                facts = _facts(stats, unique.get(_epoch(start), {}))
+                ranges = next((r["offset_ranges"] for r in stats if r.get("offset_ranges")), None)
+                for rule in self.rules:
+                    rows.append(self._row(evaluate(rule, facts), start, end, ranges))
+            path = self.warehouse.batch_path(self.warehouse.table("quality_results"), self.source, batch_id)
+            arrow_files.replace_folder(spark, path, pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA))
+            failed = [r["expectation"] for r in rows if not r["success"]]
+            logger.info("window_expectations source=%s batch=%d windows=%d results=%d failed=%d",
+                        self.source, batch_id, len(closed), len(rows), len(failed))  # fmt: skip
+        if closed_before is not None and self.unique_columns:
+            self._prune(spark, _epoch(closed_before))
+        return rows
+
+    def _row(self, result: WindowResult, start, end, ranges) -> dict:
+        return {**result.as_row(), "window_start": as_utc(start), "window_end": as_utc(end),
+                "offset_ranges": ranges, "suite": self.suite, "pipeline": self.pipeline}  # fmt: skip
+
+    def _unique_facts(self, spark: SparkSession, starts: Sequence[datetime]) -> dict[int, dict[str, tuple]]:
+        """Per closed window (epoch seconds) and column: (non-null rows, distinct, repeated)."""
+        if not self.unique_columns:
+            return {}
+        folders = [fs.join(self._root, f"window={_epoch(s)}") for s in starts]
+        folders = [f for f in folders if fs.exists(spark, f)]
+        if not folders:
+            return {}
+        hashes = spark.read.option("basePath", self._root).parquet(*folders)
+        per_value = hashes.groupBy("window", "column", "h").count()
+        repeated = F.when(F.col("count") > 1, F.col("count")).otherwise(F.lit(0))
+        summary = per_value.groupBy("window", "column").agg(
+            F.sum("count").alias("non_null"),
+            F.count(F.lit(1)).alias("distinct"),
+            F.sum(repeated).alias("repeated"),
+        )
+        out: dict[int, dict[str, tuple]] = {}
+        for r in summary.collect():
+            out.setdefault(int(r["window"]), {})[r["column"]] = (int(r["non_null"]), int(r["distinct"]),
+                                                                 int(r["repeated"]))  # fmt: skip
+        return out
+
+    def _prune(self, spark: SparkSession, closed_before: int) -> None:
+        """Delete the value hashes of windows closed at or before ``closed_before`` (epoch s)."""
+        size = self.window_seconds
+        for name in fs.list_names(spark, self._root):
+            if name.startswith("window=") and int(name.split("=", 1)[1]) + size <= closed_before:
+                fs.delete(spark, fs.join(self._root, name))
+
+
+def _facts(stats: Sequence[Mapping], unique: Mapping[str, tuple]) -> WindowFacts:
+    """The window's facts from its ``feature_stats`` rows and its uniqueness counts."""
+    rows = max((int(r["rows"] or 0) for r in stats), default=0)
+    columns: dict[str, ColumnFacts] = {}
+    for r in stats:
+        if r.get("kind") == "numeric":
+            columns[r["feature"]] = ColumnFacts(
+                non_null=int(r["n"] or 0), mean=r.get("mean"), stddev=r.get("stddev"), min=r.get("min"),
+                max=r.get("max"),
+            )  # fmt: skip
+        else:  # a categorical feature: its non-null count only
+            columns[r["feature"]] = ColumnFacts(non_null=int(r["rows"] or 0) - int(r["nulls"] or 0))
+    for column, (non_null, distinct, repeated) in unique.items():
+        known = columns.get(column, ColumnFacts(non_null=non_null))
+        columns[column] = ColumnFacts(non_null=non_null, mean=known.mean, stddev=known.stddev, min=known.min,
+                                      max=known.max, distinct=distinct, repeated=repeated)  # fmt: skip
+    return WindowFacts(rows=rows, columns=columns)
+
+
+__all__ = ["RESULTS_SCHEMA", "WindowChecks"]
