@@ -49,8 +49,10 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(help="Run the embedded Apache Kafka broker (KRaft, one node).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Work with the Avro schemas under schemas/.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Inspect and replay a source's dead letters.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(dlq_app, name="dlq")
 
 PipelineOption = Annotated[
     Path, typer.Option("--pipeline", "-p", help="Pipeline definition (TOML).", exists=False)
@@ -441,6 +443,108 @@ def run(
     typer.echo(summary.to_json())
     if not all(s.reconciles for s in summary.sources.values()):
         raise typer.Exit(ExitCode.FAILURE)
+
+
+SourceOption = Annotated[str, typer.Option("--source", "-s", help="The pipeline's source.")]
+ReasonOption = Annotated[
+    list[str] | None,
+    typer.Option("--reason", help="Only this reason code (repeatable), e.g. UNKNOWN_SCHEMA."),
+]
+StageOption = Annotated[
+    list[str] | None,
+    typer.Option("--stage", help="Only this stage (repeatable): ingest, decode, rule, late."),
+]
+SinceOption = Annotated[str | None, typer.Option(help="Dead-lettered at or after this ISO-8601 time.")]
+UntilOption = Annotated[str | None, typer.Option(help="Dead-lettered at or before this ISO-8601 time.")]
+OffsetsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--offsets", help="Dead-letter topic offsets PARTITION:FIRST-LAST or PARTITION:OFFSET (repeatable)."
+    ),
+]
+
+
+def _selection(reason, stage, since, until, offsets):
+    from driftline.dlq.selection import Selection
+
+    return Selection.parse(reasons=reason or (), stages=stage or (), since=since, until=until,
+                           offsets=offsets or ())  # fmt: skip
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    pipeline: PipelineOption,
+    source: SourceOption,
+    reason: ReasonOption = None,
+    stage: StageOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    offsets: OffsetsOption = None,
+    listing: Annotated[
+        bool, typer.Option("--list", help="One line per dead letter (at most --limit).")
+    ] = False,
+    show: Annotated[
+        str | None, typer.Option(help="One dead letter, PARTITION:OFFSET: its headers and original bytes.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Lines --list prints.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Dead letters of a source by reason and stage (with how many were replayed), a list, or one record."""
+    from driftline.dlq import show as render
+    from driftline.dlq.replay import read_ledger, read_letters
+
+    try:
+        config = _load(pipeline, bootstrap)
+        config.source(source)
+        selection = _selection(reason, stage, since, until, offsets)
+        letters = [s for s in read_letters(config, source) if selection.matches(s)]
+        replayed, replays = read_ledger(config, source)
+        if show is not None:
+            typer.echo(render.one(letters, show, replayed, as_json=as_json))
+        elif listing:
+            typer.echo(render.listing(letters, replayed, limit, as_json=as_json))
+        else:
+            topic = config.dead_letter_topic(source)
+            typer.echo(render.overview(topic, selection, letters, replayed, replays, as_json=as_json))
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    pipeline: PipelineOption,
+    source: SourceOption,
+    reason: ReasonOption = None,
+    stage: StageOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    offsets: OffsetsOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Validate and count; send nothing.")] = False,
+    replay_id: Annotated[
+        str | None, typer.Option("--id", help="Name of this replay (default: its start time).")
+    ] = None,
+    transaction_records: Annotated[int, typer.Option(min=1, help="Records per Kafka transaction.")] = 500,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Send chosen dead letters back to the source topic after a fix, each at most once (JSON summary)."""
+    from driftline.dlq.replay import replay
+    from driftline.ingest.run import open_pipeline_registry
+
+    try:
+        config = _load(pipeline, bootstrap)
+        config.source(source)
+        selection = _selection(reason, stage, since, until, offsets)
+        summary = replay(config, source, selection, registry=open_pipeline_registry(config),
+                         replay_id=replay_id, dry_run=dry_run,
+                         transaction_records=transaction_records)  # fmt: skip
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(summary.to_json())
+    if summary.error:
+        typer.echo(f"driftline: error: {summary.error}; run the same command again to go on "
+                   "(nothing is sent twice)", err=True)  # fmt: skip
+        raise typer.Exit(ExitCode.DELIVERY_FAILED)
 
 
 @app.command()

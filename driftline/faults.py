@@ -9,6 +9,8 @@ at a moment a random kill would rarely hit. The points:
 ``table_written``      the ``dead_letters`` table's batch written, its topic not yet
 ``state_write``        one kind of the window state's new version written, not all
 ``before_commit``      every table and topic written, the state version not committed
+``replay_transaction``  ``driftline dlq replay``: a transaction's records sent, not committed
+                       (the number after ``@`` counts the replay's transactions from 0)
 ====================  ===========================================================
 
 Read once per call from the environment of the driver process, so a restarted job
@@ -24,7 +26,8 @@ import signal
 logger = logging.getLogger(__name__)
 
 ENV = "DRIFTLINE_FAULT"
-POINTS = ("kafka_transaction", "table_written", "state_write", "before_commit")
+POINTS = ("kafka_transaction", "table_written", "state_write", "before_commit")  # the job's
+REPLAY_POINT = "replay_transaction"
 
 
 def armed() -> bool:

@@ -24,9 +24,10 @@ type                                                              observed value
 
 "between" is inclusive unless ``strict_min`` / ``strict_max``; a missing bound is open.
 An aggregate of no values (the mean of an all-null window) is ``None`` and fails, as in
-GX, except the sum and the share of unique values, which are 0. ``expect_column_values_to_be_unique`` is a column map
-expectation: its unexpected rows are the non-null rows whose value occurs more than once in the window, and it
-succeeds when their share of the non-null rows is at most ``1 - mostly`` (a window
+GX, except the sum and the share of unique values, which are 0.
+``expect_column_values_to_be_unique`` is a column map expectation: its unexpected rows
+are the non-null rows whose value occurs more than once in the window, and it succeeds
+when their share of the non-null rows is at most ``1 - mostly`` (a window
 without non-null values succeeds). Aggregates of a column need the column to be one
 of the source's numeric features (the window statistics the job keeps), the non-null
 share one of its features; the three uniqueness types take any field (the job keeps

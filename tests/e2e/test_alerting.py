@@ -77,9 +77,10 @@ def test_undrifted_control_run_raises_no_alert(stack, spark, kafka_bootstrap, to
         prom.wait_for_evaluation(after=scored + 1.5)  # a scrape and an evaluation after the newest window
         # Prometheus saw the drift gauges of every (feature, method), all below their thresholds
         flags = prom.query('driftline_drift_alert_active{source="payments"}')
-        assert len(flags) == 12 and all(float(s["value"][1]) == 0 for s in flags)
+        # 3 numeric x (psi, ks, null_rate) + 3 categorical x (psi, chi2, null_rate)
+        assert len(flags) == 18 and all(float(s["value"][1]) == 0 for s in flags)
         below = prom.query('driftline_drift_effect{source="payments"} < driftline_drift_threshold')
-        assert len(below) == 12
+        assert len(below) == 18
         assert prom.query('driftline_records_read_total{source="payments"}')
         # nothing firing or delivered; a lag alert may be pending while the job catches up after
         # its start (lag > 1000 and growing must last 10 minutes to fire), a drift alert may not

@@ -1,0 +1,1 @@
+"""Dead letters after the fact: choose, inspect and replay them (``driftline dlq``)."""
