@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench soak lint check-java maven prometheus-tools clean
+.PHONY: install demo test bench soak lint check-java maven prometheus-tools browser clean
 
 # PYTHONWARNINGS: setuptools warns on every editable install about folders named like the
 # package, which is nothing a user can act on
@@ -60,12 +60,24 @@ prometheus-tools:
 	  echo "driftline: prometheus, promtool, alertmanager and amtool are needed and apt-get is not available;"; \
 	  echo "  install them from https://prometheus.io/download/ and put them on PATH"; exit 1; fi
 
+# Debian's Chromium: the report test opens the HTML report in it, headless. Installed with
+# apt-get when missing (sudo unless root).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "driftline: installing Debian's chromium with apt-get (the report test opens the report in it)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; \
+	else \
+	  echo "driftline: chromium is needed for the report test and apt-get is not available; install it"; exit 1; fi
+
 # the demo goes on without Prometheus (and says so) when it cannot be installed
 demo: install
 	-@$(MAKE) --no-print-directory prometheus-tools
 	$(VENV)/bin/driftline demo
 
-test: install prometheus-tools
+test: install prometheus-tools browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install prometheus-tools

@@ -548,6 +548,34 @@ def dlq_replay(
 
 
 @app.command()
+def report(
+    pipeline: PipelineOption,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file (default <state_dir>/reports/<pipeline>.html)."),
+    ] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Windows starting at or after this ISO-8601 time.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Windows starting before this ISO-8601 time.")] = None,
+) -> None:
+    """Write the drift report: one self-contained HTML file (charts drawn in the page, no network)."""
+    from driftline.dlq.selection import parse_time
+    from driftline.report import write_report
+
+    try:
+        config = _load(pipeline, None)
+        written = write_report(config, output, sources=source, since=parse_time(since, "--since"),
+                               until=parse_time(until, "--until"))  # fmt: skip
+    except DriftlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"report written to {written.path} ({written.charts} charts, sources: {', '.join(written.sources)})"
+    )
+
+
+@app.command()
 def sql(
     pipeline: PipelineOption,
     query: Annotated[

@@ -80,7 +80,7 @@ class Selection:
             if last < first:
                 raise ConfigError(f"--offsets: {text!r} ends before it starts")
             ranges.append((partition, first, last))
-        low, high = _time(since, "--since"), _time(until, "--until")
+        low, high = parse_time(since, "--since"), parse_time(until, "--until")
         if low is not None and high is not None and high < low:
             raise ConfigError(f"--until ({until}) is before --since ({since})")
         return cls(chosen_reasons, chosen_stages, low, high, tuple(ranges))
@@ -130,7 +130,8 @@ def _enum(kind, value: str, option: str):
         raise ConfigError(f"{option}: {value!r} is not one; valid values: {valid}") from None
 
 
-def _time(text: str | None, option: str) -> datetime | None:
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO-8601 time from option ``option`` (UTC when it has no zone); a ConfigError otherwise."""
     if text is None:
         return None
     try:
@@ -191,4 +192,4 @@ def reasons_of(letters: Iterable[StoredLetter]) -> Counter:
     return Counter(stored.letter.reason.value for stored in letters)
 
 
-__all__ = ["Group", "Selection", "StoredLetter", "reasons_of", "summarize"]
+__all__ = ["Group", "Selection", "StoredLetter", "parse_time", "reasons_of", "summarize"]

@@ -9,6 +9,7 @@ out: for that, read the Parquet folders directly (the README shows DuckDB and pa
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ class SqlSession:
     views: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
+        # pyspark logs a refused query with its JVM stack at ERROR; query() reports it as one line
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
         self.views = register_views(self.spark, self.warehouse)
 
     def query(self, text: str) -> pd.DataFrame:

@@ -10,6 +10,9 @@ exactly the alerts table's events.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import uuid
 from datetime import timedelta
 
@@ -305,3 +308,59 @@ def test_the_readmes_duckdb_and_pandas_queries_answer_like_driftline_sql(drift_r
     )
     assert spark_rows["worst"].tolist() == pytest.approx(duck_rows["worst"].tolist())
     assert sorted(spark_rows["worst"]) == pytest.approx(sorted(pandas_rows["score"]))
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    """Debian's chromium, headless, with every host unresolvable: the page may fetch nothing."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "chromium is installed by `make test` (Makefile: browser)"
+    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--host-resolver-rules=MAP * ~NOTFOUND", *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_the_html_report_draws_every_chart_in_chromium_from_the_tables(drift_run):
+    """``driftline report``'s page, opened in headless Chromium with no network: every chart
+    drew (the page counts them), the drift series are the drift_scores rows, the flagged
+    windows' histograms are shares, and a screenshot is kept as a test artefact."""
+    from driftline.report import write_report
+    from tests.conftest import REPO
+
+    config, _, _, _, scores, alerts, _ = drift_run
+    report = write_report(config, config.base_dir / "report.html", sources=["payments"])
+    page = report.path.read_text()
+    # nothing to fetch: no linked file, no script or image source, no web font, no absolute link
+    assert not re.search(r'<link|\ssrc="|@import|url\(|href="(https?:)?//', page)
+    data = json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page,
+                                re.S).group(1).replace("<\\/", "</"))  # fmt: skip
+    (payments,) = data["sources"]
+    series = {(s["feature"], s["method"]): s for s in payments["drift"]}
+    assert len(series) == scores.groupby(["feature", "method"]).ngroups
+    amount = scores[(scores["feature"] == "amount") & (scores["method"] == "ks")].sort_values("window_start")
+    assert [p["effect"] for p in series[("amount", "ks")]["points"]] == pytest.approx(
+        amount["effect"].tolist()
+    )
+    assert [p["drifted"] for p in series[("amount", "ks")]["points"]] == amount["drifted"].tolist()
+    assert payments["histograms"], "drifted windows have histograms"
+    for h in payments["histograms"]:
+        assert len(h["labels"]) == len(h["reference"]) == len(h["current"])
+        assert sum(h["reference"]) == pytest.approx(1) and sum(h["current"]) == pytest.approx(1, abs=1e-6)
+    fired = alerts[alerts["event"] == "fired"]
+    assert {(e["feature"], e["method"]) for e in payments["alerts"]} == set(
+        zip(fired["feature"], fired["method"], strict=True)
+    )
+
+    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", report.path.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    drawn = re.search(r'data-charts-drawn="(\d+)"', dom.stdout)
+    assert drawn and int(drawn.group(1)) == report.charts > len(series)
+    assert 'data-chart-errors="0"' in dom.stdout
+    assert dom.stdout.count("<svg") == report.charts
+    assert dom.stdout.count('class="series"') >= report.charts
+    artefacts = REPO / "build" / "test-artifacts"
+    artefacts.mkdir(parents=True, exist_ok=True)
+    shot = _chromium(
+        "--window-size=1300,3200", f"--screenshot={artefacts / 'report.png'}", report.path.as_uri()
+    )
+    assert shot.returncode == 0 and (artefacts / "report.png").stat().st_size > 50_000
+    print(f"report screenshot: {artefacts / 'report.png'}")
