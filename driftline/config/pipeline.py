@@ -266,6 +266,35 @@ class MetricsConfig(_Model):
     )
 
 
+class ReportConfig(_Model):
+    """The HTML drift report (``driftline report``) and where alerts link to it."""
+
+    url: str | None = Field(
+        default=None,
+        description="Where the published report is, for the alerts' descriptions: a URL template with "
+        "{pipeline} and {source}, e.g. https://dq.example.com/reports/{pipeline}.html#source-{source}.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _placeholders(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        names = set(re.findall(r"{([^{}]*)}", url))
+        unknown = sorted(names - {"pipeline", "source"})
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)} in "
+                             f"{url!r}; valid placeholders: {{pipeline}}, {{source}}")  # fmt: skip
+        if not re.match(r"^(https?|file)://", url):
+            raise ValueError(f"expected an http://, https:// or file:// URL, got {url!r}")
+        return url
+
+    def link(self, pipeline: str, source: str) -> str | None:
+        if self.url is None:
+            return None
+        return self.url.replace("{pipeline}", pipeline).replace("{source}", source)
+
+
 class PipelineConfig(_Model):
     """A whole pipeline definition. Relative paths resolve against ``base_dir``."""
 
@@ -280,6 +309,7 @@ class PipelineConfig(_Model):
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("sources")

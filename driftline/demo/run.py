@@ -168,8 +168,14 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
             "partitions": "source=<source>/batch_id=<n> (feature_stats: source=<source>/window_key=<start>)",
         },
     }
+    from driftline.report import write_report
+
+    report = write_report(config, output_dir / "report.html")
+    result["report"] = str(report.path)
     (output_dir / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     console.print(f"summary written to {output_dir / 'summary.json'}")
+    console.print(f"[bold]drift report[/] written to {report.path} ({report.charts} charts; open it in "
+                  "a browser, it fetches nothing)")  # fmt: skip
     console.print(f"the demo's tables are under {warehouse}, its broker data and checkpoints under "
                   f"{config.path(config.state_dir)} (the next demo starts afresh)")  # fmt: skip
     ingest_ok = all(s.reconciles and not s.undelivered for s in summaries)

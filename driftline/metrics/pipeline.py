@@ -259,6 +259,10 @@ class PipelineMetrics:
             "driftline_reference_info", "The reference profile version drift is scored against (always 1).",
             "version",
         )  # fmt: skip
+        self.report_info = gauge(
+            "driftline_report_info", "Where the source's drift report is published ([report] url; always 1).",
+            "url",
+        )  # fmt: skip
         # the query
         self.query_up = gauge("driftline_query_up", "1 while the source's streaming query runs, else 0.")
         self.query_failures = counter(
@@ -292,6 +296,10 @@ class PipelineMetrics:
     def reference(self, source: str, version: str | None) -> None:
         """The reference profile the source is scored against (``none``: drift is not scored)."""
         self.reference_info.labels(self.pipeline, source, version or "none").set(1)
+
+    def report_link(self, source: str, url: str) -> None:
+        """The published drift report of the source; the drift alerts' descriptions link to it."""
+        self.report_info.labels(self.pipeline, source, url).set(1)
 
     def query_terminated(self, source: str, *, failed: bool) -> None:
         """The query ended; a failure counts once per run, whoever reports it first

@@ -298,6 +298,8 @@ def start_query(
             plan.drift.export_saved_state(spark)  # a firing alert stays firing across a restart
     if metrics is not None:
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
+        if (link := config.report.link(config.name, source)) is not None:
+            metrics.report_link(source, link)
         metrics.source_topics(source, topics)
     loss = (
         None

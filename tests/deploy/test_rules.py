@@ -105,6 +105,7 @@ def test_declared_names_are_the_names_the_exporter_serves():
     metrics.consumer_lag("s", "signals.s", 5)
     metrics.window_expectations("s", [{"window_end": at, "suite": "suite", "expectation": "x:unique",
                                        "success": False, "observed_value": 0.1}])  # fmt: skip
+    metrics.report_link("s", "https://dq.example.com/reports/p.html#source-s")
     metrics.source_topics("s", ["signals.s"])
     metrics.reference("s", "v1")
     metrics.query_terminated("s", failed=True)

@@ -218,8 +218,25 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
         delivered = {(d["alertname"], d["feature"], d["method"]) for d in alerting["delivered"]
                      if d["source"] == source}  # fmt: skip
         assert summary["job"][source]["alerts_delivered"] == len(delivered) > 0
-    assert {d["alertname"] for d in alerting["delivered"]} <= {
-        "DriftlineFeatureDrift",
-        "DriftlineFeatureDriftSevere",
-    }
+    # window expectations: every demo suite has one, judged on each closed window
+    failing = set()
+    for source, job in summary["job"].items():
+        assert job["expectations"], source
+        for name, result in job["expectations"].items():
+            assert result["windows"] == job["scored_windows"] or result["windows"] >= 1, (
+                source,
+                name,
+                result,
+            )
+            if result["failed"]:
+                failing.add(name)
+    assert "window expectations (quality_results)" in run.stdout
+    allowed = {"DriftlineFeatureDrift", "DriftlineFeatureDriftSevere"}
+    assert {d["alertname"] for d in alerting["delivered"]} <= allowed | (
+        {"DriftlineWindowExpectationFailed"} if failing else set()
+    )
+    # the drift report, written at the end
+    report = Path(summary["report"])
+    assert report.is_file() and report.stat().st_size > 20_000
+    assert f"drift report written to {report}" in " ".join(run.stdout.split())
     assert all(d["runbook_url"].endswith(d["alertname"].lower()) for d in alerting["delivered"])

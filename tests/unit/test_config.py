@@ -46,7 +46,7 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         (lambda d: d["sources"]["payments"]["features"]["amount"].update(kind="numerc"),
          "sources.payments.features.amount.kind: Input should be 'numeric' or 'categorical'; got 'numerc'"),
         (lambda d: d.update(widnows={}),
-         "widnows: unknown key; valid keys here: drift, kafka, metrics, pipeline, reference, schemas_dir, sources, state_dir, tables, warehouse_dir, windows"),
+         "widnows: unknown key; valid keys here: drift, kafka, metrics, pipeline, reference, report, schemas_dir, sources, state_dir, tables, warehouse_dir, windows"),
         (lambda d: d["windows"].update(sizee="1 minute"),
          "windows.sizee: unknown key; valid keys here: max_future, size, slide, trigger, watermark"),
         (lambda d: d["sources"]["sensors"].update(colour="red"),
@@ -88,6 +88,11 @@ def test_topic_prefix_applies_to_every_topic() -> None:
          "pipeline.name: String should match pattern"),
         (lambda d: d["metrics"].update(feature_series="some"),
          "metrics.feature_series: Input should be 'all' or 'alerting'; got 'some'"),
+        (lambda d: d.update(report={"url": "https://dq.example.com/{pipline}.html"}),
+         "report.url: Value error, unknown placeholder(s) {pipline} in 'https://dq.example.com/{pipline}.html'; "
+         "valid placeholders: {pipeline}, {source}"),
+        (lambda d: d.update(report={"url": "dq.example.com/{pipeline}.html"}),
+         "report.url: Value error, expected an http://, https:// or file:// URL"),
     ],
 )  # fmt: skip
 def test_structural_errors_name_the_key_and_the_options(mutate, expected) -> None:
@@ -181,3 +186,11 @@ def test_dead_letters_retention_defaults_to_30_days_and_refuses_nonsense() -> No
     assert load_pipeline(DEMO_PIPELINE).tables.dead_letters_retention.seconds == 30 * 86400
     message = load(lambda d: d.setdefault("tables", {}).update(dead_letters_retention="forever"))
     assert "dead_letters_retention" in message
+
+
+def test_the_report_url_template_names_the_pipeline_and_source() -> None:
+    from driftline.config.pipeline import ReportConfig
+
+    report = ReportConfig(url="https://dq.example.com/reports/{pipeline}.html#source-{source}")
+    assert report.link("demo", "payments") == "https://dq.example.com/reports/demo.html#source-payments"
+    assert ReportConfig().link("demo", "payments") is None
