@@ -220,6 +220,15 @@ class DriftConfig(_Model):
     persistence_n: int = Field(default=3, ge=1)
     resolve_after: int = Field(default=3, ge=1)
     resolve_ratio: float = Field(default=0.8, gt=0, le=1)
+    breaker_open_rate: float = Field(
+        default=0.2, gt=0, le=1,
+        description="A window whose records were dead-lettered at this rate or more opens the source's "
+        "circuit breaker: its drift verdicts are 'degraded', not 'drifted'.",
+    )  # fmt: skip
+    breaker_close_rate: float = Field(
+        default=0.1, gt=0, le=1, description="Below this rate a window is calm."
+    )
+    breaker_close_after: int = Field(default=2, ge=1, description="Calm windows in a row that close it.")
     alerts_topic: str = "alerts.drift"
 
     @model_validator(mode="after")
@@ -228,6 +237,9 @@ class DriftConfig(_Model):
             raise ValueError(
                 f"persistence_k ({self.persistence_k}) must be <= persistence_n ({self.persistence_n})"
             )
+        if self.breaker_close_rate > self.breaker_open_rate:
+            raise ValueError(f"breaker_close_rate ({self.breaker_close_rate}) must be <= breaker_open_rate "
+                             f"({self.breaker_open_rate}), or the breaker could never stay open")  # fmt: skip
         return self
 
 

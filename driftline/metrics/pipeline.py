@@ -259,6 +259,15 @@ class PipelineMetrics:
             "driftline_reference_info", "The reference profile version drift is scored against (always 1).",
             "version",
         )  # fmt: skip
+        self.breaker_active = gauge(
+            "driftline_circuit_breaker_active",
+            "1 while the source's circuit breaker is open (too many dead letters in its windows: drift "
+            "verdicts are 'degraded'), else 0.",
+        )
+        self.window_dead_letter_ratio = gauge(
+            "driftline_window_dead_letter_ratio",
+            "Share of the newest closed window's records that were dead-lettered (the breaker's input).",
+        )
         self.report_info = gauge(
             "driftline_report_info", "Where the source's drift report is published ([report] url; always 1).",
             "url",
@@ -296,6 +305,11 @@ class PipelineMetrics:
     def reference(self, source: str, version: str | None) -> None:
         """The reference profile the source is scored against (``none``: drift is not scored)."""
         self.reference_info.labels(self.pipeline, source, version or "none").set(1)
+
+    def breaker_state(self, source: str, *, open_: bool, rate: float | None) -> None:
+        self.breaker_active.labels(self.pipeline, source).set(int(open_))
+        if rate is not None:
+            self.window_dead_letter_ratio.labels(self.pipeline, source).set(rate)
 
     def report_link(self, source: str, url: str) -> None:
         """The published drift report of the source; the drift alerts' descriptions link to it."""

@@ -102,8 +102,25 @@ def source_report(config: PipelineConfig, source: str, window: Range, reference=
         "dead_letters": _dead_letters(root, source, window),
         "volume": _volume(stats),
         "expectations": _expectations(results),
+        "breaker": _breaker(root, source),
         "reference_version": None if reference is None else reference.version,
     }
+
+
+def _breaker(root: Path, source: str) -> dict[str, Any] | None:
+    """The circuit breaker's state in the newest committed window-state version."""
+    import json
+
+    from driftline.stats.policy import BREAKER_KEY
+
+    folder = root / "_state" / "open" / source
+    versions = sorted(
+        (int(p.parent.name), p) for p in folder.glob("*/_commit.json") if p.parent.name.isdigit()
+    )
+    if not versions:
+        return None
+    policy = json.loads(versions[-1][1].read_text()).get("policy") or {}
+    return policy.get(BREAKER_KEY)
 
 
 def _drift(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -113,8 +130,8 @@ def _drift(scores: pd.DataFrame) -> list[dict[str, Any]]:
     for (feature, method), rows in scores.sort_values("window_start").groupby(["feature", "method"]):
         out.append({
             "feature": feature, "method": method, "threshold": _number(rows["threshold"].iloc[-1]),
-            "points": [{"t": _iso(r.window_start), "effect": _number(r.effect), "drifted": bool(r.drifted)}
-                       for r in rows.itertuples()],
+            "points": [{"t": _iso(r.window_start), "effect": _number(r.effect), "drifted": bool(r.drifted),
+                        "degraded": r.verdict == "degraded"} for r in rows.itertuples()],
         })  # fmt: skip
     return out
 

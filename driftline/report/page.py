@@ -42,9 +42,16 @@ def _source_section(i: int, data: dict[str, Any]) -> tuple[str, int]:
     parts.append(
         f'<p class="muted">reference {html.escape(version) if version else "none: drift not scored"}</p>'
     )
+    breaker = data.get("breaker")
+    if breaker:
+        state = (f'<span class="fail">open since {html.escape(str(breaker.get("since")))}</span>'
+                 if breaker.get("open") else '<span class="ok">closed</span>')  # fmt: skip
+        parts.append(f"<p>circuit breaker {state}; {breaker.get('degraded_windows', 0)} windows degraded "
+                     "(too many dead letters: their drift verdicts are not drift)</p>")  # fmt: skip
     if data["drift"]:
         parts.append("<h3>Drift: effect size against its threshold, per closed window</h3><div class=grid>")
-        legend = _legend(("#1f77b4", "effect"), ("#b3261e", "drifted window / threshold"))
+        legend = _legend(("#1f77b4", "effect"), ("#b3261e", "drifted window / threshold"),
+                         ("#9aa5b4", "degraded window"))  # fmt: skip
         for j, series in enumerate(data["drift"]):
             drifted = sum(p["drifted"] for p in series["points"])
             caption = (f"{series['feature']} · {series['method']} · threshold {series['threshold']:g} · "

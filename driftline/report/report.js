@@ -24,7 +24,7 @@ const drift = guard(function(fig, series){
   el('line',{x1:P,x2:W-8,y1:Y(series.threshold),y2:Y(series.threshold),stroke:'#b3261e','stroke-dasharray':'4 3',class:'threshold'},s);
   const pts=series.points.filter(p=>p.effect!==null);
   el('path',{d:pts.map((p,i)=>(i?'L':'M')+X(t(p.t)).toFixed(1)+','+Y(p.effect).toFixed(1)).join(''),fill:'none',stroke:'#1f77b4','stroke-width':1.6,class:'series'},s);
-  pts.forEach(p=>el('circle',{cx:X(t(p.t)),cy:Y(p.effect),r:p.drifted?3.5:2,fill:p.drifted?'#b3261e':'#1f77b4'},s));
+  pts.forEach(p=>el('circle',{cx:X(t(p.t)),cy:Y(p.effect),r:p.drifted||p.degraded?3.5:2,fill:p.degraded?'#9aa5b4':(p.drifted?'#b3261e':'#1f77b4')},s));
 });
 const histogram = guard(function(fig, h){
   const W=440,H=190,P=36,s=svg(fig,W,H),n=h.labels.length,top=Math.max(...h.reference,...h.current,1e-9);

@@ -92,6 +92,18 @@ CONCURRENT_BATCHES = 2
 _GATE = threading.BoundedSemaphore(CONCURRENT_BATCHES)
 
 
+def _in_windows(dead: pd.DataFrame, *windows: pd.DataFrame | None) -> pd.DataFrame:
+    """The dead-letter partials of windows that have valid rows (in the previous state or
+    this batch). A decode failure's window comes from its Kafka timestamp, which can be
+    far from any event time (a backfill produced today): such windows would never close,
+    and their counts would pile up in the state for as long as the job runs."""
+    known = [w[["window_start", "window_end"]] for w in windows if w is not None and not w.empty]
+    if dead.empty or not known:
+        return dead.iloc[0:0]
+    keys = pd.concat(known).drop_duplicates()
+    return dead.merge(keys, on=["window_start", "window_end"], how="inner")
+
+
 def _by_topic(items) -> dict[str, int]:
     totals: dict[str, int] = {}
     for (topic, _partition), count in items:
@@ -233,12 +245,14 @@ class BatchProcessor:
         late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
         with timed("census"):  # one Spark action: the batch's counts and its partials
             frames = self._partials(windowed)
+            frames["dead"] = self._dead_partials(decode_failed, rule_failed, watermark)
             frames["census"] = census_frame(decode_failed, checked, plan.event_time, late_windowed, windowed)
             collected = collect(frames)
             census = read_census(collected.pop("census").to_pylist())
             record = self._progress(read, census, batch_id, watermark, loss)
         with timed("partials"):
             parts = {kind: to_pandas(table, kind) for kind, table in collected.items()}
+            parts["dead"] = _in_windows(parts["dead"], previous.frame("windows"), parts.get("windows"))
             current = state.advance(batch_id, previous, parts)
         if plan.checks is not None and census.valid_windows:
             with timed("value_hashes"):  # uniqueness expectations: the window's values, hashed
@@ -317,6 +331,30 @@ class BatchProcessor:
         if plan.drift is not None and plan.drift.binnings:
             frames["bins"] = bin_partials(windowed, plan.drift.grid(windowed.sparkSession))
         return frames
+
+    def _dead_partials(self, decode_failed: DataFrame, rule_failed: DataFrame, watermark) -> DataFrame:
+        """Dead letters per window and reason, for the circuit breaker
+        (:mod:`driftline.stats.breaker`): a decode failure has no event time and counts in
+        the window of its Kafka timestamp, a rule failure in the window of its event time.
+        Windows already final are left out (their state is gone)."""
+        plan = self.plan
+
+        def windowed(rows: DataFrame, when: Column, reason: Column) -> DataFrame:
+            timed = rows.select(when.alias("_when"), reason.alias("reason"))
+            return ws.with_window(timed, "_when", plan.window, plan.slide).select(
+                "window_start", "window_end", "reason"
+            )
+
+        both = windowed(decode_failed, F.col("_timestamp"), F.col("_reason")).unionByName(
+            windowed(rule_failed, F.col(plan.event_time), F.lit(ReasonCode.RULE_FAILED.value))
+        )
+        both = both.where(F.col("window_start").isNotNull())
+        if watermark is not None:
+            both = both.where(F.col("window_end") > F.lit(watermark))
+        counted = both.groupBy("window_start", "window_end", "reason").agg(F.count(F.lit(1)).alias("count"))
+        return counted.select(
+            F.lit(plan.source).alias("source"), "window_start", "window_end", "reason", "count"
+        )
 
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:

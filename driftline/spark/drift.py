@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,8 @@ from driftline.spark.window_state import StateVersion, WindowState
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
 from driftline.stats import partials as pt
 from driftline.stats.binning import NumericBinning
+from driftline.stats.breaker import BreakerPolicy, BreakerState
+from driftline.stats.policy import Verdict
 from driftline.stats.scoring import FeatureScore, finite_or_none
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class DriftScorer:
     warehouse: Warehouse
     alerts: TransactionalBatchWriter | None = None
     metrics: PipelineMetrics | None = None
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     _grid: GridBins | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -140,6 +143,19 @@ class DriftScorer:
                 )
         return out
 
+    def _dead_and_valid(self, state: StateVersion, closed: list[datetime]) -> dict[datetime, tuple[int, int]]:
+        """Per closed window: (dead letters, valid rows), for the circuit breaker."""
+        starts = [pd.Timestamp(s) for s in closed]
+        out = {start: [0, 0] for start in closed}
+        for kind, column, slot in (("dead", "count", 0), ("windows", "rows", 1)):
+            frame = state.frame(kind)
+            if frame is None or frame.empty:
+                continue
+            sums = frame[frame["window_start"].isin(starts)].groupby("window_start")[column].sum()
+            for start, total in sums.items():
+                out.setdefault(start.to_pydatetime(), [0, 0])[slot] = int(total)
+        return {start: (dead, valid) for start, (dead, valid) in out.items()}
+
     def _offset_ranges(self, state: StateVersion, closed: list[datetime]) -> dict[datetime, list[dict]]:
         known = state.frame("windows")
         if known is None:
@@ -167,6 +183,8 @@ class DriftScorer:
         counts = self._window_counts(windows, starts)
         ranges = self._offset_ranges(windows, starts)
         state = PolicyState.from_dict(policy) if policy else PolicyState()
+        breaker = BreakerState.from_dict(state.breaker)
+        dead = self._dead_and_valid(windows, starts)
         version = self.reference.version
         score_rows, alert_rows = [], []
         newest: dict[str, tuple[FeatureScore, datetime]] = {}  # key -> its newest window's score
@@ -174,7 +192,14 @@ class DriftScorer:
             window_counts = counts.get(start, {})
             if not window_counts:
                 continue  # only late rows ever reached it: nothing to score
+            event = breaker.observe(self.breaker, iso_utc(start), *dead.get(start, (0, 0)))
+            if event is not None:
+                logger.warning("circuit_breaker_%s source=%s window=%s dead_letter_rate=%.3f", event,
+                               self.source, iso_utc(start), breaker.last_rate)  # fmt: skip
             scores = self.reference.score(window_counts, methods=self.methods, policy=self.policy)
+            if breaker.open:  # too many dead letters: the valid rest is no fair sample
+                scores = [s if s.verdict is Verdict.INSUFFICIENT else replace(s, verdict=Verdict.DEGRADED)
+                          for s in scores]  # fmt: skip
             for score in scores:
                 score_rows.append(self._score_row(score, start, end, ranges.get(start, []), version))
                 newest[score.key] = (score, end)
@@ -182,11 +207,13 @@ class DriftScorer:
                 if event is not None:
                     since = state.tracks[score.key].since if event == "fired" else None
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, [])))
+        state.breaker = breaker.to_dict()
         self._write(spark, batch_id, score_rows, alert_rows)
         if self.alerts is not None:
             self.alerts.write(batch_id, lambda: [self._outgoing(row) for row in alert_rows])
         if self.metrics is not None:
             self._export(newest, state, alert_rows)
+            self.metrics.breaker_state(self.source, open_=breaker.open, rate=breaker.last_rate)
         logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
                     len(closed), len(score_rows), len(alert_rows))  # fmt: skip
         return state.to_dict()

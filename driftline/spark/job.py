@@ -41,6 +41,8 @@ from driftline.spark.totals import COUNTS, progress_totals
 from driftline.spark.window_checks import WindowChecks
 from driftline.spark.window_state import WindowState
 from driftline.stats import AlertPolicy
+from driftline.stats.breaker import BreakerPolicy
+from driftline.stats.policy import BREAKER_KEY
 
 logger = logging.getLogger(__name__)
 MARKERS_TOPIC = "driftline.markers"
@@ -63,6 +65,8 @@ class SourceSummary:
     drifted: dict[str, str] = field(default_factory=dict)  # feature -> first flagged window (ISO)
     # window expectation -> {"windows": judged, "failed": how many failed, "first_failed": window (ISO)}
     expectations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the circuit breaker: {"open": bool, "since": window (ISO) or None, "degraded_windows": n}
+    breaker: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:
@@ -190,6 +194,9 @@ def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> D
         methods=tuple(config.drift.methods),
         policy=AlertPolicy.from_settings(config.drift),
         warehouse=warehouse,
+        breaker=BreakerPolicy(
+            config.drift.breaker_open_rate, config.drift.breaker_close_rate, config.drift.breaker_close_after
+        ),  # fmt: skip
     )
 
 
@@ -461,6 +468,10 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
         for key in COUNTS:
             setattr(summary, key, totals.get(key, 0))
         summary.by_reason.update(totals.get("by_reason") or {})
+        breaker = (commit.policy or {}).get(BREAKER_KEY) if commit is not None else None
+        if breaker:
+            summary.breaker = {"open": breaker["open"], "since": breaker["since"],
+                               "degraded_windows": breaker["degraded_windows"]}  # fmt: skip
         stats = fs.join(warehouse.table("feature_stats"), f"source={source}")
         if fs.exists(spark, stats):
             summary.windows = spark.read.parquet(stats).select("window_start").distinct().count()

@@ -53,7 +53,7 @@ from driftline.stats import partials
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("numeric", "categorical", "windows", "bins")
+KINDS = ("numeric", "categorical", "windows", "bins", "dead")
 COMMIT = "_commit.json"
 RETAINED = 2  # the newest version and the one before it, which a replay of the newest reads
 
@@ -68,6 +68,7 @@ SCHEMAS = {
     "bins": pa.schema([*_KEY_FIELDS, ("feature", pa.string()), ("bin", pa.int32()), ("count", pa.int64())]),
     "windows": pa.schema([*_KEY_FIELDS, ("_topic", pa.string()), ("_partition", pa.int32()),
                           ("rows", pa.int64()), ("first_offset", pa.int64()), ("last_offset", pa.int64())]),
+    "dead": pa.schema([*_KEY_FIELDS, ("reason", pa.string()), ("count", pa.int64())]),
 }  # fmt: skip
 
 

@@ -45,6 +45,7 @@ COLUMNS = {
     "categorical": [*KEY, "feature", "value", "count"],
     "bins": [*KEY, "feature", "bin", "count"],
     "windows": [*KEY, "_topic", "_partition", "rows", "first_offset", "last_offset"],
+    "dead": [*KEY, "reason", "count"],  # dead letters per window (circuit breaker)
 }
 
 

@@ -6,6 +6,8 @@ Per window, each (feature, method) gets a :class:`Verdict`:
 ``drifted``       effect >= threshold and (no p-value, or BH-adjusted p <= ``p_value``)
 ``elevated``      not drifted, but effect >= ``resolve_ratio`` * threshold (and significant)
 ``clear``         anything else
+``degraded``      the source's circuit breaker was open for the window (too many dead
+                  letters, :mod:`driftline.stats.breaker`): not judged, like insufficient
 
 The threshold is ``psi_threshold`` for PSI, ``null_rate_floor`` for the null rate's
 Cohen's h (0.2: Cohen's "small"), and ``effect_floor`` for the effect sizes of KS (D),
@@ -43,6 +45,7 @@ class Verdict(StrEnum):
     DRIFTED = "drifted"
     ELEVATED = "elevated"
     CLEAR = "clear"
+    DEGRADED = "degraded"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class AlertTrack:
 
     def observe(self, policy: AlertPolicy, window: str, verdict: Verdict) -> str | None:
         """Feed one window's verdict; return ``"fired"``, ``"resolved"`` or ``None``."""
-        if verdict is Verdict.INSUFFICIENT:
+        if verdict in (Verdict.INSUFFICIENT, Verdict.DEGRADED):
             return None
         self.recent = [*self.recent, (window, verdict is Verdict.DRIFTED)][-policy.persistence_n :]
         if not self.firing:
@@ -116,21 +119,31 @@ class AlertTrack:
         return None
 
 
+BREAKER_KEY = "__breaker__"  # the circuit breaker's state, next to the tracks in the dict
+
+
 @dataclass
 class PolicyState:
-    """Every track of one source, keyed ``"<feature>/<method>"``; round-trips through dicts."""
+    """Every track of one source, keyed ``"<feature>/<method>"``, and its circuit breaker;
+    round-trips through dicts."""
 
     tracks: dict[str, AlertTrack] = field(default_factory=dict)
+    breaker: dict[str, Any] | None = None  # BreakerState.to_dict()
 
     def observe(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> str | None:
         return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: asdict(track) for key, track in sorted(self.tracks.items())}
+        out: dict[str, Any] = {key: asdict(track) for key, track in sorted(self.tracks.items())}
+        if self.breaker is not None:
+            out[BREAKER_KEY] = self.breaker
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicyState:
-        return cls({
+        tracks = {
             key: AlertTrack([tuple(r) for r in t["recent"]], t["firing"], t["since"], t["clear_streak"])
             for key, t in data.items()
-        })  # fmt: skip
+            if key != BREAKER_KEY
+        }
+        return cls(tracks, data.get(BREAKER_KEY))

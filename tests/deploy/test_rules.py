@@ -106,6 +106,7 @@ def test_declared_names_are_the_names_the_exporter_serves():
     metrics.window_expectations("s", [{"window_end": at, "suite": "suite", "expectation": "x:unique",
                                        "success": False, "observed_value": 0.1}])  # fmt: skip
     metrics.report_link("s", "https://dq.example.com/reports/p.html#source-s")
+    metrics.breaker_state("s", open_=True, rate=0.4)
     metrics.source_topics("s", ["signals.s"])
     metrics.reference("s", "v1")
     metrics.query_terminated("s", failed=True)

@@ -166,3 +166,22 @@ def test_from_settings_takes_the_matching_attributes_and_defaults_the_rest() -> 
     policy = AlertPolicy.from_settings(SimpleNamespace(p_value=0.05, min_rows=10, topic="payments"))
     assert (policy.p_value, policy.min_rows) == (0.05, 10)
     assert policy.effect_floor == AlertPolicy().effect_floor
+
+
+def test_a_degraded_window_neither_fires_nor_resolves_and_the_breaker_round_trips() -> None:
+    from driftline.stats.breaker import BreakerPolicy, BreakerState
+
+    policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=1)
+    state = PolicyState()
+    events = [state.observe(policy, "a/psi", w, v) for w, v in
+              [("w1", Verdict.DRIFTED), ("w2", Verdict.DEGRADED), ("w3", Verdict.DEGRADED)]]  # fmt: skip
+    assert events == [None, None, None] and state.tracks["a/psi"].recent == [("w1", True)]
+    assert state.observe(policy, "a/psi", "w4", Verdict.DRIFTED) == "fired"
+    assert state.observe(policy, "a/psi", "w5", Verdict.DEGRADED) is None  # no resolution from garbage
+    assert state.tracks["a/psi"].firing
+    breaker = BreakerState()
+    breaker.observe(BreakerPolicy(), "w5", dead=40, valid=60)
+    state.breaker = breaker.to_dict()
+    again = PolicyState.from_dict(state.to_dict())
+    assert set(again.tracks) == {"a/psi"} and again.tracks["a/psi"].firing
+    assert BreakerState.from_dict(again.breaker) == breaker and breaker.open and breaker.since == "w5"
