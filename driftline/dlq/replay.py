@@ -58,6 +58,7 @@ from driftline.config import PipelineConfig
 from driftline.dlq.selection import Selection, StoredLetter
 from driftline.errors import DeliveryError
 from driftline.kafka.clients import (
+    COMPACTED,
     TopicSpec,
     consumer_side,
     ensure_topics,
@@ -72,7 +73,7 @@ from driftline.quality.reasons import Stage
 logger = logging.getLogger(__name__)
 
 LEDGER_TOPIC = "driftline.replays"
-LEDGER_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+LEDGER_CONFIG = COMPACTED
 NOT_REPLAYABLE = "NOT_REPLAYABLE"  # a cut value, or a CSV row whose input file is gone
 REPLAY_HEADER = "driftline.replay."
 READ_TIMEOUT = 90.0  # an open transaction of another writer holds a read_committed read this long

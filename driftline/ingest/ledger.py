@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from driftline.kafka.clients import COMPACTED
 from driftline.kafka.reading import read_topic
 
 LEDGER_TOPIC = "driftline.ingest"
-LEDGER_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+LEDGER_CONFIG = COMPACTED
 
 
 def ledger_key(pipeline: str, source: str, path: Path) -> str:

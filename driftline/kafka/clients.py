@@ -113,6 +113,11 @@ def make_admin(bootstrap: str, *layers: Mapping[str, Any] | None) -> AdminClient
     return AdminClient(client_config(bootstrap, *layers))
 
 
+# a compacted topic that keeps about one record per key (commit markers, ledgers): segments
+# roll hourly so the cleaner can run, and it does once a tenth of the log is superseded
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

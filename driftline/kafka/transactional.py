@@ -59,6 +59,7 @@ from confluent_kafka import KafkaError, KafkaException
 from driftline import faults
 from driftline.errors import DeliveryError, JobError
 from driftline.kafka.clients import (
+    COMPACTED,
     TopicSpec,
     consumer_side,
     ensure_topics,
@@ -98,7 +99,7 @@ SEQUENCE_ERRORS = frozenset({
 # a batch's records, or a callable that returns them afresh (a rewrite after an aborted
 # transaction needs them again)
 Records = Iterable["OutgoingRecord"] | Callable[[], Iterable["OutgoingRecord"]]
-MARKERS_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+MARKERS_CONFIG = COMPACTED
 
 
 class ReplayMismatch(JobError):
