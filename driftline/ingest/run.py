@@ -69,6 +69,9 @@ class IngestSummary:
     error: str | None = None
     delivery_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # schema drift at the door: fields the data has and the writer schema lacks, per field
+    # (records with one are dead letters, UNKNOWN_FIELD; this says which fields, how often)
+    unknown_fields: Counter[str] = field(default_factory=Counter)
 
     @property
     def reconciles(self) -> bool:
@@ -89,6 +92,7 @@ class IngestSummary:
             "skipped": self.skipped,
             "error": self.error,
             "seconds": round(self.seconds, 3),
+            "unknown_fields": dict(sorted(self.unknown_fields.items())),
         }
 
     def to_json(self) -> str:
@@ -163,6 +167,7 @@ def ingest_file(
     limit = max_message_bytes(settings)
     started = time.monotonic()
     key_field = source_config.entity_id
+    known = {f["name"] for f in writer.definition.get("fields", [])}
     pending = 0  # records of the open transaction
 
     def commit(done: bool) -> None:
@@ -180,6 +185,8 @@ def ingest_file(
             summary.read += 1
             pending += 1
             digest.update(record.raw)
+            if isinstance(record.value, dict):
+                summary.unknown_fields.update(name for name in record.value if name not in known)
             outcome = _validated(validator, record)
             if outcome.ok:
                 outcome = _produce_valid(producer, topic, encoder, outcome, record, key_field, report)

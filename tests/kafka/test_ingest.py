@@ -103,3 +103,26 @@ def test_summary_json_is_one_line_with_the_documented_keys(demo_config, tmp_path
     assert list(parsed)[:5] == ["source", "read", "valid", "dead_lettered", "by_reason"]
     assert parsed["read"] == 200 == parsed["valid"] + parsed["dead_lettered"]
     assert parsed["by_reason"] == {"TYPE_MISMATCH": parsed["dead_lettered"]} and parsed["dead_lettered"] > 60
+
+
+def test_fields_the_schema_lacks_are_counted_per_field(demo_config, tmp_path) -> None:
+    """Schema drift at the door: a producer started sending fields the writer schema does
+    not have. Those records are dead letters (UNKNOWN_FIELD), and the summary counts every
+    unknown field, not only the first one a record is rejected for."""
+    import json
+
+    generator, names = generator_for(demo_config, "sensors", seed=4)
+    lines = [json.loads(line) for line in write_records(tmp_path / "s.jsonl", generator.records(60), names)
+             .read_text().splitlines()]  # fmt: skip
+    for i, line in enumerate(lines):
+        if i % 3 == 0:
+            line["firmware"] = "2.1"
+        if i % 4 == 0:
+            line["battery_pct"] = 80
+    path = tmp_path / "drifted.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = ingest_file(demo_config, "sensors", path)
+    assert summary.unknown_fields == {"firmware": 20, "battery_pct": 15}
+    with_unknown = sum(1 for i in range(60) if i % 3 == 0 or i % 4 == 0)
+    assert summary.by_reason["UNKNOWN_FIELD"] == with_unknown and summary.reconciles
+    assert json.loads(summary.to_json())["unknown_fields"] == {"battery_pct": 15, "firmware": 20}
