@@ -6,6 +6,7 @@ Layout under ``<warehouse>/_state/open/<source>/``::
     <N>/categorical.parquet   one count per (window, feature, value)
     <N>/windows.parquet       rows and offsets per (window, topic, partition)
     <N>/bins.parquet          reference-grid counts per (window, feature, bin)
+    <N>/dead.parquet          dead letters per (window, reason), for the circuit breaker
     <N>/_commit.json          {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals"}
 
 The partials are small (one row per open window and feature, value or grid slot), so
