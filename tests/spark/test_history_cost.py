@@ -129,6 +129,9 @@ def _reads_of_batch(spark, bootstrap, topic, tmp_path: Path, history: int, monke
     relative = [str(Path(f).relative_to(warehouse)) for f in local]
     for number, name in ((history - 1, "PREVIOUS"), (history, "CURRENT")):
         relative = [f.replace(f"/{number}/", f"/{name}/") for f in relative]
+    # the value hashes of a window (uniqueness expectations) are kept per batch that wrote them
+    for number, name in ((history - 2, "EARLIER"), (history - 1, "PREVIOUS"), (history, "CURRENT")):
+        relative = [f.replace(f"/batch_id={number}/", f"/batch_id={name}/") for f in relative]
     return sorted(relative), rows
 
 
