@@ -94,8 +94,7 @@ def fit_profile(
     config: PipelineConfig, source: str, rows: Mapping[str, list[Any]], *, version: str | None, origin: str
 ) -> ReferenceProfile:
     spec = config.source(source)
-    numeric = [f for f, c in spec.features.items() if c.kind == "numeric"]
-    categorical = [f for f, c in spec.features.items() if c.kind == "categorical"]
+    numeric, categorical = list(spec.numeric_features), list(spec.categorical_features)
     settings = config.reference
     try:
         return ReferenceProfile.fit(

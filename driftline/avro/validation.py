@@ -258,6 +258,10 @@ class RecordValidator:
         self._names = {rule.name for rule in self._rules}
         self._needs_fastavro = any(rule.deferred for rule in self._rules)
 
+    def unknown_fields(self, record: Mapping[str, Any]) -> list[str]:
+        """The fields of ``record`` the writer schema does not have, sorted."""
+        return sorted(set(record) - self._names)
+
     def validate(self, record: Any, *, raw: bytes) -> Outcome:
         if not isinstance(record, Mapping):
             return Invalid(
@@ -271,7 +275,7 @@ class RecordValidator:
                 converted[rule.name] = rule.check(record, self.text)
             except _Reject as reject:
                 return Invalid(reject.reason, reject.detail, raw=raw, field=rule.name)
-        unknown = sorted(set(record) - self._names)
+        unknown = self.unknown_fields(record)
         if unknown:
             return Invalid(
                 ReasonCode.UNKNOWN_FIELD,

@@ -148,10 +148,8 @@ def _check_expectations(where: str, suite_path: Path, schema, source: SourceConf
         fields = [f["name"] for f in schema.definition.get("fields", [])]
         origin = f"{suite_path} against {schema.subject} v{schema.version}"
         check_columns(rules, fields, origin=origin)
-        kinds = {name: feature.kind for name, feature in source.features.items()}
-        numeric = [name for name, kind in kinds.items() if kind == "numeric"]
-        categorical = [name for name, kind in kinds.items() if kind == "categorical"]
-        window_rules(rules, numeric=numeric, categorical=categorical, fields=fields, origin=origin)
+        window_rules(rules, numeric=source.numeric_features, categorical=source.categorical_features,
+                     fields=fields, origin=origin)  # fmt: skip
     except ConfigError as exc:
         return [f"  {key}: " + str(exc).replace("\n", "\n    ")]
     return []

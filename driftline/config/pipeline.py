@@ -165,6 +165,14 @@ class SourceConfig(_Model):
         "relative to the pipeline file. Rows violating a row-level expectation are dead-lettered.",
     )
 
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        return tuple(name for name, feature in self.features.items() if feature.kind == "numeric")
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        return tuple(name for name, feature in self.features.items() if feature.kind == "categorical")
+
 
 class WindowConfig(_Model):
     size: SecondsField = parse_duration("5 minutes")

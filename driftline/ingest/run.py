@@ -167,7 +167,6 @@ def ingest_file(
     limit = max_message_bytes(settings)
     started = time.monotonic()
     key_field = source_config.entity_id
-    known = {f["name"] for f in writer.definition.get("fields", [])}
     pending = 0  # records of the open transaction
 
     def commit(done: bool) -> None:
@@ -186,7 +185,7 @@ def ingest_file(
             pending += 1
             digest.update(record.raw)
             if isinstance(record.value, dict):
-                summary.unknown_fields.update(name for name in record.value if name not in known)
+                summary.unknown_fields.update(validator.unknown_fields(record.value))
             outcome = _validated(validator, record)
             if outcome.ok:
                 outcome = _produce_valid(producer, topic, encoder, outcome, record, key_field, report)

@@ -102,8 +102,7 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
     suite = None
     windows = config.windows
     warehouse = Warehouse(config.location(config.warehouse_dir))
-    numeric = tuple(f for f, c in spec.features.items() if c.kind == "numeric")
-    categorical = tuple(f for f, c in spec.features.items() if c.kind == "categorical")
+    numeric, categorical = spec.numeric_features, spec.categorical_features
     checks = None
     if getattr(spec, "expectations", None):
         from driftline.expectations import load_expectation_suite

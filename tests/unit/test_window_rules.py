@@ -206,9 +206,11 @@ def test_the_demo_suites_window_expectations_are_all_evaluated() -> None:
     chosen = {}
     for name, source in config.sources.items():
         rules = load_expectation_suite(config.path(source.expectations), with_great_expectations=False)
-        numeric = [f for f, c in source.features.items() if c.kind == "numeric"]
         fields = [*source.features, *(r.column for r in rules if r.column)]
-        chosen[name] = [r.rule_id for r in window_rules(rules, numeric=numeric, fields=fields, origin=name)]
+        chosen[name] = [
+            r.rule_id
+            for r in window_rules(rules, numeric=source.numeric_features, fields=fields, origin=name)
+        ]
     assert chosen == {
         "payments": ["transaction_id:unique"],
         "sensors": ["pressure_kpa:proportion_of_non_null_values_between"],
