@@ -464,11 +464,15 @@ OffsetsOption = Annotated[
 ]
 
 
-def _selection(reason, stage, since, until, offsets):
+def _dlq_choice(pipeline, bootstrap, source, reason, stage, since, until, offsets):
+    """The pipeline (its ``source`` checked) and the dead letters the options choose."""
     from driftline.dlq.selection import Selection
 
-    return Selection.parse(reasons=reason or (), stages=stage or (), since=since, until=until,
-                           offsets=offsets or ())  # fmt: skip
+    config = _load(pipeline, bootstrap)
+    config.source(source)
+    selection = Selection.parse(reasons=reason or (), stages=stage or (), since=since, until=until,
+                                offsets=offsets or ())  # fmt: skip
+    return config, selection
 
 
 @dlq_app.command("inspect")
@@ -495,9 +499,7 @@ def dlq_inspect(
     from driftline.dlq.replay import read_ledger, read_letters
 
     try:
-        config = _load(pipeline, bootstrap)
-        config.source(source)
-        selection = _selection(reason, stage, since, until, offsets)
+        config, selection = _dlq_choice(pipeline, bootstrap, source, reason, stage, since, until, offsets)
         letters = [s for s in read_letters(config, source) if selection.matches(s)]
         replayed, replays = read_ledger(config, source)
         if show is not None:
@@ -532,9 +534,7 @@ def dlq_replay(
     from driftline.ingest.run import open_pipeline_registry
 
     try:
-        config = _load(pipeline, bootstrap)
-        config.source(source)
-        selection = _selection(reason, stage, since, until, offsets)
+        config, selection = _dlq_choice(pipeline, bootstrap, source, reason, stage, since, until, offsets)
         summary = replay(config, source, selection, registry=open_pipeline_registry(config),
                          replay_id=replay_id, dry_run=dry_run,
                          transaction_records=transaction_records)  # fmt: skip

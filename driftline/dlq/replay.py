@@ -56,7 +56,7 @@ from driftline.avro.registry import SchemaRegistry
 from driftline.avro.validation import RecordValidator
 from driftline.config import PipelineConfig
 from driftline.dlq.selection import Selection, StoredLetter
-from driftline.errors import DeliveryError
+from driftline.errors import BrokerError, DeliveryError
 from driftline.kafka.clients import (
     COMPACTED,
     TopicSpec,
@@ -136,7 +136,7 @@ def read_ledger(config: PipelineConfig, source: str) -> tuple[dict[str, dict], l
     try:
         messages = read_topic(kafka.bootstrap_servers, topic, timeout=READ_TIMEOUT,
                               settings=consumer_side(kafka.librdkafka("consumer")))  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - no ledger topic yet: nothing was replayed
+    except BrokerError as exc:  # no ledger topic yet: nothing was replayed
         if "does not exist" in str(exc):
             return {}, []
         raise

@@ -13,7 +13,6 @@ time without a zone is UTC.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -188,8 +187,4 @@ def summarize(letters: Iterable[StoredLetter], replayed: Mapping[str, Any]) -> l
     return sorted(groups.values(), key=lambda g: (-g.count, g.reason))
 
 
-def reasons_of(letters: Iterable[StoredLetter]) -> Counter:
-    return Counter(stored.letter.reason.value for stored in letters)
-
-
-__all__ = ["Group", "Selection", "StoredLetter", "parse_time", "reasons_of", "summarize"]
+__all__ = ["Group", "Selection", "StoredLetter", "parse_time", "summarize"]

@@ -73,15 +73,12 @@ def overwrite(frame: DataFrame, path: str, *, files: int | None = None) -> None:
     (frame.coalesce(files) if files else frame).write.mode("overwrite").parquet(str(path))
 
 
-def read_batches(spark: SparkSession, base: str, source: str) -> DataFrame | None:
-    """Rows of ``source`` written by every complete batch under ``base`` (None if none);
-    for the run summary, read once at the end of a run, never per batch."""
-    folder = fs.join(base, f"source={source}")
-    batches = sorted(  # complete folders only: a batch's _SUCCESS is written last
-        int(path.rstrip("/").split("/")[-2].split("=", 1)[1])
-        for path in fs.glob(spark, fs.join(folder, "batch_id=*", "_SUCCESS"))
-    )
-    if not batches:
+def read_batches(spark: SparkSession, base: str, source: str = "*") -> DataFrame | None:
+    """Rows of ``source`` (every source's for ``"*"``) written by every complete batch
+    under ``base`` (None if none); ``source`` and ``batch_id`` come from the folders. For
+    the run summary and ``driftline sql``, read once, never per batch."""
+    # complete folders only: a batch's _SUCCESS is written last
+    done = fs.glob(spark, fs.join(base, f"source={source}", "batch_id=*", "_SUCCESS"))
+    if not done:
         return None
-    paths = [fs.join(folder, f"batch_id={b}") for b in batches]
-    return spark.read.option("basePath", base).parquet(*paths)
+    return spark.read.option("basePath", base).parquet(*sorted(path.rsplit("/", 1)[0] for path in done))

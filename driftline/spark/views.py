@@ -24,6 +24,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from driftline.spark import fs
+from driftline.spark.tables import read_batches
 
 WINDOW_TABLES = ("feature_stats",)  # source=<s>/window_key=<k>: replaced per window
 BATCH_TABLES = ("drift_scores", "alerts", "quality_results", "dead_letters")  # source=<s>/batch_id=<n>
@@ -34,17 +35,13 @@ def table_frame(spark: SparkSession, warehouse: str, name: str) -> DataFrame | N
     """Table ``name`` of the warehouse at ``warehouse`` (a Hadoop path or URI), or None
     when nothing has been written to it yet."""
     root = fs.join(warehouse, name)
-    if name in WINDOW_TABLES:
-        parts = fs.glob(spark, fs.join(root, "source=*", "window_key=*", "*.parquet"))
-        folders = sorted({path.rsplit("/", 1)[0] for path in parts})
-    else:
-        done = fs.glob(spark, fs.join(root, "source=*", "batch_id=*", "_SUCCESS"))
-        folders = sorted(path.rsplit("/", 1)[0] for path in done)
-    if not folders:
+    if name in BATCH_TABLES:
+        return read_batches(spark, root)
+    parts = fs.glob(spark, fs.join(root, "source=*", "window_key=*", "*.parquet"))
+    if not parts:
         return None
-    frame = spark.read.option("basePath", root).parquet(*folders)
-    hidden = [c for c in ("window_key",) if c in frame.columns]  # a folder name, not data
-    return frame.drop(*hidden)
+    frame = spark.read.option("basePath", root).parquet(*sorted({path.rsplit("/", 1)[0] for path in parts}))
+    return frame.drop("window_key")  # a folder name, not data
 
 
 def register_views(spark: SparkSession, warehouse: str) -> list[str]:

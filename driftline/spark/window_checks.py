@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -68,7 +68,6 @@ class WindowChecks:
     rules: tuple[Rule, ...]
     warehouse: Warehouse
     window_seconds: int  # a window's end is its start plus this
-    hashes_written: int = field(default=0, init=False)  # batches that wrote value hashes
 
     @property
     def unique_columns(self) -> list[str]:
@@ -98,7 +97,6 @@ class WindowChecks:
         frame = frame.withColumn("batch_id", F.lit(batch_id))
         (frame.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
          .partitionBy("window", "batch_id").parquet(self._root))  # fmt: skip
-        self.hashes_written += 1
 
     def judge(
         self,
@@ -182,9 +180,8 @@ def _facts(stats: Sequence[Mapping], unique: Mapping[str, tuple]) -> WindowFacts
         else:  # a categorical feature: its non-null count only
             columns[r["feature"]] = ColumnFacts(non_null=int(r["rows"] or 0) - int(r["nulls"] or 0))
     for column, (non_null, distinct, repeated) in unique.items():
-        known = columns.get(column, ColumnFacts(non_null=non_null))
-        columns[column] = ColumnFacts(non_null=non_null, mean=known.mean, stddev=known.stddev, min=known.min,
-                                      max=known.max, distinct=distinct, repeated=repeated)  # fmt: skip
+        known = columns.get(column, ColumnFacts())
+        columns[column] = replace(known, non_null=non_null, distinct=distinct, repeated=repeated)
     return WindowFacts(rows=rows, columns=columns)
 
 
