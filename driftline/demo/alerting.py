@@ -151,6 +151,8 @@ class DemoAlerting:
                 "method": a.labels.get("method"),
                 "summary": a.annotations.get("summary"),
                 "runbook_url": a.annotations.get("runbook_url"),
+                "alert_id": a.annotations.get("alert_id"),  # drift alerts: the alerts topic's key
+                "offsets": a.annotations.get("offsets"),  # and their episode's Kafka offsets
                 "received_at": a.received_at,
             }  # fmt: skip
             for a in self._webhook.alerts()

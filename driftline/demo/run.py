@@ -4,11 +4,15 @@ Start the embedded broker; build each source's reference profile from clean "tra
 data with ``driftline baseline``; generate the three demo sources (one per input
 format) spanning one hour of event time, with corrupt records and drift injected into
 chosen features from half-way (a mean shift, a variance change, a null-rate rise and a
-new category), and ingest them; add what a buggy producer would send straight to Kafka
-(frames with an unknown schema id, truncated, not framed) and records that break the
-expectation suites; run the quality stream job until idle; and show per source what
-was read, dead-lettered (by reason), computed per window, and which features drifted
-in which window against the truth: injected ones found, untouched ones quiet.
+new category; and the fraud model's score, ``risk_score``, shifting with the amounts:
+prediction drift) or from two-thirds (clickstream's ``referrer`` going all-null, a
+schema change upstream), and ingest them; add what a buggy producer would send straight
+to Kafka (frames with an unknown schema id, truncated, not framed), records that break
+the expectation suites and, for payments, records from an old producer still writing
+schema v1; run the quality stream job until idle; and show per source what was read,
+dead-lettered (by reason), computed per window, the window expectations, the schema
+events, and which features drifted in which window against the truth: injected ones
+found, untouched ones quiet.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ RULE_BREAKERS = {
     "clickstream": ("scroll_depth", 3.0),
 }
 BYPASS_RECORDS = 60  # records a buggy producer sends straight to each topic
+LEGACY_RECORDS = {"payments": 30}  # records an old producer sends with the source's first schema version
 SPAN = timedelta(hours=1)  # event time the demo stream covers, whatever the record count
 REFERENCE_RECORDS = 20_000
 #: (injected, flagged) -> verdict
@@ -76,18 +81,24 @@ def demo_config(config):
 
 
 def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
-    """The drift the demo injects, from half-way through the stream (a window boundary)."""
+    """The drift the demo injects, from half-way through the stream (a window boundary);
+    clickstream's referrer goes all-null from two-thirds (another boundary)."""
     start = records // 2
     return {
         "payments": (
             Drift("mean_shift", "amount", start, 1.0),
             Drift("new_category", "country", start, 0.15, "BR"),
+            # the fraud model's output, a feature like any other: prediction drift
+            Drift("mean_shift", "risk_score", start, 0.8),
         ),
         "sensors": (
             Drift("variance_change", "vibration_mm_s", start, 2.0),
             Drift("null_rate", "pressure_kpa", start, 0.3),
         ),
-        "clickstream": (Drift("mean_shift", "dwell_ms", start, 0.8),),
+        "clickstream": (
+            Drift("mean_shift", "dwell_ms", start, 0.8),
+            Drift("null_rate", "referrer", records * 2 // 3, 1.0),  # the tracking tag was removed
+        ),
     }
 
 
@@ -154,7 +165,14 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
         "drift": truth,
         "tables": {
             name: str(warehouse / name)
-            for name in ("feature_stats", "drift_scores", "alerts", "quality_results", "dead_letters")
+            for name in (
+                "feature_stats",
+                "drift_scores",
+                "alerts",
+                "quality_results",
+                "schema_events",
+                "dead_letters",
+            )
         },
         "alerts_topic": config.kafka.topic_prefix + config.drift.alerts_topic,
         "alerting": observability,
@@ -308,8 +326,8 @@ def _bypass_ingest(config, source: str, generator, records: int) -> None:
     from driftline.avro.registry import FileSchemaRegistry
     from driftline.kafka.clients import make_producer, produce
 
-    writer = FileSchemaRegistry(config.path(config.schemas_dir)).get(config.source(source).subject)
-    encoder, rng = AvroEncoder(writer), np.random.default_rng(99)
+    registry, subject = FileSchemaRegistry(config.path(config.schemas_dir)), config.source(source).subject
+    encoder, rng = AvroEncoder(registry.get(subject)), np.random.default_rng(99)
     field, bad_value = RULE_BREAKERS[source]
     producer = make_producer(config.kafka.bootstrap_servers, config.kafka.librdkafka("producer"))
     for n, record in enumerate(generator.records(BYPASS_RECORDS, first_index=records)):
@@ -318,6 +336,13 @@ def _bypass_ingest(config, source: str, generator, records: int) -> None:
         else:
             value = corrupt_frame(FRAME_CORRUPTIONS[n // 2 % 3], encoder.encode(record.value), rng)
         produce(producer, config.topic(source), value=value)
+    versions = registry.versions(subject)
+    if LEGACY_RECORDS.get(source) and len(versions) > 1:  # an old producer, still on the first version
+        legacy = registry.get(subject, versions[0])
+        old = AvroEncoder(legacy)
+        for record in generator.records(LEGACY_RECORDS[source], first_index=records + BYPASS_RECORDS):
+            fields = {k: v for k, v in record.value.items() if k in legacy.field_names}
+            produce(producer, config.topic(source), value=old.encode(fields))
     producer.flush(30)
 
 
@@ -348,6 +373,7 @@ def _show_job(console: Console, job, config, observability: dict) -> None:
     console.print(table)
     _show_windows(console, config)
     _show_expectations(console, job)
+    _show_schema_events(console, job)
 
 
 def _show_expectations(console: Console, job) -> None:
@@ -359,6 +385,19 @@ def _show_expectations(console: Console, job) -> None:
         for expectation, result in sorted(s.expectations.items()):
             failed = f"[red]{result['failed']}[/]" if result["failed"] else "0"
             table.add_row(name, expectation, str(result["windows"]), failed, result["first_failed"] or "")
+    if table.row_count:
+        console.print(table)
+
+
+def _show_schema_events(console: Console, job) -> None:
+    """Per source, each schema drift event: kind, field or schema id, how often, from when."""
+    table = Table(title="schema drift (schema_events)")
+    for column in ("source", "kind", "field / schema id", "events", "first window", "detail"):
+        table.add_column(column)
+    for name, s in job.sources.items():
+        for e in s.schema_events:
+            what = e["field"] or f"id {e['schema_id']}"
+            table.add_row(name, e["kind"], what, str(e["events"]), _clock(e["first_window"]), e["detail"])
     if table.row_count:
         console.print(table)
 

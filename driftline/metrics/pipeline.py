@@ -111,6 +111,7 @@ class PipelineMetrics:
         self._newest_event: dict[str, float] = {}
         self._down: set[str] = set()  # sources whose query has ended (failures counted once)
         self._tested: set[tuple[str, ...]] = set()  # drift series that have a p-value
+        self._alert_offsets: dict[tuple[str, ...], str] = {}  # firing alert -> its offsets label
         r, base = self.registry, ("pipeline", "source")
 
         def counter(name: str, doc: str, *extra: str) -> Counter:
@@ -208,6 +209,15 @@ class PipelineMetrics:
             "expectation",
             "outcome",
         )
+        # schema drift
+        self.schema_events_total = counter(
+            "driftline_schema_events",
+            "Schema drift events (schema_events table): new_writer_schema (a writer schema id first met), "
+            "field_all_null (a field null in every row of a closed window), unseen_categories (a "
+            "categorical's values outside the reference vocabulary in a closed window).",
+            "kind",
+            "field",
+        )
         # drift
         self.drift_score = gauge(
             "driftline_drift_score",
@@ -248,6 +258,14 @@ class PipelineMetrics:
             "Start of the first flagged window of the firing alert (event time, Unix seconds).",
             "feature",
             "method",
+        )
+        self.alert_offsets_info = gauge(
+            "driftline_drift_alert_offsets_info",
+            "While a drift alert fires: the Kafka offsets of its episode, from the first flagged window to "
+            "the one it fired in (topic/partition:first-last, comma-separated; always 1).",
+            "feature",
+            "method",
+            "offsets",
         )
         self.drift_window_end = gauge(
             "driftline_drift_window_end_timestamp_seconds", "End of the newest scored window (event time)."
@@ -403,6 +421,17 @@ class PipelineMetrics:
             self.window_expectation_observed.labels(*labels).set(math.nan if observed is None else observed)
             self.window_expectation_windows.labels(*labels, "success" if r["success"] else "failure").inc()
 
+    def schema_series(self, source: str, series: Iterable[tuple[str, str]]) -> None:
+        """At query start: the source's schema-event series, (kind, field), at 0, so the
+        first event shows in ``increase()`` (a series born at 1 shows none)."""
+        for kind, name in series:
+            self.schema_events_total.labels(self.pipeline, source, kind, name)
+
+    def schema_events(self, source: str, rows: Iterable[dict]) -> None:
+        """From the schema watch: this batch's ``schema_events`` rows."""
+        for r in rows:
+            self.schema_events_total.labels(self.pipeline, source, r["kind"], r["field"] or "").inc()
+
     def drift_scored(self, source: str, observations: Iterable[DriftObservation]) -> None:
         """From the drift scorer: the newest closed window per (feature, method)."""
         newest = None
@@ -455,6 +484,17 @@ class PipelineMetrics:
 
     def drift_alert_event(self, source: str, feature: str, method: str, event: str) -> None:
         self.drift_alerts.labels(self.pipeline, source, feature, method, event).inc()
+
+    def drift_alert_offsets(self, source: str, feature: str, method: str, offsets: str | None) -> None:
+        """The firing alert's episode offsets (one series per firing alert); ``None``: resolved."""
+        labels = (self.pipeline, source, feature, method)
+        previous = self._alert_offsets.pop(labels, None)
+        if previous is not None:
+            with contextlib.suppress(KeyError):
+                self.alert_offsets_info.remove(*labels, previous)
+        if offsets is not None:
+            self.alert_offsets_info.labels(*labels, offsets).set(1)
+            self._alert_offsets[labels] = offsets
 
     def consumer_lag(self, source: str, topic: str, records: int) -> None:
         self.lag.labels(self.pipeline, source, topic).set(records)

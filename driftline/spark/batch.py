@@ -50,12 +50,13 @@ from driftline.spark import arrow_files, feature_stats
 from driftline.spark import window_stats as ws
 from driftline.spark.census import Census, census_frame, read_census
 from driftline.spark.data_loss import NO_LOSS, LossCounter
-from driftline.spark.decode import FrameDecoder
+from driftline.spark.decode import FrameDecoder, Survey
 from driftline.spark.drift import DriftScorer, bin_partials
 from driftline.spark.event_time import with_event_time_check
 from driftline.spark.finite import with_finite_check
 from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import BatchPruner, RetentionSweeper
+from driftline.spark.schema_events import SchemaWatch
 from driftline.spark.tables import Warehouse, as_utc, overwrite
 from driftline.spark.totals import add_totals, progress_totals
 from driftline.spark.window_checks import WindowChecks
@@ -138,6 +139,7 @@ class SourcePlan:
     drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
     suite: str | None = None  # the expectation suite's name (metrics label)
     checks: WindowChecks | None = None  # the suite's window expectations, if it has any
+    schema_watch: SchemaWatch | None = None  # schema drift: None checks none
 
     @property
     def window(self) -> str:
@@ -194,19 +196,20 @@ class BatchProcessor:
         logger.info("batch_seconds source=%s batch=%d seconds=%.2f", self.plan.source, batch_id,
                     time.monotonic() - started)  # fmt: skip
 
-    def _decode(self, batch: DataFrame, batch_id: int) -> tuple[DataFrame, int]:
-        """Decoded, cached rows and how many were read; a schema id met for the first time
-        is looked up in the registry and, when found, the batch is decoded again with it."""
+    def _decode(self, batch: DataFrame, batch_id: int) -> tuple[DataFrame, int, Survey | None]:
+        """Decoded, cached rows, how many were read and the decoder's survey of them
+        (None for rows that came decoded); a schema id met for the first time is looked
+        up in the registry and, when found, the batch is decoded again with it."""
         if self.decoder is None:
             rows = self._cache(self._checked(batch))
-            return rows, rows.count()
+            return rows, rows.count(), None
         with _timed("decode", self.plan.source, batch_id):
             rows = self._cache(self._checked(self.decoder.decode(batch)))
-            read, unknown = self.decoder.survey(rows)  # materialises the cache: one read of the topic
-            if unknown and self.decoder.learn(unknown):
+            survey = self.decoder.survey(rows)  # materialises the cache: one read of the topic
+            if survey.unknown and self.decoder.learn(survey.unknown):
                 rows.unpersist()
                 rows = self._cache(self._checked(self.decoder.decode(batch)))
-        return rows, read
+        return rows, survey.read, survey
 
     def _checked(self, rows: DataFrame) -> DataFrame:
         """The decode stage's value checks: event time in range, numeric features finite."""
@@ -218,7 +221,7 @@ class BatchProcessor:
         return frame
 
     # -- the steps ---------------------------------------------------------------------
-    def _process(self, rows: DataFrame, read: int, batch_id: int) -> None:
+    def _process(self, rows: DataFrame, read: int, survey: Survey | None, batch_id: int) -> None:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
         state = WindowState(spark, warehouse.root, plan.source)
@@ -273,6 +276,10 @@ class BatchProcessor:
             closed, window_rows = self._write_windows(
                 spark, batch_id, current, census, added, windows, watermark_after
             )
+        schema_ids = before.schema_ids
+        if plan.schema_watch is not None:
+            with timed("schema_events"):
+                schema_ids = self._schema_events(spark, batch_id, before, survey, closed, current)
         if plan.checks is not None:
             with timed("window_expectations"):
                 judged = plan.checks.judge(spark, batch_id, closed, window_rows, closed_before=watermark)
@@ -284,7 +291,8 @@ class BatchProcessor:
                 policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
         totals = add_totals(self._totals_before(spark, previous, batch_id), record)
         faults.point("before_commit", batch_id)
-        state.commit(Commit(batch_id, watermark_after, newest, policy, tuple(sorted(windows)), totals))
+        windows = tuple(sorted(windows))
+        state.commit(Commit(batch_id, watermark_after, newest, policy, windows, totals, schema_ids))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
         if self.retention is not None:
             self.retention(spark)
@@ -292,6 +300,19 @@ class BatchProcessor:
         if self.metrics is not None:
             counts = self._counts(record, watermark_after, loss)
             self.metrics.batch_committed(plan.source, counts, suite=plan.suite)
+
+    def _schema_events(self, spark, batch_id: int, before: Commit, survey, closed, current) -> tuple | None:
+        """Write this batch's schema events (new writer schema ids, and the all-null fields
+        and unseen categories of the windows it closed); return the schema ids met so far."""
+        watch = self.plan.schema_watch
+        ranges = survey.ranges if survey is not None else ()
+        registered = self.decoder.known_ids if self.decoder is not None else ()
+        events, seen = watch.batch_events(before.schema_ids, ranges, registered)
+        events += watch.window_events(closed, current)
+        rows = watch.write(spark, batch_id, events)
+        if self.metrics is not None and rows:
+            self.metrics.schema_events(self.plan.source, rows)
+        return seen
 
     def _totals_before(self, spark, previous: StateVersion, batch_id: int) -> dict | None:
         """The running totals before this batch: the previous commit's, or, for a commit
@@ -330,6 +351,8 @@ class BatchProcessor:
             frames["categorical"] = ws.categorical_partials(windowed, plan.categorical)
         if plan.drift is not None and plan.drift.binnings:
             frames["bins"] = bin_partials(windowed, plan.drift.grid(windowed.sparkSession))
+        if plan.schema_watch is not None and plan.schema_watch.nullable_fields:
+            frames["nulls"] = ws.null_partials(windowed, plan.schema_watch.nullable_fields)
         return frames
 
     def _dead_partials(self, decode_failed: DataFrame, rule_failed: DataFrame, watermark) -> DataFrame:

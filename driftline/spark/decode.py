@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import reduce
 from operator import and_
 from typing import Any
@@ -37,6 +38,7 @@ from pyspark.sql.avro.functions import from_avro, to_avro
 from driftline.avro.compat import check_pair
 from driftline.avro.registry import RegisteredSchema, SchemaRegistry
 from driftline.quality.reasons import ReasonCode
+from driftline.quality.schema_drift import IdRange
 from driftline.spark.schema import METADATA_COLUMNS, source_columns
 
 logger = logging.getLogger(__name__)
@@ -253,12 +255,32 @@ class FrameDecoder:
             detail = F.when(F.col("_schema_id") == writer_id, F.lit(why)).otherwise(detail)
         return detail
 
-    def survey(self, decoded: DataFrame) -> tuple[int, list[int]]:
-        """The batch's row count and the schema ids of its ``UNKNOWN_SCHEMA`` rows, in one
-        small aggregation (the action that materialises the cached decode)."""
-        unknown = F.when(F.col("_reason") == ReasonCode.UNKNOWN_SCHEMA.value, F.col("_schema_id"))
-        rows = decoded.groupBy(unknown.alias("id")).agg(F.count(F.lit(1)).alias("n")).collect()
-        return sum(r["n"] for r in rows), sorted(r["id"] for r in rows if r["id"] is not None)
+    def survey(self, decoded: DataFrame) -> Survey:
+        """The batch's row count, the schema ids of its ``UNKNOWN_SCHEMA`` rows and its
+        records per writer schema id and partition (first and last offset), in one small
+        aggregation (the action that materialises the cached decode)."""
+        unknown = F.coalesce(F.col("_reason") == ReasonCode.UNKNOWN_SCHEMA.value, F.lit(False))
+        keys = [F.col("_schema_id").alias("id"), "_topic", "_partition", unknown.alias("unknown")]
+        grouped = decoded.groupBy(*keys)
+        rows = grouped.agg(
+            F.count(F.lit(1)).alias("n"), F.min("_offset").alias("first"), F.max("_offset").alias("last")
+        ).collect()
+        ranges = tuple(
+            IdRange(int(r["id"]), r["_topic"], int(r["_partition"]), int(r["n"]), int(r["first"]),
+                    int(r["last"]))
+            for r in rows if r["id"] is not None
+        )  # fmt: skip
+        unknown_ids = sorted({int(r["id"]) for r in rows if r["id"] is not None and r["unknown"]})
+        return Survey(sum(r["n"] for r in rows), unknown_ids, ranges)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What :meth:`FrameDecoder.survey` counted in a batch."""
+
+    read: int
+    unknown: list[int]  # schema ids the registry did not know when the batch was decoded
+    ranges: tuple[IdRange, ...]  # records per (writer schema id, topic, partition)
 
 
 def _nullable(avro_type) -> bool:

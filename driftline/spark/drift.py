@@ -71,8 +71,30 @@ ALERTS_SCHEMA = pa.schema([
     ("method", pa.string()), ("window_start", _TIME), ("window_end", _TIME), ("first_flagged_window", _TIME),
     ("score", pa.float64()), ("effect", pa.float64()), ("threshold", pa.float64()), ("p_value", pa.float64()),
     ("p_adjusted", pa.float64()), ("n", pa.int64()), ("reference_version", pa.string()),
-    ("top_shifted", SHIFTED), ("offset_ranges", RANGES),
+    ("top_shifted", SHIFTED), ("offset_ranges", RANGES), ("episode_offset_ranges", RANGES),
 ])  # fmt: skip
+
+
+def merge_ranges(windows: list[list[dict]]) -> list[dict]:
+    """Offset ranges of several windows as one range per (topic, partition): the smallest
+    first offset and the largest last offset. Pure; for a fired alert's episode."""
+    merged: dict[tuple[str, int], dict] = {}
+    for ranges in windows:
+        for r in ranges or ():
+            key = (r["topic"], int(r["partition"]))
+            known = merged.get(key)
+            if known is None:
+                merged[key] = {"topic": key[0], "partition": key[1], "first_offset": int(r["first_offset"]),
+                               "last_offset": int(r["last_offset"])}  # fmt: skip
+            else:
+                known["first_offset"] = min(known["first_offset"], int(r["first_offset"]))
+                known["last_offset"] = max(known["last_offset"], int(r["last_offset"]))
+    return [merged[key] for key in sorted(merged)]
+
+
+def offsets_label(ranges: list[dict]) -> str:
+    """``topic/partition:first-last`` per range, comma-separated (a metric label, a webhook field)."""
+    return ",".join(f"{r['topic']}/{r['partition']}:{r['first_offset']}-{r['last_offset']}" for r in ranges)
 
 
 def bin_partials(windowed: DataFrame, grid: GridBins) -> DataFrame:
@@ -196,6 +218,7 @@ class DriftScorer:
             if event is not None:
                 logger.warning("circuit_breaker_%s source=%s window=%s dead_letter_rate=%.3f", event,
                                self.source, iso_utc(start), breaker.last_rate)  # fmt: skip
+            state.offsets[iso_utc(start)] = ranges.get(start, [])
             scores = self.reference.score(window_counts, methods=self.methods, policy=self.policy)
             if breaker.open:  # too many dead letters: the valid rest is no fair sample
                 scores = [s if s.verdict is Verdict.INSUFFICIENT else replace(s, verdict=Verdict.DEGRADED)
@@ -206,7 +229,10 @@ class DriftScorer:
                 event = state.observe(self.policy, score.key, iso_utc(start), score.verdict)
                 if event is not None:
                     since = state.tracks[score.key].since if event == "fired" else None
-                    alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, [])))
+                    episode = merge_ranges(state.episode(score.key)) if event == "fired" else []
+                    alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, []),
+                                                      episode))  # fmt: skip
+            state.prune_offsets()
         state.breaker = breaker.to_dict()
         self._write(spark, batch_id, score_rows, alert_rows)
         if self.alerts is not None:
@@ -229,6 +255,9 @@ class DriftScorer:
             feature, method = key.rsplit("/", 1)
             self.metrics.drift_alert_state(self.source, feature, method, active=track.firing,
                                            since=_moment(track.since) if track.firing else None)  # fmt: skip
+            if track.firing:
+                episode = merge_ranges(state.episode(key))
+                self.metrics.drift_alert_offsets(self.source, feature, method, offsets_label(episode))
 
     def _export(self, newest: dict[str, tuple[FeatureScore, datetime]], state: PolicyState, alert_rows):
         """Gauges for each (feature, method)'s newest closed window; a count per alert event."""
@@ -248,6 +277,8 @@ class DriftScorer:
         self.metrics.drift_scored(self.source, observations)
         for row in alert_rows:
             self.metrics.drift_alert_event(self.source, row["feature"], row["method"], row["event"])
+            offsets = offsets_label(row["episode_offset_ranges"] or []) if row["event"] == "fired" else None
+            self.metrics.drift_alert_offsets(self.source, row["feature"], row["method"], offsets)
 
     def _score_row(self, score: FeatureScore, start, end, ranges, version) -> dict[str, Any]:
         return {
@@ -261,7 +292,11 @@ class DriftScorer:
             "top_shifted": score.top_shifted, "offset_ranges": ranges,
         }  # fmt: skip
 
-    def _alert_row(self, event, score: FeatureScore, start, end, since: str | None, ranges) -> dict[str, Any]:
+    def _alert_row(
+        self, event, score: FeatureScore, start, end, since: str | None, ranges, episode
+    ) -> dict[str, Any]:
+        """An ``alerts`` row; ``ranges``: the offsets of this window, ``episode``: of every
+        window from the first flagged one to this one (a fired event's, for retraining)."""
         first = _moment(since)
         alert_id = f"{self.pipeline}/{self.source}/{score.feature}/{score.method}"
         return {
@@ -271,7 +306,7 @@ class DriftScorer:
             "threshold": score.threshold, "p_value": finite_or_none(score.p_value),
             "p_adjusted": finite_or_none(score.p_adjusted), "n": score.n,
             "reference_version": self.reference.version, "top_shifted": score.top_shifted,
-            "offset_ranges": ranges,
+            "offset_ranges": ranges, "episode_offset_ranges": episode or None,
         }  # fmt: skip
 
     def _write(self, spark, batch_id: int, score_rows: list[dict], alert_rows: list[dict]) -> None:

@@ -36,6 +36,8 @@ from driftline.spark.decode import FrameDecoder
 from driftline.spark.drift import DriftScorer
 from driftline.spark.failures import query_failure
 from driftline.spark.kafka_source import kafka_stream
+from driftline.spark.schema import nullable_fields
+from driftline.spark.schema_events import SchemaWatch
 from driftline.spark.tables import Warehouse, iso_utc, read_batches
 from driftline.spark.totals import COUNTS, progress_totals
 from driftline.spark.window_checks import WindowChecks
@@ -67,6 +69,8 @@ class SourceSummary:
     expectations: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the circuit breaker: {"open": bool, "since": window (ISO) or None, "degraded_windows": n}
     breaker: dict[str, Any] = field(default_factory=dict)
+    # schema drift, per (kind, field, schema id): events, first and last window, the first's detail
+    schema_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def reconciles(self) -> bool:
@@ -95,8 +99,10 @@ class RunSummary:
         return json.dumps(self.as_dict())
 
 
-def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
-    """The per-batch plan of ``source``: features, rules, windows, where tables go."""
+def source_plan(config: PipelineConfig, source: str, reader=None) -> SourcePlan:
+    """The per-batch plan of ``source``: features, rules, windows, where tables go.
+    ``reader``: the reader schema (``RegisteredSchema``), for schema drift; without it
+    (rows that come decoded) no writer schema id or all-null field is watched."""
     spec = config.source(source)
     rules: tuple = ()
     suite = None
@@ -115,6 +121,10 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         if judged:
             checks = WindowChecks(config.name, source, suite_name(suite), tuple(judged), warehouse,
                                   round(windows.size.seconds))  # fmt: skip
+    drift = drift_scorer(config, source, warehouse)
+    fields = [f for f in nullable_fields(reader) if f != spec.event_time] if reader is not None else []
+    watch = SchemaWatch.for_source(config.name, source, warehouse, reader, fields,
+                                   drift.reference if drift is not None else None)  # fmt: skip
     return SourcePlan(
         pipeline=config.name,
         source=source,
@@ -128,9 +138,10 @@ def source_plan(config: PipelineConfig, source: str) -> SourcePlan:
         max_future_seconds=round(windows.max_future.seconds),
         dead_letters_retention_seconds=round(config.tables.dead_letters_retention.seconds),
         warehouse=warehouse,
-        drift=drift_scorer(config, source, warehouse),
+        drift=drift,
         suite=suite_name(suite) if suite else None,
         checks=checks,
+        schema_watch=watch,
     )
 
 
@@ -282,7 +293,7 @@ def start_query(
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,
     )
-    plan = source_plan(config, source)
+    plan = source_plan(config, source, decoder.reader)
     writer.fingerprint = batch_fingerprint(config, source, plan, decoder.reader)
     if plan.rules:
         from driftline.spark.rules import check_regexes
@@ -307,6 +318,7 @@ def start_query(
         if (link := config.report.link(config.name, source)) is not None:
             metrics.report_link(source, link)
         metrics.source_topics(source, topics)
+        metrics.schema_series(source, plan.schema_watch.series())
     loss = (
         None
         if config.kafka.fail_on_data_loss
@@ -476,6 +488,7 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
             summary.windows = spark.read.parquet(stats).select("window_start").distinct().count()
         _summarize_drift(spark, warehouse, source, summary)
         _summarize_expectations(spark, warehouse, source, summary)
+        _summarize_schema_events(spark, warehouse, source, summary)
         out[source] = summary
     return RunSummary(config.name, out)
 
@@ -496,6 +509,26 @@ def _summarize_expectations(spark, warehouse: Warehouse, source: str, summary: S
             "windows": int(row["windows"]), "failed": int(row["failed"]),
             "first_failed": iso_utc(first) if first is not None else None,
         }  # fmt: skip
+
+
+def _summarize_schema_events(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:
+    events = read_batches(spark, warehouse.table("schema_events"), source)
+    if events is None:
+        return
+    first = F.min_by(F.col("detail"), F.struct(F.col("batch_id"), F.col("window_start")))
+    per_kind = events.groupBy("kind", "field", "schema_id").agg(
+        F.count(F.lit(1)).alias("events"), F.min("window_start").alias("first_window"),
+        F.max("window_start").alias("last_window"), F.min("batch_id").alias("first_batch"),
+        first.alias("detail"),
+    )  # fmt: skip
+    for row in per_kind.orderBy("first_batch", "kind", "field", "schema_id").collect():
+        summary.schema_events.append({
+            "kind": row["kind"], "field": row["field"], "schema_id": row["schema_id"],
+            "events": int(row["events"]),
+            "first_window": iso_utc(row["first_window"]) if row["first_window"] is not None else None,
+            "last_window": iso_utc(row["last_window"]) if row["last_window"] is not None else None,
+            "first_batch": int(row["first_batch"]), "detail": row["detail"],
+        })  # fmt: skip
 
 
 def _summarize_drift(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:

@@ -81,5 +81,11 @@ def source_columns(reader: RegisteredSchema) -> list[tuple[str, str]]:
     return data + METADATA_COLUMNS
 
 
+def nullable_fields(reader: RegisteredSchema) -> list[str]:
+    """The reader schema's top-level fields whose type is a union with ``null``."""
+    fields = reader.definition["fields"]
+    return [f["name"] for f in fields if isinstance(f["type"], list) and "null" in f["type"]]
+
+
 def source_ddl(reader: RegisteredSchema) -> str:
     return ", ".join(f"`{name}` {kind}" for name, kind in source_columns(reader))

@@ -8,6 +8,7 @@ source's rows together (``source`` is a column, from the partition folders):
 ``drift_scores``   one row per (source, window, feature, method)
 ``alerts``         fired and resolved events
 ``quality_results`` one row per (source, window, window expectation): success, observed value
+``schema_events``  schema drift: new writer schema ids, all-null fields, unseen categories
 ``dead_letters``   every dead-lettered record with its reason and original bytes
 
 Batch-keyed tables (``source=<s>/batch_id=<n>``) are read from complete batches only,
@@ -27,7 +28,8 @@ from driftline.spark import fs
 from driftline.spark.tables import read_batches
 
 WINDOW_TABLES = ("feature_stats",)  # source=<s>/window_key=<k>: replaced per window
-BATCH_TABLES = ("drift_scores", "alerts", "quality_results", "dead_letters")  # source=<s>/batch_id=<n>
+# source=<s>/batch_id=<n>
+BATCH_TABLES = ("drift_scores", "alerts", "quality_results", "schema_events", "dead_letters")
 TABLES = WINDOW_TABLES + BATCH_TABLES
 
 

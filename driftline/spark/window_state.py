@@ -7,7 +7,9 @@ Layout under ``<warehouse>/_state/open/<source>/``::
     <N>/windows.parquet       rows and offsets per (window, topic, partition)
     <N>/bins.parquet          reference-grid counts per (window, feature, bin)
     <N>/dead.parquet          dead letters per (window, reason), for the circuit breaker
-    <N>/_commit.json          {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals"}
+    <N>/nulls.parquet         nulls per (window, nullable field), for schema drift
+    <N>/_commit.json          {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals",
+                               "schema_ids"}
 
 The partials are small (one row per open window and feature, value or grid slot), so
 they live on the driver as pandas frames: batch N reads version P (the newest committed
@@ -20,7 +22,8 @@ record, ``watermark_N = max(watermark_P, newest valid event time of N - delay)``
 never a scan of history, and so is the list of the version's windows, so a batch
 knows which windows it closes without reading the partials, and so are the job's
 running totals (records read, valid, dead-lettered by reason, late, lost; batches),
-which the run summary reads instead of every batch's progress row. A version holds the
+which the run summary reads instead of every batch's progress row, and so are the
+writer schema ids met so far (:mod:`driftline.quality.schema_drift`). A version holds the
 windows open before N plus those N closed (they are scored from it); the next batch
 drops the latter when it reads.
 So a batch reads O(open windows) rows whatever the job's uptime.
@@ -54,7 +57,7 @@ from driftline.stats import partials
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("numeric", "categorical", "windows", "bins", "dead")
+KINDS = ("numeric", "categorical", "windows", "bins", "dead", "nulls")
 COMMIT = "_commit.json"
 RETAINED = 2  # the newest version and the one before it, which a replay of the newest reads
 
@@ -70,6 +73,7 @@ SCHEMAS = {
     "windows": pa.schema([*_KEY_FIELDS, ("_topic", pa.string()), ("_partition", pa.int32()),
                           ("rows", pa.int64()), ("first_offset", pa.int64()), ("last_offset", pa.int64())]),
     "dead": pa.schema([*_KEY_FIELDS, ("reason", pa.string()), ("count", pa.int64())]),
+    "nulls": pa.schema([*_KEY_FIELDS, ("field", pa.string()), ("count", pa.int64())]),
 }  # fmt: skip
 
 
@@ -117,6 +121,8 @@ class Commit:
     windows: tuple[tuple[datetime, datetime], ...] | None = None
     # running totals of every batch so far (driftline.spark.totals); None in older commits
     totals: dict[str, Any] | None = None
+    # writer schema ids this source's job has met (schema drift); None: none yet, or an older commit
+    schema_ids: tuple[int, ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps({
@@ -127,6 +133,7 @@ class Commit:
             "windows": None if self.windows is None else [[a.isoformat(), b.isoformat()]
                                                           for a, b in self.windows],
             "totals": self.totals,
+            "schema_ids": None if self.schema_ids is None else list(self.schema_ids),
         }, sort_keys=True) + "\n"  # fmt: skip
 
     @classmethod
@@ -135,8 +142,10 @@ class Commit:
         windows = data.get("windows")
         if windows is not None:
             windows = tuple((_moment(start), _moment(end)) for start, end in windows)
+        ids = data.get("schema_ids")
         return cls(data["batch_id"], _moment(data.get("watermark")), _moment(data.get("max_event_time")),
-                   data.get("policy"), windows, data.get("totals"))  # fmt: skip
+                   data.get("policy"), windows, data.get("totals"),
+                   None if ids is None else tuple(ids))  # fmt: skip
 
 
 @dataclass

@@ -11,7 +11,8 @@ Numeric partials: ``rows`` (including nulls), ``nulls``, ``n`` (non-null), ``mea
 ``m2`` (sum of squared deviations from the partial's mean, ``var_pop * n``), ``min``,
 ``max``, ``sketch`` (``kll_sketch_agg_double`` with ``k = 200``). NaN counts as null.
 Categorical partials: ``count`` per (window, feature, value), value cast to string,
-null kept as its own value.
+null kept as its own value. Null partials: ``count`` of nulls per (window, field), for
+every nullable field of the reader schema (schema drift: a field turning all-null).
 """
 
 from __future__ import annotations
@@ -73,4 +74,15 @@ def window_partials(rows: DataFrame) -> DataFrame:
         F.count(F.lit(1)).alias("rows"),
         F.min("_offset").alias("first_offset"),
         F.max("_offset").alias("last_offset"),
+    )
+
+
+def null_partials(rows: DataFrame, fields: Sequence[str]) -> DataFrame:
+    """Per (window, field): how many of ``rows`` have the field null (0 included)."""
+    counts = F.array(*[
+        F.struct(F.lit(f).alias("field"), F.count_if(F.col(f).isNull()).alias("count")) for f in fields
+    ])  # fmt: skip
+    per_window = rows.groupBy(*WINDOW_KEY).agg(counts.alias("_counts"))
+    return per_window.select(*WINDOW_KEY, F.explode("_counts").alias("_c")).select(
+        *WINDOW_KEY, "_c.field", "_c.count"
     )

@@ -46,6 +46,7 @@ COLUMNS = {
     "bins": [*KEY, "feature", "bin", "count"],
     "windows": [*KEY, "_topic", "_partition", "rows", "first_offset", "last_offset"],
     "dead": [*KEY, "reason", "count"],  # dead letters per window (circuit breaker)
+    "nulls": [*KEY, "field", "count"],  # nulls per window and nullable field (schema drift)
 }
 
 

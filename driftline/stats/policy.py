@@ -120,6 +120,7 @@ class AlertTrack:
 
 
 BREAKER_KEY = "__breaker__"  # the circuit breaker's state, next to the tracks in the dict
+OFFSETS_KEY = "__offsets__"  # offset ranges of the windows the tracks still refer to
 
 
 @dataclass
@@ -129,14 +130,34 @@ class PolicyState:
 
     tracks: dict[str, AlertTrack] = field(default_factory=dict)
     breaker: dict[str, Any] | None = None  # BreakerState.to_dict()
+    # window -> its Kafka offset ranges (opaque here), kept while a track's recent windows or
+    # episode start refer to it, so a fired alert can name the offsets of its whole episode
+    offsets: dict[str, Any] = field(default_factory=dict)
 
     def observe(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> str | None:
         return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
+
+    def episode(self, key: str) -> list[Any]:
+        """The offsets kept for the windows of ``key``'s current episode (from its first
+        drifted window on), oldest first; empty when it is not firing."""
+        track = self.tracks.get(key)
+        if track is None or not track.firing or track.since is None:
+            return []
+        return [self.offsets[w] for w in sorted(self.offsets) if w >= track.since]
+
+    def prune_offsets(self) -> None:
+        """Forget the offsets of windows no track refers to any more."""
+        used = {w for t in self.tracks.values() for w, _ in t.recent} | {
+            t.since for t in self.tracks.values() if t.firing and t.since
+        }
+        self.offsets = {w: r for w, r in self.offsets.items() if w in used}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {key: asdict(track) for key, track in sorted(self.tracks.items())}
         if self.breaker is not None:
             out[BREAKER_KEY] = self.breaker
+        if self.offsets:
+            out[OFFSETS_KEY] = dict(sorted(self.offsets.items()))
         return out
 
     @classmethod
@@ -144,6 +165,6 @@ class PolicyState:
         tracks = {
             key: AlertTrack([tuple(r) for r in t["recent"]], t["firing"], t["since"], t["clear_streak"])
             for key, t in data.items()
-            if key != BREAKER_KEY
+            if key not in (BREAKER_KEY, OFFSETS_KEY)
         }
-        return cls(tracks, data.get(BREAKER_KEY))
+        return cls(tracks, data.get(BREAKER_KEY), dict(data.get(OFFSETS_KEY) or {}))

@@ -62,6 +62,7 @@ def test_the_expected_alerts_exist():
             "DriftlineRecordsUnreconciled",
             "DriftlineRecordsLost",
             "DriftlineSourceMostlyLate",
+            "DriftlineSchemaChanged",
         ]
     )
 
@@ -102,11 +103,13 @@ def test_declared_names_are_the_names_the_exporter_serves():
     observation = DriftObservation(**{field.name: values[field.name] for field in fields(DriftObservation)})
     metrics.drift_scored("s", [observation])
     metrics.drift_alert_event("s", "amount", "psi", "fired")
+    metrics.drift_alert_offsets("s", "amount", "psi", "signals.s/0:10-99")
     metrics.consumer_lag("s", "signals.s", 5)
     metrics.window_expectations("s", [{"window_end": at, "suite": "suite", "expectation": "x:unique",
                                        "success": False, "observed_value": 0.1}])  # fmt: skip
     metrics.report_link("s", "https://dq.example.com/reports/p.html#source-s")
     metrics.breaker_state("s", open_=True, rate=0.4)
+    metrics.schema_events("s", [{"kind": "field_all_null", "field": "amount"}])
     metrics.source_topics("s", ["signals.s"])
     metrics.reference("s", "v1")
     metrics.query_terminated("s", failed=True)

@@ -164,7 +164,7 @@ def test_unreachable_broker_exits_4(tmp_path) -> None:
 
 
 def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
-    from driftline.demo.run import BYPASS_RECORDS
+    from driftline.demo.run import BYPASS_RECORDS, LEGACY_RECORDS
 
     run = driftline("demo", "--records", "3000", "--output-dir", str(tmp_path / "out"), timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -174,7 +174,7 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
         assert ingest["read"] == 3000 == ingest["valid"] + ingest["dead_lettered"]
         assert ingest["reconciles"] and ingest["undelivered"] == 0 and ingest["dead_lettered"] > 0
         job = summary["job"][name]
-        assert job["read"] == ingest["valid"] + BYPASS_RECORDS
+        assert job["read"] == ingest["valid"] + BYPASS_RECORDS + LEGACY_RECORDS.get(name, 0)
         assert job["read"] == job["valid"] + job["dead_lettered"] + job["late"] and job["reconciles"]
         half = BYPASS_RECORDS // 2
         assert job["by_reason"] == {
@@ -192,7 +192,7 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
     from driftline.demo.run import demo_drifts
 
     injected = {(source, d.feature) for source, drifts in demo_drifts(3000).items() for d in drifts}
-    assert len(injected) == 5
+    assert len(injected) == 7
     for source, features in summary["drift"].items():
         assert summary["references"][source]["used"] > 0
         assert summary["job"][source]["reference_version"] == summary["references"][source]["version"]
@@ -231,7 +231,37 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
             if result["failed"]:
                 failing.add(name)
     assert "window expectations (quality_results)" in run.stdout
-    allowed = {"DriftlineFeatureDrift", "DriftlineFeatureDriftSevere"}
+    # the retraining webhook gets each drift alert's key and its episode's Kafka offsets,
+    # the same as the fired event in the alerts table (first flagged window to the alert's)
+    import pandas as pd
+
+    from driftline.spark.drift import offsets_label
+
+    fired = pd.read_parquet(summary["tables"]["alerts"]).query("event == 'fired'").set_index("alert_id")
+    to_webhook = [d for d in alerting["delivered"] if d["receiver"] == "webhook" and d["status"] == "firing"]
+    assert to_webhook
+    for d in to_webhook:
+        episode = list(fired.loc[d["alert_id"], "episode_offset_ranges"])
+        assert d["offsets"] == offsets_label(episode) != "", d
+        window = {(r["topic"], r["partition"]): r for r in fired.loc[d["alert_id"], "offset_ranges"]}
+        for r in episode:  # the episode covers the window the alert fired in
+            assert r["first_offset"] <= window[(r["topic"], r["partition"])]["first_offset"]
+    # schema drift: the old producer's v1 and the unregistered id, the all-null referrer, the new country
+    from driftline.avro.registry import FileSchemaRegistry
+
+    v1 = FileSchemaRegistry(REPO / "schemas").get("payments", 1).schema_id
+    events = {(s, e["kind"], e["field"] or e["schema_id"]): e for s, job in summary["job"].items()
+              for e in job["schema_events"]}  # fmt: skip
+    assert events[("payments", "new_writer_schema", v1)]["events"] == 1
+    assert events[("payments", "new_writer_schema", 0x7FFFFFFF)]["events"] == 1
+    assert "UNKNOWN_SCHEMA" in events[("payments", "new_writer_schema", 0x7FFFFFFF)]["detail"]
+    assert events[("payments", "unseen_categories", "country")]["events"] >= 1
+    assert "BR" in events[("payments", "unseen_categories", "country")]["detail"]
+    referrer = events[("clickstream", "field_all_null", "referrer")]
+    assert referrer["first_window"] >= summary["drift"]["clickstream"]["referrer"]["injected"]["from"][:16]
+    assert {k[1] for k in events} == {"new_writer_schema", "unseen_categories", "field_all_null"}
+    assert "schema drift (schema_events)" in run.stdout
+    allowed = {"DriftlineFeatureDrift", "DriftlineFeatureDriftSevere", "DriftlineSchemaChanged"}
     assert {d["alertname"] for d in alerting["delivered"]} <= allowed | (
         {"DriftlineWindowExpectationFailed"} if failing else set()
     )

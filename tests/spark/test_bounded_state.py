@@ -51,9 +51,10 @@ def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path
                                                         caplog.text)}  # fmt: skip
     assert sorted(reads) == list(range(summary.batches))
     assert reads[0] == 0  # nothing before the first batch
-    # numeric, categorical, windows and dead (dead letters per window, for the circuit breaker;
-    # written even when empty); no reference here, so no bins
-    kinds = 4
+    # numeric, categorical, windows, dead (dead letters per window, for the circuit breaker;
+    # written even when empty) and nulls (per nullable field, for schema drift); no
+    # reference here, so no bins
+    kinds = 5
     assert {reads[b] for b in range(1, summary.batches)} == {kinds}, reads
 
     warehouse = config.path(config.warehouse_dir)

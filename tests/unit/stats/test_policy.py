@@ -185,3 +185,31 @@ def test_a_degraded_window_neither_fires_nor_resolves_and_the_breaker_round_trip
     again = PolicyState.from_dict(state.to_dict())
     assert set(again.tracks) == {"a/psi"} and again.tracks["a/psi"].firing
     assert BreakerState.from_dict(again.breaker) == breaker and breaker.open and breaker.since == "w5"
+
+
+def test_a_fired_alert_knows_the_offsets_of_its_whole_episode() -> None:
+    from driftline.spark.drift import merge_ranges, offsets_label
+
+    policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=1)
+    state = PolicyState()
+    windows = {f"w{i}": [{"topic": "t", "partition": p, "first_offset": 100 * i + p, "last_offset": 100 * i + 99}
+                         for p in (0, 1)] for i in range(6)}  # fmt: skip
+    events = []
+    for i, verdict in enumerate([C, C, D, C, D, C]):
+        state.offsets[f"w{i}"] = windows[f"w{i}"]
+        events.append(state.observe(policy, "a/ks", f"w{i}", verdict))
+        if events[-1] == "fired":
+            episode = merge_ranges(state.episode("a/ks"))
+        state.prune_offsets()
+        assert PolicyState.from_dict(state.to_dict()).offsets == state.offsets  # it round-trips
+        # only windows a track still refers to are kept: at most n, plus the episode's start
+        assert set(state.offsets) <= {w for w, _ in state.tracks["a/ks"].recent} | {
+            state.tracks["a/ks"].since
+        }
+    assert events.index("fired") == 4 and events[-1] == "resolved"
+    assert state.offsets == {}  # resolved: its recent windows are forgotten, and so are their offsets
+    # from the first drifted window (w2) to the one it fired in (w4), per partition
+    assert episode == [{"topic": "t", "partition": 0, "first_offset": 200, "last_offset": 499},
+                       {"topic": "t", "partition": 1, "first_offset": 201, "last_offset": 499}]  # fmt: skip
+    assert offsets_label(episode) == "t/0:200-499,t/1:201-499"
+    assert state.episode("a/ks") == []  # not firing: no episode
