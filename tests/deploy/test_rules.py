@@ -138,7 +138,8 @@ def test_unit_tests_cover_firing_and_quiet(alert):
         for expected in case.get("exp_alerts") or []:
             # promtool compares labels exactly, so this pins job and instance on the alert
             assert {"severity", "job", "instance"} <= set(expected["exp_labels"])
-            assert {"summary", "description", "runbook_url"} == set(expected["exp_annotations"])
+            # and every annotation: a rule's annotations are exactly its expected ones
+            assert set(RULES_BY_NAME[alert]["annotations"]) == set(expected["exp_annotations"])
 
 
 #: One deliberate bug per alert: the unit tests must catch each of them.
@@ -159,6 +160,9 @@ MUTATIONS = [
     ("DriftlineRecordsLost", "expr", "lost_total[30m]", "lost_total[10m]"),
     ("DriftlineSourceMostlyLate", "expr", "> 0.9", "> 0.7"),
     ("DriftlineSourceMostlyLate", "for", "10m", "5m"),
+    ("DriftlineSchemaChanged", "expr", "[15m]) > 0", "[15m]) > 1"),
+    ("DriftlineSchemaChanged", "expr", "[15m]", "[5m]"),
+    ("DriftlineFeatureDrift", "offsets", 'label "offsets"', 'label "feature"'),
 ]
 
 
