@@ -211,8 +211,17 @@ def test_sql_views_answer_like_the_parquet_tables_read_apart(drift_run, spark):
 
     config, _, _, _, scores, alerts, _ = drift_run
     session = SqlSession(spark, config.location(config.warehouse_dir))
-    # the payments suite has a window expectation (transaction_id unique): quality_results too
-    assert session.views == ["feature_stats", "drift_scores", "alerts", "quality_results"]
+    # the payments suite has a window expectation (transaction_id unique): quality_results too;
+    # the injected BR is outside the training vocabulary: schema_events
+    assert session.views == ["feature_stats", "drift_scores", "alerts", "quality_results", "schema_events"]
+    unseen = session.query("select window_start, field, values from schema_events "
+                           "where kind = 'unseen_categories' order by window_start")  # fmt: skip
+    injected_window = pd.Timestamp("2026-01-05T08:00:00Z") + pd.Timedelta(seconds=INJECTED_AT)
+    scored = sorted(scores["window_start"].unique())
+    assert [pd.Timestamp(t, tz="UTC") for t in unseen["window_start"]] == [
+        t for t in scored if t >= injected_window
+    ]
+    assert set(unseen["field"]) == {"country"} and all(list(v) == ["BR"] for v in unseen["values"])
     mine = session.query(
         "select source, feature, method, count(*) as windows, sum(cast(drifted as int)) as drifted "
         "from drift_scores group by source, feature, method order by feature, method"
