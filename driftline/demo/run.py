@@ -5,7 +5,7 @@ data with ``driftline baseline``; generate the three demo sources (one per input
 format) spanning one hour of event time, with corrupt records and drift injected into
 chosen features from half-way (a mean shift, a variance change, a null-rate rise and a
 new category; and the fraud model's score, ``risk_score``, shifting with the amounts:
-prediction drift) or from two-thirds (clickstream's ``referrer`` going all-null, a
+prediction drift) or from 35 minutes (clickstream's ``referrer`` going all-null, a
 schema change upstream), and ingest them; add what a buggy producer would send straight
 to Kafka (frames with an unknown schema id, truncated, not framed), records that break
 the expectation suites and, for payments, records from an old producer still writing
@@ -82,7 +82,7 @@ def demo_config(config):
 
 def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
     """The drift the demo injects, from half-way through the stream (a window boundary);
-    clickstream's referrer goes all-null from two-thirds (another boundary)."""
+    clickstream's referrer goes all-null from 7/12 (35 minutes, another boundary)."""
     start = records // 2
     return {
         "payments": (
@@ -97,7 +97,9 @@ def demo_drifts(records: int) -> dict[str, tuple[Drift, ...]]:
         ),
         "clickstream": (
             Drift("mean_shift", "dwell_ms", start, 0.8),
-            Drift("null_rate", "referrer", records * 2 // 3, 1.0),  # the tracking tag was removed
+            # the tracking tag was removed: all-null from 35 of the 60 minutes, so two of its
+            # windows close before the watermark stops (10 minutes behind the newest valid record)
+            Drift("null_rate", "referrer", records * 7 // 12, 1.0),
         ),
     }
 

@@ -6,13 +6,14 @@ the ``schema_events`` table (:mod:`driftline.spark.schema_events`):
 
 ``new_writer_schema``
     Records framed with a writer schema id this source's job has not met before. The
-    ids met so far are kept with the job's state; before the first batch the only id
-    known is the reader schema's (the version the pipeline names), so an old producer
-    still writing v1, a new one writing v3, or a frame naming an id the registry lacks
-    are all events, once each, with how many records and where (topic, partition,
-    first and last offset). ``registered`` says whether the registry knows the id: if
-    not, those records are ``UNKNOWN_SCHEMA`` dead letters until it does (then
-    ``driftline dlq replay``).
+    registered ids met so far are kept with the job's state; before the first batch the
+    only id known is the reader schema's (the version the pipeline names), so an old
+    producer still writing v1 or a new one writing v3 is an event, once, with how many
+    records and where (topic, partition, first and last offset). An id the registry
+    lacks (``registered`` false: its records are ``UNKNOWN_SCHEMA`` dead letters) is an
+    event in every batch that has it, until it is registered (then ``driftline dlq
+    replay``): it is not remembered, so garbage naming random ids cannot grow the
+    state, and the alert stays on while records are being refused.
 ``field_all_null``
     A closed window in which every valid row has a null in a field, where the
     reference (when the source has one and profiles the field) had values. This is
@@ -91,7 +92,8 @@ def new_writer_schemas(
 ) -> tuple[list[SchemaEvent], tuple[int, ...]]:
     """Events for the schema ids in ``ranges`` (a batch's records per id and partition)
     that are not in ``seen`` (``None``: nothing seen yet, only ``reader_id`` is known),
-    and the ids seen after the batch, sorted. ``registered``: ids the registry knows."""
+    and the ids known after the batch, sorted: ``seen`` and this batch's ids that are
+    ``registered`` (ids the registry knows)."""
     known = set(seen) if seen is not None else {reader_id}
     known_to_registry = set(registered)
     by_id: dict[int, list[IdRange]] = {}
@@ -115,7 +117,7 @@ def new_writer_schemas(
         )  # fmt: skip
         events.append(SchemaEvent(SchemaEventKind.NEW_WRITER_SCHEMA, detail, schema_id=schema_id,
                                   registered=in_registry, count=count, offset_ranges=ranges_out))  # fmt: skip
-    return events, tuple(sorted(known | set(by_id)))
+    return events, tuple(sorted(known | (set(by_id) & known_to_registry)))
 
 
 def all_null_fields(

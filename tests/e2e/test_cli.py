@@ -253,7 +253,7 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
     events = {(s, e["kind"], e["field"] or e["schema_id"]): e for s, job in summary["job"].items()
               for e in job["schema_events"]}  # fmt: skip
     assert events[("payments", "new_writer_schema", v1)]["events"] == 1
-    assert events[("payments", "new_writer_schema", 0x7FFFFFFF)]["events"] == 1
+    assert events[("payments", "new_writer_schema", 0x7FFFFFFF)]["events"] >= 1  # each batch that has it
     assert "UNKNOWN_SCHEMA" in events[("payments", "new_writer_schema", 0x7FFFFFFF)]["detail"]
     assert events[("payments", "unseen_categories", "country")]["events"] >= 1
     assert "BR" in events[("payments", "unseen_categories", "country")]["detail"]

@@ -10,8 +10,9 @@ one-minute watermark, so windows 0-4 close), read in batches of 600:
 - in window 4, 50 records carry countries the training data never had.
 
 Every expected event is computed here from the records themselves; then a second run
-from the same checkpoint, with more v1 records, must not report v1 again (the ids met
-are kept with the job's state).
+from the same checkpoint, with more v1 records and unregistered frames, must not report
+v1 again (the registered ids met are kept with the job's state) but must report the
+unregistered id again (its records are still being refused).
 """
 
 from __future__ import annotations
@@ -174,10 +175,17 @@ def test_a_restarted_job_remembers_the_schema_ids_it_met(watched, spark, kafka_b
     generator = SignalGenerator("payments", seed=8, interval=timedelta(seconds=1))
     more = [r.value for r in generator.records(300, first_index=N)]
     old = AvroEncoder(REGISTRY.get("payments", 1))
+    new = AvroEncoder(REGISTRY.get("payments"))
     frames = [(old.encode({k: v for k, v in r.items() if k != "channel"}), r) for r in more[:100]]
-    frames += [(AvroEncoder(REGISTRY.get("payments")).encode(r), r) for r in more[100:]]
+    frames += [(b"\x00" + UNREGISTERED.to_bytes(4, "big") + new.encode(r)[5:], r) for r in more[100:105]]
+    frames += [(new.encode(r), r) for r in more[105:]]
     _produce(kafka_bootstrap, config.topic("payments"), frames)
     summary = run(spark, config, sources=["payments"], max_records_per_batch=600)
     assert summary.sources["payments"].read == N + 300
     after = pd.read_parquet(config.path(config.warehouse_dir) / "schema_events")
-    assert (after["kind"] == "new_writer_schema").sum() == (before["kind"] == "new_writer_schema").sum() == 2
+    ids = lambda events: sorted(events[events["kind"] == "new_writer_schema"]["schema_id"])  # noqa: E731
+    v1_id = watched[-1][0]
+    assert ids(before) == sorted([v1_id, UNREGISTERED])
+    assert ids(after) == sorted([v1_id, UNREGISTERED, UNREGISTERED])  # v1 once; the unregistered id again
+    again = after[(after["schema_id"] == UNREGISTERED) & (after["batch_id"] > 1)]
+    assert list(again["count"]) == [5] and not again["registered"].any()
