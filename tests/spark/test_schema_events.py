@@ -187,5 +187,5 @@ def test_a_restarted_job_remembers_the_schema_ids_it_met(watched, spark, kafka_b
     v1_id = watched[-1][0]
     assert ids(before) == sorted([v1_id, UNREGISTERED])
     assert ids(after) == sorted([v1_id, UNREGISTERED, UNREGISTERED])  # v1 once; the unregistered id again
-    again = after[(after["schema_id"] == UNREGISTERED) & (after["batch_id"] > 1)]
+    again = after[(after["schema_id"] == UNREGISTERED) & (after["batch_id"].astype(int) > 1)]
     assert list(again["count"]) == [5] and not again["registered"].any()
