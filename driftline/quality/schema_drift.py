@@ -13,7 +13,9 @@ the ``schema_events`` table (:mod:`driftline.spark.schema_events`):
     lacks (``registered`` false: its records are ``UNKNOWN_SCHEMA`` dead letters) is an
     event in every batch that has it, until it is registered (then ``driftline dlq
     replay``): it is not remembered, so garbage naming random ids cannot grow the
-    state, and the alert stays on while records are being refused.
+    state, and the alert stays on while records are being refused. A batch reports at
+    most :data:`MAX_ID_EVENTS` new ids one by one (the most frequent); the rest are
+    summed in one event without a ``schema_id``.
 ``field_all_null``
     A closed window in which every valid row has a null in a field, where the
     reference (when the source has one and profiles the field) had values. This is
@@ -41,6 +43,7 @@ from enum import StrEnum
 from typing import Any
 
 MAX_LISTED = 20  # unseen values listed per event, most frequent first
+MAX_ID_EVENTS = 20  # new writer schema ids reported one by one per batch; the rest in one event
 
 
 class SchemaEventKind(StrEnum):
@@ -100,7 +103,17 @@ def new_writer_schemas(
     for r in ranges:
         by_id.setdefault(r.schema_id, []).append(r)
     events = []
-    for schema_id in sorted(set(by_id) - known):
+    new = sorted(set(by_id) - known)
+    if len(new) > MAX_ID_EVENTS:  # garbage naming many ids: the most frequent one by one, the rest summed
+        by_count = sorted(new, key=lambda i: (-sum(r.count for r in by_id[i]), i))
+        new, rest = sorted(by_count[:MAX_ID_EVENTS]), by_count[MAX_ID_EVENTS:]
+        records = sum(r.count for i in rest for r in by_id[i])
+        detail = (f"{records} record(s) with {len(rest)} more schema ids first met by this job (the "
+                  f"{MAX_ID_EVENTS} most frequent are reported one by one)")  # fmt: skip
+        registered_rest = all(i in known_to_registry for i in rest)
+        events.append(SchemaEvent(SchemaEventKind.NEW_WRITER_SCHEMA, detail, registered=registered_rest,
+                                  count=records))  # fmt: skip
+    for schema_id in new:
         parts = sorted(by_id[schema_id], key=lambda r: (r.topic, r.partition))
         count = sum(r.count for r in parts)
         in_registry = schema_id in known_to_registry
@@ -117,7 +130,9 @@ def new_writer_schemas(
         )  # fmt: skip
         events.append(SchemaEvent(SchemaEventKind.NEW_WRITER_SCHEMA, detail, schema_id=schema_id,
                                   registered=in_registry, count=count, offset_ranges=ranges_out))  # fmt: skip
-    return events, tuple(sorted(known | (set(by_id) & known_to_registry)))
+    return sorted(events, key=lambda e: (e.schema_id is None, e.schema_id or 0)), tuple(
+        sorted(known | (set(by_id) & known_to_registry))
+    )
 
 
 def all_null_fields(

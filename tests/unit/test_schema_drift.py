@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.quality.schema_drift import (
+    MAX_ID_EVENTS,
     MAX_LISTED,
     IdRange,
     SchemaEventKind,
@@ -44,7 +45,7 @@ def test_an_id_met_before_is_no_event_and_the_reader_id_is_not_implied_later():
 
 @given(
     seen=st.one_of(st.none(), st.frozensets(st.integers(0, 20), max_size=6)),
-    ids=st.lists(st.integers(0, 20), max_size=12),
+    ids=st.lists(st.integers(0, 20), max_size=MAX_ID_EVENTS),  # never more new ids than reported one by one
     reader=st.integers(0, 20),
 )
 def test_events_are_exactly_the_ids_not_known_before(seen, ids, reader):
@@ -56,6 +57,16 @@ def test_events_are_exactly_the_ids_not_known_before(seen, ids, reader):
     assert [e.count for e in events] == [Counter(ids)[e.schema_id] for e in events]
     assert all(e.registered == (e.schema_id in registered) for e in events)
     assert set(after) == known | (set(ids) & registered) and list(after) == sorted(after)
+
+
+def test_a_batch_naming_many_unknown_ids_reports_the_most_frequent_and_sums_the_rest():
+    ranges = [IdRange(i, "t", 0, 1 + (i < 5) * 10, i, i) for i in range(100, 100 + MAX_ID_EVENTS + 30)]
+    events, seen = new_writer_schemas(None, reader_id=1, ranges=ranges, registered=[])
+    assert len(events) == MAX_ID_EVENTS + 1 and seen == (1,)
+    *one_by_one, rest = events
+    assert [e.schema_id for e in one_by_one] == list(range(100, 100 + MAX_ID_EVENTS))  # ties: lowest ids
+    assert rest.schema_id is None and rest.count == 30 and "30 more schema ids" in rest.detail
+    assert sum(e.count for e in events) == sum(r.count for r in ranges)
 
 
 def test_all_null_fields_need_every_row_null_and_a_reference_with_values():
