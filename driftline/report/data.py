@@ -65,7 +65,9 @@ def _table(root: Path, name: str, source: str) -> pd.DataFrame:
         if sub.name.startswith("batch_id=") and not (sub / "_SUCCESS").exists():
             continue  # a batch being written, or one a crash interrupted
         files = [f for f in sorted(sub.glob("*.parquet")) if not f.name.startswith((".", "_"))]
-        parts += [pd.read_parquet(f) for f in files]
+        batch = int(sub.name.split("=", 1)[1]) if sub.name.startswith("batch_id=") else None
+        parts += [pd.read_parquet(f).assign(batch_id=batch) if batch is not None else pd.read_parquet(f)
+                  for f in files]  # fmt: skip
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -102,6 +104,7 @@ def source_report(config: PipelineConfig, source: str, window: Range, reference=
         "dead_letters": _dead_letters(root, source, window),
         "volume": _volume(stats),
         "expectations": _expectations(results),
+        "schema_events": _schema_events(_table(root, "schema_events", source), window),
         "breaker": _breaker(root, source),
         "reference_version": None if reference is None else reference.version,
     }
@@ -259,6 +262,23 @@ def _expectations(results: pd.DataFrame) -> list[dict[str, Any]]:
         ]
         out.append({"expectation": name, "expects": rows["expects"].iloc[-1], "points": points})
     return out
+
+
+def _schema_events(events: pd.DataFrame, window: Range) -> list[dict[str, Any]]:
+    """Schema drift events, newest batch first: those of a window in the range, and the
+    writer schema ids (which have no window) of every batch."""
+    if events.empty:
+        return []
+    batch_level = events["window_start"].isna()
+    kept = pd.concat([events[batch_level], window.keep(events[~batch_level])])
+    kept = kept.sort_values(["batch_id", "kind"], ascending=[False, True])
+    return [
+        {"batch_id": int(r["batch_id"]), "kind": r["kind"],
+         "field": r["field"] if isinstance(r["field"], str) else None,
+         "schema_id": None if pd.isna(r["schema_id"]) else int(r["schema_id"]),
+         "window": _iso(r["window_start"]), "count": int(r["count"]), "detail": r["detail"]}
+        for r in kept.to_dict("records")
+    ]  # fmt: skip
 
 
 __all__ = ["HISTOGRAMS", "Range", "source_report"]

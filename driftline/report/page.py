@@ -85,6 +85,17 @@ def _source_section(i: int, data: dict[str, Any]) -> tuple[str, int]:
             f"<table><tr><th>expectation</th><th>expects</th><th>windows</th><th>failed</th></tr>{rows}</table>"
         )
         charts += 1
+    if data.get("schema_events"):
+        parts.append("<h3>Schema drift</h3>")
+        what = lambda e: e["field"] or ("" if e["schema_id"] is None else f"id {e['schema_id']}")  # noqa: E731
+        rows = "".join(
+            f"<tr><td>{e['batch_id']}</td><td>{html.escape(e['kind'])}</td><td>{html.escape(what(e))}</td>"
+            f"<td>{html.escape((e['window'] or '')[:16])}</td><td>{e['count']}</td>"
+            f"<td>{html.escape(e['detail'] or '')}</td></tr>"
+            for e in data["schema_events"]
+        )
+        parts.append("<table><tr><th>batch</th><th>kind</th><th>field / schema</th><th>window</th>"
+                     f"<th>count</th><th>detail</th></tr>{rows}</table>")  # fmt: skip
     if data["dead_letters"]["points"]:
         reasons = data["dead_letters"]["reasons"]
         colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]

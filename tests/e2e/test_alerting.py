@@ -14,6 +14,7 @@ records (event time = now) through ten-second windows:
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -115,6 +116,11 @@ def test_drift_alert_reaches_the_webhook_through_alertmanager(
     assert amount.annotations["runbook_url"].endswith("runbook.md#driftlinefeaturedrift")
     assert "amount" in amount.annotations["summary"]
     assert "threshold" in amount.annotations["description"]
+    # what the retraining webhook needs: the alert's key on the alerts topic, its episode's offsets
+    assert amount.annotations["alert_id"] == f"demo/payments/amount/{amount.labels['method']}"
+    assert re.fullmatch(r"[^,/]+/\d+:\d+-\d+(,[^,/]+/\d+:\d+-\d+)*", amount.annotations["offsets"]), (
+        amount.annotations
+    )
     # routing: drift alerts go to the webhook (retraining hook) and on, by severity, to chat or pager
     chat_or_pager = {a.receiver for a in webhook.alerts() if a.labels.get("feature") == "amount"}
     assert {"webhook"} < chat_or_pager
@@ -124,4 +130,9 @@ def test_drift_alert_reaches_the_webhook_through_alertmanager(
     assert {a.labels["alertname"] for a in delivered} <= {
         "DriftlineFeatureDrift",
         "DriftlineFeatureDriftSevere",
+        "DriftlineSchemaChanged",
     }
+    # BR is also schema drift (a value outside the reference vocabulary), and nothing else is
+    schema = {(a.labels["kind"], a.labels.get("field")) for a in delivered
+              if a.labels["alertname"] == "DriftlineSchemaChanged"}  # fmt: skip
+    assert schema <= {("unseen_categories", "country")}

@@ -358,6 +358,14 @@ def test_the_html_report_draws_every_chart_in_chromium_from_the_tables(drift_run
     assert {(e["feature"], e["method"]) for e in payments["alerts"]} == set(
         zip(fired["feature"], fired["method"], strict=True)
     )
+    # schema drift: the windows where BR (outside the training vocabulary) appeared, in the page too
+    events = pd.read_parquet(config.path(config.warehouse_dir) / "schema_events")
+    shown = [(e["kind"], e["field"], e["window"]) for e in payments["schema_events"]]
+    assert sorted(shown) == sorted(
+        (k, f, pd.Timestamp(t).isoformat()) for k, f, t in zip(events["kind"], events["field"],
+                                                                events["window_start"], strict=True)
+    )  # fmt: skip
+    assert "<h3>Schema drift</h3>" in page and "outside the reference vocabulary: BR" in page
 
     dom = _chromium("--virtual-time-budget=5000", "--dump-dom", report.path.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
