@@ -55,7 +55,7 @@ def test_a_full_warehouse_disk_fails_clearly_and_resumes_cleanly(
     records = [r.value for r in SignalGenerator("payments", seed=8).records(N)]
     frames = encode_mix("payments", records, {i: "not_framed" for i in range(5, N, 61)})
     produce_frames(kafka_bootstrap, topic_prefix + "signals.payments", frames, [None] * N)
-    args = ("--source", "payments", "--max-records-per-batch", "300")
+    args = ("--source", "payments", "--max-records-per-batch", "600")  # five batches a run
 
     clean = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="clean")
     done = driftline_run(clean, *args)
