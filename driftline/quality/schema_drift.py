@@ -17,11 +17,13 @@ the ``schema_events`` table (:mod:`driftline.spark.schema_events`):
     most :data:`MAX_ID_EVENTS` new ids one by one (the most frequent); the rest are
     summed in one event without a ``schema_id``.
 ``field_all_null``
-    A closed window in which every valid row has a null in a field, where the
-    reference (when the source has one and profiles the field) had values. This is
-    what a renamed or dropped producer field looks like through schema resolution:
-    the reader fills its default, null, in every row. One event per window while it
-    lasts, so the table shows since when.
+    A closed window in which every valid row has a null in a field that is known to
+    carry values: the reference profiles it with values, or an earlier closed window
+    of the stream had a value in it (the fields seen with values are kept with the
+    job's state). This is what a renamed or dropped producer field looks like through
+    schema resolution: the reader fills its default, null, in every row. An optional
+    field nobody ever filled is no event. One event per window while it lasts, so the
+    table shows since when.
 ``unseen_categories``
     A closed window in which a categorical feature takes values outside the reference
     vocabulary: the values (most frequent first, at most :data:`MAX_LISTED`), how many
@@ -36,7 +38,7 @@ closed windows' counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -140,17 +142,18 @@ def all_null_fields(
     end: datetime,
     rows: int,
     nulls: Mapping[str, int],
-    reference_has_values: Mapping[str, bool],
+    had_values: Collection[str],
     offset_ranges: Sequence[Mapping[str, Any]] = (),
 ) -> list[SchemaEvent]:
     """``field_all_null`` events of one closed window of ``rows`` valid rows, from the
-    window's null count per field. A field the reference profiles with no values at all
-    is not an event; a field the reference does not profile (or no reference) is."""
+    window's null count per field: the fields null in every row that are in
+    ``had_values`` (the reference's fields with values and the fields an earlier window
+    had a value in)."""
     if rows <= 0:
         return []
     events = []
     for name in sorted(nulls):
-        if nulls[name] < rows or not reference_has_values.get(name, True):
+        if nulls[name] < rows or name not in had_values:
             continue
         detail = f"every one of the window's {rows} valid rows has {name} null"
         events.append(SchemaEvent(SchemaEventKind.FIELD_ALL_NULL, detail, field=name, window_start=start,

@@ -276,10 +276,10 @@ class BatchProcessor:
             closed, window_rows = self._write_windows(
                 spark, batch_id, current, census, added, windows, watermark_after
             )
-        schema_ids = before.schema_ids
+        schema = (before.schema_ids, before.fields_with_values)
         if plan.schema_watch is not None:
             with timed("schema_events"):
-                schema_ids = self._schema_events(spark, batch_id, before, survey, closed, current)
+                schema = self._schema_events(spark, batch_id, before, survey, closed, current)
         if plan.checks is not None:
             with timed("window_expectations"):
                 judged = plan.checks.judge(spark, batch_id, closed, window_rows, closed_before=watermark)
@@ -292,7 +292,7 @@ class BatchProcessor:
         totals = add_totals(self._totals_before(spark, previous, batch_id), record)
         faults.point("before_commit", batch_id)
         windows = tuple(sorted(windows))
-        state.commit(Commit(batch_id, watermark_after, newest, policy, windows, totals, schema_ids))
+        state.commit(Commit(batch_id, watermark_after, newest, policy, windows, totals, *schema))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
         if self.retention is not None:
             self.retention(spark)
@@ -301,18 +301,19 @@ class BatchProcessor:
             counts = self._counts(record, watermark_after, loss)
             self.metrics.batch_committed(plan.source, counts, suite=plan.suite)
 
-    def _schema_events(self, spark, batch_id: int, before: Commit, survey, closed, current) -> tuple | None:
+    def _schema_events(self, spark, batch_id: int, before: Commit, survey, closed, current) -> tuple:
         """Write this batch's schema events (new writer schema ids, and the all-null fields
-        and unseen categories of the windows it closed); return the schema ids met so far."""
+        and unseen categories of the windows it closed); return what the commit record
+        keeps for the next batch: the schema ids met and the fields seen with values."""
         watch = self.plan.schema_watch
         ranges = survey.ranges if survey is not None else ()
         registered = self.decoder.known_ids if self.decoder is not None else ()
-        events, seen = watch.batch_events(before.schema_ids, ranges, registered)
-        events += watch.window_events(closed, current)
-        rows = watch.write(spark, batch_id, events)
+        events, ids = watch.batch_events(before.schema_ids, ranges, registered)
+        in_windows, fields = watch.window_events(closed, current, before.fields_with_values or ())
+        rows = watch.write(spark, batch_id, events + in_windows)
         if self.metrics is not None and rows:
             self.metrics.schema_events(self.plan.source, rows)
-        return seen
+        return ids, fields
 
     def _totals_before(self, spark, previous: StateVersion, batch_id: int) -> dict | None:
         """The running totals before this batch: the previous commit's, or, for a commit

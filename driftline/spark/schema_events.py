@@ -65,20 +65,21 @@ class SchemaWatch:
     nullable_fields: tuple[str, ...] = ()  # the reader schema's nullable fields but the event time
     # categorical feature -> its reference vocabulary, for features whose vocabulary is complete
     vocabularies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # field -> whether the reference saw any non-null value of it (profiled features only)
-    reference_has_values: Mapping[str, bool] = field(default_factory=dict)
+    # the features the reference saw a non-null value of
+    reference_has_values: frozenset[str] = frozenset()
 
     @classmethod
     def for_source(cls, pipeline, source, warehouse, reader, nullable_fields, reference) -> SchemaWatch:
         """From the reader schema (``RegisteredSchema`` or None) and the reference profile (or None)."""
-        vocabularies, has_values = {}, {}
+        vocabularies, has_values = {}, set()
         for name, profile in reference.features.items() if reference is not None else ():
-            has_values[name] = int(profile.counts[:-1].sum()) > 0  # every slot but the null one
+            if int(profile.counts[:-1].sum()) > 0:  # every slot but the null one
+                has_values.add(name)
             vocabulary = getattr(profile.binning, "vocabulary", None)
             if vocabulary is not None and int(profile.counts[-2]) == 0:  # nothing in the OOV slot
                 vocabularies[name] = tuple(vocabulary)
         return cls(pipeline, source, warehouse, None if reader is None else reader.schema_id,
-                   tuple(nullable_fields), vocabularies, has_values)  # fmt: skip
+                   tuple(nullable_fields), vocabularies, frozenset(has_values))  # fmt: skip
 
     def series(self) -> list[tuple[str, str]]:
         """The (kind, field) pairs this watch can report, for the metric's series."""
@@ -97,12 +98,15 @@ class SchemaWatch:
         return new_writer_schemas(seen, self.reader_id, ranges, registered)
 
     def window_events(
-        self, closed: Sequence[tuple[datetime, datetime]], state: StateVersion
-    ) -> list[SchemaEvent]:
+        self, closed: Sequence[tuple[datetime, datetime]], state: StateVersion, had_values: Iterable[str] = ()
+    ) -> tuple[list[SchemaEvent], tuple[str, ...]]:
         """All-null fields and unseen categories of the ``closed`` windows, from ``state``
-        (the batch's own version, which still holds them)."""
+        (the batch's own version, which still holds them), oldest window first; and the
+        nullable fields seen with a value so far: ``had_values`` (those of earlier
+        windows, kept in the commit record) and those of these windows."""
+        seen = set(had_values)
         if not closed:
-            return []
+            return [], tuple(sorted(seen))
         starts = [pd.Timestamp(start) for start, _ in closed]
 
         def of_closed(kind: str) -> pd.DataFrame | None:
@@ -123,7 +127,8 @@ class SchemaWatch:
                 mine = nulls[nulls["window_start"] == key]
                 counts = {f: int(c) for f, c in zip(mine["field"], mine["count"], strict=True)}
                 events += all_null_fields(as_utc(start), as_utc(end), window_rows, counts,
-                                          self.reference_has_values, where)  # fmt: skip
+                                          seen | self.reference_has_values, where)  # fmt: skip
+                seen |= {f for f, n in counts.items() if n < window_rows}
             if categorical is not None:
                 mine = categorical[categorical["window_start"] == key]
                 for feature, group in mine.groupby("feature", sort=True):
@@ -135,7 +140,7 @@ class SchemaWatch:
                                               self.vocabularies[feature], where)  # fmt: skip
                     if event is not None:
                         events.append(event)
-        return events
+        return events, tuple(sorted(seen))
 
     def write(self, spark: SparkSession, batch_id: int, events: Sequence[SchemaEvent]) -> list[dict]:
         """The events as this batch's ``schema_events`` rows (nothing written without any)."""

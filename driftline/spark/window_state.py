@@ -9,7 +9,7 @@ Layout under ``<warehouse>/_state/open/<source>/``::
     <N>/dead.parquet          dead letters per (window, reason), for the circuit breaker
     <N>/nulls.parquet         nulls per (window, nullable field), for schema drift
     <N>/_commit.json          {"batch_id", "watermark", "max_event_time", "policy", "windows", "totals",
-                               "schema_ids"}
+                               "schema_ids", "fields_with_values"}
 
 The partials are small (one row per open window and feature, value or grid slot), so
 they live on the driver as pandas frames: batch N reads version P (the newest committed
@@ -23,7 +23,8 @@ never a scan of history, and so is the list of the version's windows, so a batch
 knows which windows it closes without reading the partials, and so are the job's
 running totals (records read, valid, dead-lettered by reason, late, lost; batches),
 which the run summary reads instead of every batch's progress row, and so are the
-writer schema ids met so far (:mod:`driftline.quality.schema_drift`). A version holds the
+writer schema ids met so far and the fields seen with values
+(:mod:`driftline.quality.schema_drift`). A version holds the
 windows open before N plus those N closed (they are scored from it); the next batch
 drops the latter when it reads.
 So a batch reads O(open windows) rows whatever the job's uptime.
@@ -123,6 +124,8 @@ class Commit:
     totals: dict[str, Any] | None = None
     # writer schema ids this source's job has met (schema drift); None: none yet, or an older commit
     schema_ids: tuple[int, ...] | None = None
+    # nullable fields a closed window had a value in (schema drift: only those can turn all-null)
+    fields_with_values: tuple[str, ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps({
@@ -134,6 +137,7 @@ class Commit:
                                                           for a, b in self.windows],
             "totals": self.totals,
             "schema_ids": None if self.schema_ids is None else list(self.schema_ids),
+            "fields_with_values": None if self.fields_with_values is None else list(self.fields_with_values),
         }, sort_keys=True) + "\n"  # fmt: skip
 
     @classmethod
@@ -142,10 +146,10 @@ class Commit:
         windows = data.get("windows")
         if windows is not None:
             windows = tuple((_moment(start), _moment(end)) for start, end in windows)
-        ids = data.get("schema_ids")
+        ids, fields = data.get("schema_ids"), data.get("fields_with_values")
         return cls(data["batch_id"], _moment(data.get("watermark")), _moment(data.get("max_event_time")),
-                   data.get("policy"), windows, data.get("totals"),
-                   None if ids is None else tuple(ids))  # fmt: skip
+                   data.get("policy"), windows, data.get("totals"), None if ids is None else tuple(ids),
+                   None if fields is None else tuple(fields))  # fmt: skip
 
 
 @dataclass

@@ -7,6 +7,8 @@ one-minute watermark, so windows 0-4 close), read in batches of 600:
 - in window 2, an old producer writes 50 records with v1 and a broken one 10 frames
   naming schema id 0x7FFFFFF0, which no registry has;
 - in window 3 every record has ``risk_score`` null (an upstream model went dark);
+- ``channel`` (not a feature) is null in windows 0-1, filled from window 2, and null
+  again in window 4: only window 4 is an event (a field nobody has filled yet is not);
 - in window 4, 50 records carry countries the training data never had.
 
 Every expected event is computed here from the records themselves; then a second run
@@ -50,6 +52,8 @@ def _frames(records, first: int = 0):
     for i, record in enumerate(records, start=first):
         if 3 * WINDOW <= i < 4 * WINDOW:
             record = {**record, "risk_score": None}
+        if i < 2 * WINDOW or 4 * WINDOW <= i < 5 * WINDOW:
+            record = {**record, "channel": None}
         if i in NEW_COUNTRY:
             record = {**record, "country": NEW_COUNTRY[i]}
         if i in V1_AT:
@@ -125,13 +129,15 @@ def test_a_field_null_in_every_row_of_a_closed_window_is_an_event(watched):
     valid = frame[~frame.index.isin(dead)].copy()
     valid.loc[valid.index.isin(V1_AT), "channel"] = None
     valid.loc[(valid.index >= 3 * WINDOW) & (valid.index < 4 * WINDOW), "risk_score"] = None
-    expected = sorted(
-        (w, f)
-        for w, rows in valid[valid["window"] <= 4].groupby("window")
-        for f in fields
-        if rows[f].isna().all()
-    )
-    assert expected == [(3, "risk_score")]  # the data as built, checked before the job's answer
+    valid.loc[(valid.index < 2 * WINDOW) | ((valid.index >= 4 * WINDOW) & (valid.index < 5 * WINDOW)),
+              "channel"] = None  # fmt: skip
+    # an event needs a field known to carry values: a feature (the training data has values
+    # in each) or a field an earlier closed window had a value in
+    known, expected = set(config.source("payments").features), []
+    for w, rows in valid[valid["window"] <= 4].groupby("window"):
+        expected += [(w, f) for f in fields if rows[f].isna().all() and f in known]
+        known |= {f for f in fields if rows[f].notna().any()}
+    assert expected == [(3, "risk_score"), (4, "channel")]  # the data as built, before the job's answer
     got = events[events["kind"] == "field_all_null"]
     assert sorted(zip(((got["window_start"] - START).dt.total_seconds() // WINDOW).astype(int), got["field"],
                       strict=True)) == expected  # fmt: skip
@@ -162,12 +168,14 @@ def test_schema_events_show_in_metrics_and_the_summary(watched):
                                                  ids | {"kind": kind, "field": field})  # fmt: skip
 
     assert count("new_writer_schema") == 2
-    assert count("field_all_null", "risk_score") == 1
+    assert count("field_all_null", "risk_score") == count("field_all_null", "channel") == 1
     assert count("unseen_categories", "country") == 1
-    assert count("field_all_null", "channel") == 0  # the series exists before its first event
+    assert count("unseen_categories", "merchant_category") == 0  # the series exists before any event
+    assert count("field_all_null", "transaction_id") is None  # not nullable: no series
     kinds = {(e["kind"], e["field"], e["schema_id"]): e["events"] for e in summary.schema_events}
     assert kinds == {("new_writer_schema", None, v1_id): 1, ("new_writer_schema", None, UNREGISTERED): 1,
-                     ("field_all_null", "risk_score", None): 1, ("unseen_categories", "country", None): 1}  # fmt: skip
+                     ("field_all_null", "risk_score", None): 1, ("field_all_null", "channel", None): 1,
+                     ("unseen_categories", "country", None): 1}  # fmt: skip
 
 
 def test_a_restarted_job_remembers_the_schema_ids_it_met(watched, spark, kafka_bootstrap):

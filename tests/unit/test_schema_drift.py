@@ -69,19 +69,20 @@ def test_a_batch_naming_many_unknown_ids_reports_the_most_frequent_and_sums_the_
     assert sum(e.count for e in events) == sum(r.count for r in ranges)
 
 
-def test_all_null_fields_need_every_row_null_and_a_reference_with_values():
+def test_all_null_fields_need_every_row_null_and_a_field_known_to_carry_values():
     nulls = {"risk_score": 300, "channel": 299, "legacy": 300, "note": 300}
-    events = all_null_fields(START, END, 300, nulls, {"risk_score": True, "legacy": False})
-    assert [e.field for e in events] == ["note", "risk_score"]  # legacy: null in the reference too
+    events = all_null_fields(START, END, 300, nulls, {"risk_score", "channel", "note"})
+    assert [e.field for e in events] == ["note", "risk_score"]  # legacy: never had a value, no event
     assert all(e.count == 300 and e.share == 1.0 and e.window_start == START for e in events)
-    assert all_null_fields(START, END, 0, {"x": 0}, {}) == []  # an empty window is no evidence
+    assert all_null_fields(START, END, 0, {"x": 0}, {"x"}) == []  # an empty window is no evidence
 
 
 @given(rows=st.integers(1, 50), nulls=st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 50)))
 def test_all_null_matches_a_direct_count(rows, nulls):
     nulls = {f: min(n, rows) for f, n in nulls.items()}
-    got = {e.field for e in all_null_fields(START, END, rows, nulls, {})}
-    assert got == {f for f, n in nulls.items() if n == rows}
+    known = {"a", "c", "e"}
+    got = {e.field for e in all_null_fields(START, END, rows, nulls, known)}
+    assert got == {f for f, n in nulls.items() if n == rows and f in known}
 
 
 def test_unseen_categories_lists_values_by_count_and_their_share_of_non_null_rows():
