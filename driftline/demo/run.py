@@ -398,7 +398,7 @@ def _show_schema_events(console: Console, job) -> None:
         table.add_column(column)
     for name, s in job.sources.items():
         for e in s.schema_events:
-            what = e["field"] or f"id {e['schema_id']}"
+            what = e["field"] or (f"id {e['schema_id']}" if e["schema_id"] is not None else "more ids")
             table.add_row(name, e["kind"], what, str(e["events"]), _clock(e["first_window"]), e["detail"])
     if table.row_count:
         console.print(table)

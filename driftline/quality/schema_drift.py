@@ -11,9 +11,10 @@ the ``schema_events`` table (:mod:`driftline.spark.schema_events`):
     producer still writing v1 or a new one writing v3 is an event, once, with how many
     records and where (topic, partition, first and last offset). An id the registry
     lacks (``registered`` false: its records are ``UNKNOWN_SCHEMA`` dead letters) is an
-    event in every batch that has it, until it is registered (then ``driftline dlq
-    replay``): it is not remembered, so garbage naming random ids cannot grow the
-    state, and the alert stays on while records are being refused. A batch reports at
+    event in every batch that has it (the running job looks it up once; register it,
+    restart the job, then ``driftline dlq replay``): it is not remembered, so garbage
+    naming random ids cannot grow the state, and the alert stays on while records are
+    being refused. A batch reports at
     most :data:`MAX_ID_EVENTS` new ids one by one (the most frequent); the rest are
     summed in one event without a ``schema_id``.
 ``field_all_null``

@@ -264,6 +264,9 @@ def _expectations(results: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+REPORTED_EVENTS = 200  # schema events listed per source, newest batch first
+
+
 def _schema_events(events: pd.DataFrame, window: Range) -> list[dict[str, Any]]:
     """Schema drift events, newest batch first: those of a window in the range, and the
     writer schema ids (which have no window) of every batch."""
@@ -271,7 +274,8 @@ def _schema_events(events: pd.DataFrame, window: Range) -> list[dict[str, Any]]:
         return []
     batch_level = events["window_start"].isna()
     kept = pd.concat([events[batch_level], window.keep(events[~batch_level])])
-    kept = kept.sort_values(["batch_id", "kind"], ascending=[False, True])
+    # newest first, at most REPORTED_EVENTS: an unregistered id repeats in every batch
+    kept = kept.sort_values(["batch_id", "kind"], ascending=[False, True]).head(REPORTED_EVENTS)
     return [
         {"batch_id": int(r["batch_id"]), "kind": r["kind"],
          "field": r["field"] if isinstance(r["field"], str) else None,

@@ -230,6 +230,8 @@ class DriftScorer:
                 if event is not None:
                     since = state.tracks[score.key].since if event == "fired" else None
                     episode = merge_ranges(state.episode(score.key)) if event == "fired" else []
+                    if event == "fired":  # kept as it is now, for the gauge after a restart
+                        state.episodes[score.key] = episode
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, []),
                                                       episode))  # fmt: skip
             state.prune_offsets()
@@ -256,7 +258,9 @@ class DriftScorer:
             self.metrics.drift_alert_state(self.source, feature, method, active=track.firing,
                                            since=_moment(track.since) if track.firing else None)  # fmt: skip
             if track.firing:
-                episode = merge_ranges(state.episode(key))
+                episode = state.episodes.get(key)
+                if episode is None:  # fired before episodes were kept: what is left of its windows
+                    episode = merge_ranges(state.episode(key))
                 self.metrics.drift_alert_offsets(self.source, feature, method, offsets_label(episode))
 
     def _export(self, newest: dict[str, tuple[FeatureScore, datetime]], state: PolicyState, alert_rows):

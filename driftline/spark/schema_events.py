@@ -37,7 +37,7 @@ from driftline.quality.schema_drift import (
     new_writer_schemas,
     unseen_categories,
 )
-from driftline.spark import arrow_files, feature_stats
+from driftline.spark import arrow_files, feature_stats, fs
 from driftline.spark.tables import Warehouse, as_utc
 from driftline.spark.window_state import StateVersion
 from driftline.stats import partials as pt
@@ -143,10 +143,13 @@ class SchemaWatch:
         return events, tuple(sorted(seen))
 
     def write(self, spark: SparkSession, batch_id: int, events: Sequence[SchemaEvent]) -> list[dict]:
-        """The events as this batch's ``schema_events`` rows (nothing written without any)."""
+        """The events as this batch's ``schema_events`` rows. Without any, nothing is written
+        and an earlier attempt's folder of this batch, if any, is removed."""
         rows = [{**e.as_row(), "pipeline": self.pipeline} for e in events]
-        if rows:
-            path = self.warehouse.batch_path(self.warehouse.table("schema_events"), self.source, batch_id)
+        path = self.warehouse.batch_path(self.warehouse.table("schema_events"), self.source, batch_id)
+        if not rows:
+            fs.delete(spark, path)
+        else:
             arrow_files.replace_folder(spark, path, pa.Table.from_pylist(rows, schema=SCHEMA_EVENTS_SCHEMA))
             for e in events:
                 logger.warning("schema_event source=%s batch=%d kind=%s field=%s schema_id=%s %s",

@@ -121,6 +121,7 @@ class AlertTrack:
 
 BREAKER_KEY = "__breaker__"  # the circuit breaker's state, next to the tracks in the dict
 OFFSETS_KEY = "__offsets__"  # offset ranges of the windows the tracks still refer to
+EPISODES_KEY = "__episodes__"  # a firing alert's episode offsets, as they were when it fired
 
 
 @dataclass
@@ -133,6 +134,8 @@ class PolicyState:
     # window -> its Kafka offset ranges (opaque here), kept while a track's recent windows or
     # episode start refer to it, so a fired alert can name the offsets of its whole episode
     offsets: dict[str, Any] = field(default_factory=dict)
+    # key of a firing track -> its episode's offsets when it fired (kept until it resolves)
+    episodes: dict[str, Any] = field(default_factory=dict)
 
     def observe(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> str | None:
         return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
@@ -146,11 +149,13 @@ class PolicyState:
         return [self.offsets[w] for w in sorted(self.offsets) if w >= track.since]
 
     def prune_offsets(self) -> None:
-        """Forget the offsets of windows no track refers to any more."""
+        """Forget the offsets of windows no track refers to any more, and the episodes of
+        tracks no longer firing."""
         used = {w for t in self.tracks.values() for w, _ in t.recent} | {
             t.since for t in self.tracks.values() if t.firing and t.since
         }
         self.offsets = {w: r for w, r in self.offsets.items() if w in used}
+        self.episodes = {k: e for k, e in self.episodes.items() if k in self.tracks and self.tracks[k].firing}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {key: asdict(track) for key, track in sorted(self.tracks.items())}
@@ -158,6 +163,8 @@ class PolicyState:
             out[BREAKER_KEY] = self.breaker
         if self.offsets:
             out[OFFSETS_KEY] = dict(sorted(self.offsets.items()))
+        if self.episodes:
+            out[EPISODES_KEY] = dict(sorted(self.episodes.items()))
         return out
 
     @classmethod
@@ -165,6 +172,7 @@ class PolicyState:
         tracks = {
             key: AlertTrack([tuple(r) for r in t["recent"]], t["firing"], t["since"], t["clear_streak"])
             for key, t in data.items()
-            if key not in (BREAKER_KEY, OFFSETS_KEY)
+            if key not in (BREAKER_KEY, OFFSETS_KEY, EPISODES_KEY)
         }
-        return cls(tracks, data.get(BREAKER_KEY), dict(data.get(OFFSETS_KEY) or {}))
+        return cls(tracks, data.get(BREAKER_KEY), dict(data.get(OFFSETS_KEY) or {}),
+                   dict(data.get(EPISODES_KEY) or {}))  # fmt: skip

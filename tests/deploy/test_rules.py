@@ -162,6 +162,7 @@ MUTATIONS = [
     ("DriftlineSourceMostlyLate", "for", "10m", "5m"),
     ("DriftlineSchemaChanged", "expr", "[15m]) > 0", "[15m]) > 1"),
     ("DriftlineSchemaChanged", "expr", "[15m]", "[5m]"),
+    ("DriftlineSchemaChanged", "expr", "unless driftline_schema_events_total offset 15m", "unless vector(1)"),
     ("DriftlineFeatureDrift", "offsets", 'label "offsets"', 'label "feature"'),
 ]
 

@@ -200,6 +200,7 @@ def test_a_fired_alert_knows_the_offsets_of_its_whole_episode() -> None:
         events.append(state.observe(policy, "a/ks", f"w{i}", verdict))
         if events[-1] == "fired":
             episode = merge_ranges(state.episode("a/ks"))
+            state.episodes["a/ks"] = episode
         state.prune_offsets()
         assert PolicyState.from_dict(state.to_dict()).offsets == state.offsets  # it round-trips
         # only windows a track still refers to are kept: at most n, plus the episode's start
@@ -207,7 +208,7 @@ def test_a_fired_alert_knows_the_offsets_of_its_whole_episode() -> None:
             state.tracks["a/ks"].since
         }
     assert events.index("fired") == 4 and events[-1] == "resolved"
-    assert state.offsets == {}  # resolved: its recent windows are forgotten, and so are their offsets
+    assert state.offsets == {} and state.episodes == {}  # resolved: its windows and episode are forgotten
     # from the first drifted window (w2) to the one it fired in (w4), per partition
     assert episode == [{"topic": "t", "partition": 0, "first_offset": 200, "last_offset": 499},
                        {"topic": "t", "partition": 1, "first_offset": 201, "last_offset": 499}]  # fmt: skip
