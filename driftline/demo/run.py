@@ -362,7 +362,7 @@ def _run_job(config, metrics, when_idle):
 def _show_job(console: Console, job, config, observability: dict) -> None:
     table = Table(title=f"pipeline {config.name}: quality stream job")
     columns = ["source", "read", "valid", "dead-lettered", "by reason", "late", "windows", "batches",
-               "alerts fired", "alerts delivered", "reconciles"]  # fmt: skip
+               "alerts fired", "alerts delivered", "circuit breaker", "reconciles"]  # fmt: skip
     for column in columns:
         table.add_column(column)
     for name, s in job.sources.items():
@@ -371,7 +371,8 @@ def _show_job(console: Console, job, config, observability: dict) -> None:
         delivered = _delivered_count(observability, name)
         table.add_row(name, str(s.read), str(s.valid), str(s.dead_lettered), reasons, str(s.late),
                       str(s.windows), str(s.batches), str(s.alerts_fired),
-                      "n/a" if delivered is None else str(delivered), mark)  # fmt: skip
+                      "n/a" if delivered is None else str(delivered), _breaker_text(s.breaker),
+                      mark)  # fmt: skip
     console.print(table)
     _show_windows(console, config)
     _show_expectations(console, job)
@@ -389,6 +390,14 @@ def _show_expectations(console: Console, job) -> None:
             table.add_row(name, expectation, str(result["windows"]), failed, result["first_failed"] or "")
     if table.row_count:
         console.print(table)
+
+
+def _breaker_text(breaker: dict) -> str:
+    """The circuit breaker's state in the run summary, in words."""
+    if not breaker:
+        return "-"  # no window scored yet
+    state = f"[red]open since {_clock(breaker['since'])}[/]" if breaker["open"] else "closed"
+    return f"{state}, {breaker['degraded_windows']} degraded"
 
 
 def _show_schema_events(console: Console, job) -> None:

@@ -261,6 +261,9 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
     assert referrer["first_window"] >= summary["drift"]["clickstream"]["referrer"]["injected"]["from"][:16]
     assert {k[1] for k in events} == {"new_writer_schema", "unseen_categories", "field_all_null"}
     assert "schema drift (schema_events)" in run.stdout
+    # circuit breakers: the demo's few dead letters per window (2% corrupt) never open one
+    for source, job in summary["job"].items():
+        assert job["breaker"] == {"open": False, "since": None, "degraded_windows": 0}, source
     allowed = {"DriftlineFeatureDrift", "DriftlineFeatureDriftSevere", "DriftlineSchemaChanged"}
     assert {d["alertname"] for d in alerting["delivered"]} <= allowed | (
         {"DriftlineWindowExpectationFailed"} if failing else set()
