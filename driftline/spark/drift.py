@@ -229,9 +229,9 @@ class DriftScorer:
                 event = state.observe(self.policy, score.key, iso_utc(start), score.verdict)
                 if event is not None:
                     since = state.tracks[score.key].since if event == "fired" else None
-                    episode = merge_ranges(state.episode(score.key)) if event == "fired" else []
+                    episode = []
                     if event == "fired":  # kept as it is now, for the gauge after a restart
-                        state.episodes[score.key] = episode
+                        episode = state.episodes[score.key] = merge_ranges(state.episode(score.key))
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, []),
                                                       episode))  # fmt: skip
             state.prune_offsets()
