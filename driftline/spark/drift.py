@@ -43,7 +43,7 @@ from driftline.spark import arrow_files, feature_stats
 from driftline.spark import window_stats as ws
 from driftline.spark.grid_bins import GridBins
 from driftline.spark.tables import Warehouse, iso_utc
-from driftline.spark.window_state import StateVersion, WindowState
+from driftline.spark.window_state import StateVersion, WindowState, closed_offset_ranges
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
 from driftline.stats import partials as pt
 from driftline.stats.binning import NumericBinning
@@ -178,13 +178,6 @@ class DriftScorer:
                 out.setdefault(start.to_pydatetime(), [0, 0])[slot] = int(total)
         return {start: (dead, valid) for start, (dead, valid) in out.items()}
 
-    def _offset_ranges(self, state: StateVersion, closed: list[datetime]) -> dict[datetime, list[dict]]:
-        known = state.frame("windows")
-        if known is None:
-            return {}
-        ranges = pt.offset_ranges(known[known["window_start"].isin([pd.Timestamp(s) for s in closed])])
-        return {start.to_pydatetime(): parts for (_, start, _), parts in ranges.items()}
-
     def score_closed(
         self,
         spark,
@@ -203,7 +196,7 @@ class DriftScorer:
             return policy
         starts = [start for start, _ in closed]
         counts = self._window_counts(windows, starts)
-        ranges = self._offset_ranges(windows, starts)
+        ranges = closed_offset_ranges(windows, starts)
         state = PolicyState.from_dict(policy) if policy else PolicyState()
         breaker = BreakerState.from_dict(state.breaker)
         dead = self._dead_and_valid(windows, starts)

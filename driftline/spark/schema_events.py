@@ -39,8 +39,7 @@ from driftline.quality.schema_drift import (
 )
 from driftline.spark import arrow_files, feature_stats, fs
 from driftline.spark.tables import Warehouse, as_utc
-from driftline.spark.window_state import StateVersion
-from driftline.stats import partials as pt
+from driftline.spark.window_state import StateVersion, closed_offset_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -114,15 +113,13 @@ class SchemaWatch:
             return None if frame is None or frame.empty else frame[frame["window_start"].isin(starts)]
 
         windows, nulls, categorical = of_closed("windows"), of_closed("nulls"), of_closed("categorical")
-        rows, ranges = pd.Series(dtype="int64"), {}
-        if windows is not None:
-            rows = windows.groupby("window_start")["rows"].sum()
-            ranges = {start: parts for (_, start, _), parts in pt.offset_ranges(windows).items()}
+        rows = pd.Series(dtype="int64") if windows is None else windows.groupby("window_start")["rows"].sum()
+        ranges = closed_offset_ranges(state, [start for start, _ in closed])
         events: list[SchemaEvent] = []
         for start, end in sorted(closed):
             key = pd.Timestamp(start)
             window_rows = int(rows.get(key, 0))
-            where = ranges.get(key, [])
+            where = ranges.get(as_utc(start), [])
             if nulls is not None and self.nullable_fields:
                 mine = nulls[nulls["window_start"] == key]
                 counts = {f: int(c) for f, c in zip(mine["field"], mine["count"], strict=True)}

@@ -181,6 +181,16 @@ class StateVersion:
         return None if table is None else to_pandas(table, kind)
 
 
+def closed_offset_ranges(state: StateVersion, starts) -> dict[datetime, list[dict]]:
+    """Per window start among ``starts`` (aware UTC): the offset ranges of its rows, from
+    ``state``'s ``windows`` partials (for the rows of closed windows: scores, alerts, events)."""
+    known = state.frame("windows")
+    if known is None:
+        return {}
+    ranges = partials.offset_ranges(known[known["window_start"].isin([pd.Timestamp(s) for s in starts])])
+    return {start.to_pydatetime(): parts for (_, start, _), parts in ranges.items()}
+
+
 class WindowState:
     """Versioned open-window state of one source (see the module docstring)."""
 
