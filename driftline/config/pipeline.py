@@ -228,6 +228,11 @@ class DriftConfig(_Model):
     persistence_n: int = Field(default=3, ge=1)
     resolve_after: int = Field(default=3, ge=1)
     resolve_ratio: float = Field(default=0.8, gt=0, le=1)
+    early_alerts: bool = Field(
+        default=False,
+        description="Let an alert one drifted window short of persistence_k fire on a window still open, "
+        "once its rows so far (at least min_rows) score drifted: one window sooner, judged again at close.",
+    )  # fmt: skip
     breaker_open_rate: float = Field(
         default=0.2, gt=0, le=1,
         description="A window whose records were dead-lettered at this rate or more opens the source's "

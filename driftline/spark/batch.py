@@ -288,7 +288,8 @@ class BatchProcessor:
         policy = before.policy
         if plan.drift is not None:
             with timed("drift"):
-                policy = plan.drift.score_closed(spark, batch_id, closed, current, policy)
+                still_open = sorted(windows - set(closed))
+                policy = plan.drift.score_closed(spark, batch_id, closed, current, policy, still_open)
         totals = add_totals(self._totals_before(spark, previous, batch_id), record)
         faults.point("before_commit", batch_id)
         windows = tuple(sorted(windows))

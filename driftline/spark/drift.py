@@ -72,6 +72,7 @@ ALERTS_SCHEMA = pa.schema([
     ("score", pa.float64()), ("effect", pa.float64()), ("threshold", pa.float64()), ("p_value", pa.float64()),
     ("p_adjusted", pa.float64()), ("n", pa.int64()), ("reference_version", pa.string()),
     ("top_shifted", SHIFTED), ("offset_ranges", RANGES), ("episode_offset_ranges", RANGES),
+    ("early", pa.bool_()),
 ])  # fmt: skip
 
 
@@ -185,14 +186,18 @@ class DriftScorer:
         closed: list[tuple[datetime, datetime]],
         windows: StateVersion,
         policy: dict[str, Any] | None,
+        still_open: list[tuple[datetime, datetime]] = (),
     ) -> dict[str, Any] | None:
         """Score ``closed`` windows (start, end) from the state version ``windows`` of this
         batch, advance the alert policy from its state ``policy`` (``PolicyState.to_dict``,
-        kept in the window state's commit record), write scores and alerts.
+        kept in the window state's commit record), write scores and alerts. With early
+        alerts on, the ``still_open`` windows may then fire a track one window short
+        (:meth:`_fire_early`).
 
-        Returns the policy's new state (``policy`` itself when nothing closed).
+        Returns the policy's new state (``policy`` itself when nothing closed or fired).
         """
-        if not closed:
+        early = self.policy.early_alerts and bool(still_open)
+        if not closed and not early:
             return policy
         starts = [start for start, _ in closed]
         counts = self._window_counts(windows, starts)
@@ -228,16 +233,54 @@ class DriftScorer:
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, []),
                                                       episode))  # fmt: skip
             state.prune_offsets()
+        fired_early = self._fire_early(state, windows, still_open) if early and not breaker.open else []
+        if not closed and not fired_early:
+            return policy
+        alert_rows.extend(fired_early)
+        state.prune_offsets()
         state.breaker = breaker.to_dict()
         self._write(spark, batch_id, score_rows, alert_rows)
         if self.alerts is not None:
             self.alerts.write(batch_id, lambda: [self._outgoing(row) for row in alert_rows])
         if self.metrics is not None:
             self._export(newest, state, alert_rows)
+            for row in fired_early:  # no closed window of theirs in ``newest``
+                self.metrics.drift_alert_state(self.source, row["feature"], row["method"], active=True,
+                                               since=row["first_flagged_window"])  # fmt: skip
             self.metrics.breaker_state(self.source, open_=breaker.open, rate=breaker.last_rate)
-        logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d", self.source, batch_id,
-                    len(closed), len(score_rows), len(alert_rows))  # fmt: skip
+        logger.info("drift_scored source=%s batch=%d windows=%d scores=%d alerts=%d early=%d", self.source,
+                    batch_id, len(closed), len(score_rows), len(alert_rows), len(fired_early))  # fmt: skip
         return state.to_dict()
+
+    def _fire_early(
+        self, state: PolicyState, windows: StateVersion, still_open: list[tuple[datetime, datetime]]
+    ) -> list[dict[str, Any]]:
+        """Early alerts: each still-open window, oldest first, scored on its rows so far (the
+        same counts and formulas as a closed window, from this batch's state version); a
+        track one drifted window short of firing fires on it if it scores ``drifted``
+        (:meth:`~driftline.stats.policy.AlertTrack.fire_early`). Driver side, per batch,
+        and only while some track is one short: nothing is scored otherwise. No
+        ``drift_scores`` row is written for an open window; its final score comes when it
+        closes. Returns the ``alerts`` rows of the tracks that fired (``early`` true)."""
+        rows: list[dict[str, Any]] = []
+        for start, end in sorted(still_open):
+            keys = [f"{f}/{m}" for f in self.reference.features for m in self.methods]
+            if not any(state.one_short(self.policy, key) for key in keys):
+                break
+            window_counts = self._window_counts(windows, [start]).get(start)
+            if not window_counts:
+                continue
+            ranges = closed_offset_ranges(windows, [start]).get(start, [])
+            label = iso_utc(start)
+            for score in self.reference.score(window_counts, methods=self.methods, policy=self.policy):
+                if not state.fire_early(self.policy, score.key, label, score.verdict):
+                    continue
+                since = state.tracks[score.key].since
+                state.offsets[label] = ranges  # the episode's newest window, its rows so far
+                episode = state.episodes[score.key] = merge_ranges(state.episode(score.key))
+                row = self._alert_row("fired", score, start, end, since, ranges, episode)
+                rows.append({**row, "early": True})
+        return rows
 
     def export_saved_state(self, spark) -> None:
         """At query start: the newest saved policy state's alerts as gauges (driver, once).
@@ -303,7 +346,7 @@ class DriftScorer:
             "threshold": score.threshold, "p_value": finite_or_none(score.p_value),
             "p_adjusted": finite_or_none(score.p_adjusted), "n": score.n,
             "reference_version": self.reference.version, "top_shifted": score.top_shifted,
-            "offset_ranges": ranges, "episode_offset_ranges": episode or None,
+            "offset_ranges": ranges, "episode_offset_ranges": episode or None, "early": False,
         }  # fmt: skip
 
     def _write(self, spark, batch_id: int, score_rows: list[dict], alert_rows: list[dict]) -> None:

@@ -20,6 +20,14 @@ Across windows (in event-time order, insufficient windows skipped) an
 only after ``resolve_after`` consecutive ``clear`` windows (``elevated`` ones reset
 the count), so a score hovering around the threshold does not flap.
 
+*Early alerts* (``early_alerts``, off by default): a track one drifted window short of
+firing (``persistence_k - 1`` of its last ``persistence_n - 1`` judged windows drifted)
+may fire on a window that is still open, when that window's rows so far (at least
+``min_rows``) already score ``drifted``: :meth:`AlertTrack.fire_early`. The open window
+is not added to the track's history: it is judged like any other when it closes, and
+a firing alert resolves by the same hysteresis. An early alert comes one window sooner
+(see docs/drift.md), at the price that the partial window may not stay drifted.
+
 Examples
 --------
 >>> policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=2)
@@ -62,6 +70,7 @@ class AlertPolicy:
     persistence_n: int = 3
     resolve_after: int = 3
     resolve_ratio: float = 0.8
+    early_alerts: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.persistence_k <= self.persistence_n:
@@ -118,6 +127,28 @@ class AlertTrack:
             return "resolved"
         return None
 
+    def _before_next(self, policy: AlertPolicy) -> list[tuple[str, bool]]:
+        """The judged windows that count with the next one: the last ``persistence_n - 1``."""
+        return self.recent[-(policy.persistence_n - 1) :] if policy.persistence_n > 1 else []
+
+    def one_short(self, policy: AlertPolicy) -> bool:
+        """Whether one more drifted window fires it: not firing, and ``persistence_k - 1``
+        of its last ``persistence_n - 1`` judged windows drifted."""
+        if self.firing:
+            return False
+        return sum(flagged for _, flagged in self._before_next(policy)) >= policy.persistence_k - 1
+
+    def fire_early(self, policy: AlertPolicy, window: str, verdict: Verdict) -> bool:
+        """An early alert: fire on ``window``, still open, whose rows so far are judged
+        ``verdict``, if the track is :meth:`one_short`. The window is not added to
+        :attr:`recent` (it is observed when it closes); :attr:`since` is the first drifted
+        window of the ones that count, this one if no closed one does."""
+        if verdict is not Verdict.DRIFTED or not self.one_short(policy):
+            return False
+        drifted = [w for w, flagged in self._before_next(policy) if flagged]
+        self.firing, self.since, self.clear_streak = True, (drifted or [window])[0], 0
+        return True
+
 
 BREAKER_KEY = "__breaker__"  # the circuit breaker's state, next to the tracks in the dict
 OFFSETS_KEY = "__offsets__"  # offset ranges of the windows the tracks still refer to
@@ -139,6 +170,14 @@ class PolicyState:
 
     def observe(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> str | None:
         return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
+
+    def fire_early(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> bool:
+        return self.tracks.setdefault(key, AlertTrack()).fire_early(policy, window, verdict)
+
+    def one_short(self, policy: AlertPolicy, key: str) -> bool:
+        """Whether ``key`` fires on one more drifted window (a key not seen yet: if k = 1)."""
+        track = self.tracks.get(key)
+        return track.one_short(policy) if track is not None else policy.persistence_k == 1
 
     def episode(self, key: str) -> list[Any]:
         """The offsets kept for the windows of ``key``'s current episode (from its first

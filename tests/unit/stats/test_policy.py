@@ -214,3 +214,54 @@ def test_a_fired_alert_knows_the_offsets_of_its_whole_episode() -> None:
                        {"topic": "t", "partition": 1, "first_offset": 201, "last_offset": 499}]  # fmt: skip
     assert offsets_label(episode) == "t/0:200-499,t/1:201-499"
     assert state.episode("a/ks") == []  # not firing: no episode
+
+
+@PROPERTY
+@given(
+    kn=st.integers(1, 5).flatmap(lambda n: st.tuples(st.integers(1, n), st.just(n))),
+    verdicts=st.lists(st.sampled_from([D, E, C, N]), max_size=30),
+    provisional=st.sampled_from([D, E, C, N]),
+)
+def test_an_early_alert_fires_exactly_when_the_open_window_closing_drifted_would(
+    kn, verdicts, provisional
+) -> None:
+    """Against the sliding-window oracle: after any history, an open window judged so far
+    ``provisional`` fires early iff the same history plus a closed drifted window fires
+    there (only a drifted provisional verdict counts), with the same first flagged window."""
+    k, n = kn
+    policy = AlertPolicy(persistence_k=k, persistence_n=n, resolve_after=1000, early_alerts=True)
+    early, closing = PolicyState(), PolicyState()
+    for i, v in enumerate(verdicts):
+        early.observe(policy, "x/ks", f"w{i:02d}", v)
+        closing.observe(policy, "x/ks", f"w{i:02d}", v)
+    was_firing = first_fire_by_sliding_window(verdicts, k, n) is not None
+    open_window = f"w{len(verdicts):02d}"
+    fired = early.fire_early(policy, "x/ks", open_window, provisional)
+    would = closing.observe(policy, "x/ks", open_window, D) == "fired"
+    assert fired == (would and provisional is D)
+    if fired or was_firing:
+        assert not early.one_short(policy, "x/ks")
+    if fired:
+        assert early.tracks["x/ks"].since == closing.tracks["x/ks"].since
+        assert early.tracks["x/ks"].firing and not was_firing
+        # the open window is not history yet: it is judged when it closes
+        assert open_window not in [w for w, _ in early.tracks["x/ks"].recent]
+
+
+def test_an_early_alert_is_judged_again_when_its_window_closes_and_resolves_by_hysteresis() -> None:
+    policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=2, early_alerts=True)
+    state = PolicyState()
+    assert state.observe(policy, "a/ks", "w1", D) is None
+    assert not state.fire_early(policy, "a/ks", "w2", E)  # not drifted so far: nothing
+    assert state.fire_early(policy, "a/ks", "w2", D)
+    assert state.tracks["a/ks"].since == "w1" and state.tracks["a/ks"].recent == [("w1", True)]
+    assert not state.fire_early(policy, "a/ks", "w2", D)  # firing already: once per episode
+    # w2 closes clear after all: no second "fired", and the hysteresis resolves it as usual
+    assert [state.observe(policy, "a/ks", w, C) for w in ("w2", "w3")] == [None, "resolved"]
+    # a track with no drifted window is not one short under 2-of-3; a new key under 1-of-n is
+    assert not state.one_short(policy, "b/ks") and not state.fire_early(policy, "b/ks", "w1", D)
+    single = AlertPolicy(persistence_k=1, persistence_n=1, early_alerts=True)
+    assert state.one_short(single, "b/ks") and state.fire_early(single, "b/ks", "w1", D)
+    assert state.tracks["b/ks"].since == "w1"
+    # the state round-trips mid-episode like any other
+    assert PolicyState.from_dict(json.loads(json.dumps(state.to_dict()))).tracks == state.tracks
