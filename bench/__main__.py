@@ -137,8 +137,7 @@ def main() -> None:
                 latency = None
                 if args.alert_runs:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
-                    runs = alert_latency.measure(spark, state.bootstrap, Path(scratch), args.alert_runs)
-                    latency = alert_latency.summarize(runs)
+                    latency = alert_latency.measure(spark, state.bootstrap, Path(scratch), args.alert_runs)
                 wide = layouts = None
                 if args.sources:
                     print(f"1 source and {args.sources} sources x 20 features ...")
@@ -173,9 +172,8 @@ def main() -> None:
     print("  window state, Spark's RocksDB state store vs the versioned table (24 batches of 20,000):")
     print("\n".join(f"    {line}" for line in state_bench.report(state_choice).splitlines()))
     if latency:
-        setup = "10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape"
-        print(f"  {'event-to-alert latency':<42} median {latency['median_s']:.1f} s, "
-              f"p95 {latency['p95_s']:.1f} s over {latency['runs']} runs ({setup})")  # fmt: skip
+        print("  event-to-alert latency (10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape):")
+        print("\n".join(f"    {line}" for line in alert_latency.report(latency).splitlines()))
     if wide:
         print("  many sources (one streaming query per source, until idle):")
         print("\n".join(f"    {line}" for line in many_sources.report(wide).splitlines()))
@@ -191,7 +189,7 @@ def main() -> None:
                 "ratio_to_source": {k: round(v / source, 3) for k, v in results.items()},
                 "job_step_seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
                 "windows_scored_per_s": round(windows_per_second),
-                "alert_latency": latency,
+                "alert_latency": latency and {m: alert_latency.summarize(v) for m, v in latency.items()},
                 "window_state": state_choice,
                 "trickle": trickle.summary(trickle_result) if trickle_result else None,
                 "many_sources": wide,

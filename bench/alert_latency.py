@@ -15,6 +15,10 @@ evenly over the window (run ``i`` of ``n`` at ``(i + 0.5) / n`` of it): the late
 depends on the phase by up to a window, and left to itself the start would follow the
 job's own scoring rhythm and measure one phase only.
 
+Every phase is measured twice, side by side in one run: with alerts on closed windows
+only (the default) and with ``[drift] early_alerts`` (a track one window short may fire
+on the still-open window's rows so far; docs/drift.md).
+
 Runs share one SparkSession, broker, Prometheus and Alertmanager; each has its own
 topics, checkpoint and tables. Before drifting, a run waits until the previous run's
 alert has resolved (the new run's first clean window clears it), so each run's alert
@@ -44,7 +48,10 @@ REPO = Path(__file__).resolve().parent.parent
 DRIFT = (Drift("mean_shift", "amount", 0, 1.5),)
 
 
-def _config(scratch: Path, bootstrap: str, run: int):
+MODES = {"closed windows": False, "early alerts": True}  # label -> [drift] early_alerts
+
+
+def _config(scratch: Path, bootstrap: str, run: int | str, *, early: bool = False):
     config = load_pipeline(REPO / "pipelines" / "demo.toml")
     folder = scratch / f"run{run}"
     config = config.with_kafka(bootstrap_servers=bootstrap, topic_prefix=f"lat{uuid.uuid4().hex[:8]}.")
@@ -57,39 +64,43 @@ def _config(scratch: Path, bootstrap: str, run: int):
         }
     )
     config = live_config(config)
+    config = config.model_copy(update={"drift": config.drift.model_copy(update={"early_alerts": early})})
     build_reference(config, "payments", folder)
     return config
 
 
-def measure(spark, bootstrap: str, scratch: Path, runs: int) -> list[float]:
-    """Latency in seconds of ``runs`` drift injections (see the module docstring).
+def measure(spark, bootstrap: str, scratch: Path, runs: int) -> dict[str, list[float]]:
+    """Latency in seconds of ``runs`` drift injections per mode of :data:`MODES` (see the
+    module docstring); the modes take turns at each phase.
 
     Each run also prints where its latency went: the drift's start ``phase`` in its
     window, how many windows it took to fire (the first, partly drifted window may or may
     not be flagged; 2 of 3 then needs one more), and the time from the firing window's
-    end to the webhook (watermark, trigger, batch, scrape, rule evaluation, group_wait).
+    end to the webhook (watermark, trigger, batch, scrape, rule evaluation, group_wait;
+    negative for an early alert, which fires before its window ends).
     The first part is set by the windows and the persistence, the second by the job."""
     binaries = find_binaries()
     if binaries is None:
         raise SystemExit(f"alert latency needs Prometheus and Alertmanager: {MISSING_HINT}")
     metrics = PipelineMetrics("demo")
     exporter = serve(metrics.registry, port=0)
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
     with WebhookReceiver() as webhook:
         stack = shipped_stack(scratch / "promstack", scrape_targets=[f"127.0.0.1:{exporter.port}"],
                               webhook=webhook, binaries=binaries)  # fmt: skip
         with stack as prom:
             prom.wait_for_scrape()
             for run in range(runs):
-                config = _config(scratch, bootstrap, run)
-                phase = (run + 0.5) / runs * config.windows.size.seconds
-                drifted_at, received_at = _one_run(
-                    spark, config, metrics, webhook, prom, seed=run, phase=phase
-                )
-                latency = received_at - drifted_at
-                latencies.append(latency)
-                print(f"  run {run + 1}/{runs}: drift alert for amount after {latency:5.1f} s "
-                      f"({_breakdown(config, drifted_at, received_at)})")  # fmt: skip
+                for mode, early in MODES.items():
+                    config = _config(scratch, bootstrap, f"{run}{'e' if early else ''}", early=early)
+                    phase = (run + 0.5) / runs * config.windows.size.seconds
+                    drifted_at, received_at = _one_run(
+                        spark, config, metrics, webhook, prom, seed=run, phase=phase
+                    )
+                    latency = received_at - drifted_at
+                    latencies[mode].append(latency)
+                    print(f"  run {run + 1}/{runs}, {mode}: drift alert for amount after {latency:5.1f} s "
+                          f"({_breakdown(config, drifted_at, received_at)})")  # fmt: skip
     exporter.close()
     return latencies
 
@@ -159,3 +170,34 @@ def summarize(latencies: list[float]) -> dict[str, float]:
     p95 = percentile(ordered, 0.95)
     return {"runs": len(ordered), "median_s": round(statistics.median(ordered), 1), "p95_s": round(p95, 1),
             "min_s": round(ordered[0], 1), "max_s": round(ordered[-1], 1)}  # fmt: skip
+
+
+def report(latencies: dict[str, list[float]]) -> str:
+    """One line per mode, and the early mode's median and p95 against the default's."""
+    summaries = {mode: summarize(values) for mode, values in latencies.items() if values}
+    lines = [f"{mode:<16} median {s['median_s']:5.1f} s, p95 {s['p95_s']:5.1f} s over {s['runs']} runs "
+             f"(min {s['min_s']:.1f}, max {s['max_s']:.1f})" for mode, s in summaries.items()]  # fmt: skip
+    if len(summaries) == 2:
+        base, early = summaries["closed windows"], summaries["early alerts"]
+        lines.append(f"early / closed windows: median {early['median_s'] / base['median_s']:.2f}x, "
+                     f"p95 {early['p95_s'] / base['p95_s']:.2f}x")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """``python -m bench.alert_latency [--runs N]``: the alert stage alone."""
+    import argparse
+
+    from bench import broker_and_session
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="drift injections per mode")
+    args = parser.parse_args()
+    with broker_and_session("driftline-alert-latency") as (spark, bootstrap, scratch):
+        latencies = measure(spark, bootstrap, scratch, args.runs)
+    print("event-to-alert latency (10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape):")
+    print("\n".join(f"  {line}" for line in report(latencies).splitlines()))
+
+
+if __name__ == "__main__":
+    main()
