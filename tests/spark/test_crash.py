@@ -22,8 +22,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -100,9 +102,11 @@ def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
     return Counter((letter.origin, letter.reason.value, letter.raw) for letter in letters)
 
 
-@pytest.mark.timeout(3600 if SOAK_KILLS else 1200)  # a clean run, the killed runs and a final one
-@pytest.mark.parametrize("mode", ["points", "random"])
-def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix, tmp_path, mode) -> None:
+@pytest.fixture(scope="module")
+def clean_run(kafka_bootstrap, tmp_path_factory) -> SimpleNamespace:
+    """The input topics and the clean run both modes compare with (made once: the same
+    seeded records, the same reference; each mode writes its own crashed outputs)."""
+    root, prefix = tmp_path_factory.mktemp("crash"), f"t{uuid.uuid4().hex[:10]}."
     generated = SignalGenerator("sensors", seed=31, interval=SECOND, drifts=DRIFTS).records(RECORDS)
     records = [r.value for r in generated]
     for index in range(7, RECORDS, 97):
@@ -110,33 +114,44 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     kinds = {i: ("wrong_schema_id", "truncated", "not_framed")[i % 3] for i in range(13, RECORDS, 151)}
     frames = encode_mix("sensors", records, kinds)
     keys = [r["sensor_id"].encode() for r in records]
-    produce_frames(kafka_bootstrap, topic_prefix + "signals.sensors", frames, keys)
+    produce_frames(kafka_bootstrap, prefix + "signals.sensors", frames, keys)
     pay = [r.value for r in SignalGenerator("payments", seed=33, interval=SECOND).records(PAYMENTS)]
     pay_kinds = {i: ("truncated", "not_framed")[i % 2] for i in range(11, PAYMENTS, 89)}
-    produce_frames(kafka_bootstrap, topic_prefix + "signals.payments", encode_mix("payments", pay, pay_kinds),
+    produce_frames(kafka_bootstrap, prefix + "signals.payments", encode_mix("payments", pay, pay_kinds),
                    [r["card_id"].encode() for r in pay])  # fmt: skip
 
-    clean = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="clean")
-    crash_topics = {
-        'subject = "sensors"': 'subject = "sensors"\ndead_letter_topic = "dlq.sensors.crash"',
-        'subject = "payments"': 'subject = "payments"\ndead_letter_topic = "dlq.payments.crash"',
-        "resolve_after = 3": 'resolve_after = 3\nalerts_topic = "alerts.drift.crash"',
-    }
-    crashed = pipeline_copy(
-        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_topics
-    )
+    clean = pipeline_copy(root, bootstrap=kafka_bootstrap, prefix=prefix, name="clean")
     training = SignalGenerator("sensors", seed=32, interval=SECOND).records(6000)
     reference = baseline_from_file(
         load_pipeline(clean),
         "sensors",
-        write_records(tmp_path / "train.jsonl", training, [*training[0].value]),
+        write_records(root / "train.jsonl", training, [*training[0].value]),
     )
-    (tmp_path / "crashed" / "references" / "sensors").mkdir(parents=True)
-    shutil.copy(reference.path, tmp_path / "crashed" / "references" / "sensors")
-
     baseline = driftline_run(clean, *SOURCES, "--max-records-per-batch", PER_BATCH)
     assert baseline.returncode == 0, baseline.stderr[-3000:]
-    clean_sources = json.loads(baseline.stdout.strip().splitlines()[-1])["sources"]
+    sources = json.loads(baseline.stdout.strip().splitlines()[-1])["sources"]
+    return SimpleNamespace(dir=root / "clean", prefix=prefix, sources=sources, records=records, kinds=kinds,
+                           reference=reference.path)  # fmt: skip
+
+
+@pytest.mark.timeout(3600 if SOAK_KILLS else 1200)  # the killed runs and a final one
+@pytest.mark.parametrize("mode", ["points", "random"])
+def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tmp_path, mode) -> None:
+    topic_prefix, records, kinds = clean_run.prefix, clean_run.records, clean_run.kinds
+    crash = f"crash.{mode}"  # this mode's own output topics
+    crash_topics = {
+        'subject = "sensors"': f'subject = "sensors"\ndead_letter_topic = "dlq.sensors.{crash}"',
+        'subject = "payments"': f'subject = "payments"\ndead_letter_topic = "dlq.payments.{crash}"',
+        "resolve_after = 3": f'resolve_after = 3\nalerts_topic = "alerts.drift.{crash}"',
+    }
+    crashed = pipeline_copy(
+        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_topics
+    )
+    (tmp_path / "crashed" / "references" / "sensors").mkdir(parents=True)
+    shutil.copy(clean_run.reference, tmp_path / "crashed" / "references" / "sensors")
+    dirs = {"clean": clean_run.dir, "crashed": tmp_path / "crashed"}
+
+    clean_sources = clean_run.sources
     clean_summary = clean_sources["sensors"]
     assert clean_sources["payments"]["read"] == PAYMENTS and clean_sources["payments"]["reconciles"]
     assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
@@ -173,7 +188,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
 
     ignore = ["batch_id", "sketch"]
     stats = {
-        name: _table(tmp_path / name, "feature_stats").drop(columns=ignore)
+        name: _table(dirs[name], "feature_stats").drop(columns=ignore)
         .sort_values(["window_start", "feature"]).reset_index(drop=True)
         for name in ("clean", "crashed")
     }  # fmt: skip
@@ -194,7 +209,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
                 assert within_rank_bound(values, quantile, q, KLL_RANK_BOUND), (name, row.feature, column)
 
     key = ["_topic", "_partition", "_offset"]
-    dead = {name: _table(tmp_path / name, "dead_letters") for name in ("clean", "crashed")}
+    dead = {name: _table(dirs[name], "dead_letters") for name in ("clean", "crashed")}
     assert not dead["crashed"].duplicated(key).any()
     expected = sum(clean_sources[s]["dead_lettered"] + clean_sources[s]["late"] for s in clean_sources)
     assert len(dead["clean"]) == len(dead["crashed"]) == expected
@@ -204,14 +219,14 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
 
     for source in ("sensors", "payments"):
         topic_clean = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}")
-        topic_crash = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}.crash")
+        topic_crash = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}.{crash}")
         assert set(topic_crash.values()) == {1}, f"a dead letter of {source} is in the topic twice"
         assert topic_crash == topic_clean
         assert sum(topic_clean.values()) == (dead["clean"]["source"] == source).sum() > 0
 
     # drift: every closed window scored once, the same scores, the same alert events, in table and topic
     def drift_table(name: str, table: str, key: list[str]) -> pd.DataFrame:
-        frame = _table(tmp_path / name, table).drop(columns=["batch_id"])
+        frame = _table(dirs[name], table).drop(columns=["batch_id"])
         assert not frame.duplicated(key).any(), (name, table)
         return frame.sort_values(key).reset_index(drop=True)
 
@@ -230,7 +245,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, topic_prefix,
     def events(topic: str) -> Counter:
         return Counter(m.value() for m in read_topic(kafka_bootstrap, topic_prefix + topic))
 
-    crash_events = events("alerts.drift.crash")
+    crash_events = events(f"alerts.drift.{crash}")
     assert set(crash_events.values()) == {1}, "an alert event is in the topic twice"
     assert crash_events == events("alerts.drift")
     assert sum(crash_events.values()) == len(alerts["clean"])
