@@ -259,7 +259,8 @@ class BatchProcessor:
             current = state.advance(batch_id, previous, parts)
         if plan.checks is not None and census.valid_windows:
             with timed("value_hashes"):  # uniqueness expectations: the window's values, hashed
-                plan.checks.add(windowed, batch_id)
+                until = max((as_utc(end) for _, end in census.valid_windows), default=None)
+                plan.checks.add(windowed, batch_id, until)
         if record["dead_lettered"] + record["late"]:  # a batch without any writes no dead-letter files
             with timed("dead_letters"):
                 dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)

@@ -7,13 +7,18 @@ window, when the watermark closes it, on the window's valid rows:
   row count come from the window's ``feature_stats`` rows, which the batch finishes from
   its state anyway (no Spark work);
 - uniqueness needs the values themselves. Each batch writes, for each uniqueness
-  column, the 64-bit ``xxhash64`` of every non-null value of its valid rows, by window:
-  ``<warehouse>/_state/unique/source=<s>/window=<epoch s>/batch_id=<n>/`` (one Spark
-  write, in the JVM; a replayed batch overwrites its own folders). When a window
-  closes, one Spark job counts per column its values, distinct hashes and the rows
-  whose hash occurs more than once; the driver sees those three numbers. A window's
-  hashes are deleted once a later batch starts after its close (a replay of the
-  closing batch still finds them). Two different values share a 64-bit hash with
+  column, the 64-bit ``xxhash64`` of every non-null value of its valid rows with its
+  window, in one folder per batch:
+  ``<warehouse>/_state/unique/source=<s>/until=<E>/batch_id=<n>/`` where ``E`` is the
+  newest end (epoch s) of the batch's windows (one plain Spark write, in the JVM; a
+  replayed batch overwrites its own folder). When windows close, one Spark job reads
+  the folders that can hold them (``E`` >= the earliest closing end) and counts per
+  window and column its values, distinct hashes and the rows whose hash occurs more
+  than once; the driver sees those three numbers. A folder is deleted once a batch
+  starts after ``E`` closed: every window in it is then closed (a replay of the
+  closing batch still finds them). A batch's files do not depend on how many windows
+  it spans: a backlog batch over hundreds of windows writes a few files, not a
+  partition folder per window. Two different values share a 64-bit hash with
   probability about ``m^2 / 2^65`` for ``m`` distinct values in a window: 1e-8 at
   600,000.
 
@@ -33,6 +38,7 @@ from datetime import datetime
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from driftline.quality.rules import Rule
 from driftline.quality.window_rules import UNIQUENESS_TYPES, ColumnFacts, WindowFacts, WindowResult, evaluate
@@ -43,6 +49,8 @@ from driftline.spark.tables import Warehouse, as_utc
 logger = logging.getLogger(__name__)
 
 _TIME = pa.timestamp("us", tz="UTC")
+HASHES = StructType([StructField("window", LongType()), StructField("column", StringType()),
+                     StructField("h", LongType())])  # fmt: skip
 RESULTS_SCHEMA = pa.schema([
     ("window_start", _TIME), ("window_end", _TIME), ("expectation", pa.string()),
     ("expectation_type", pa.string()), ("column", pa.string()), ("success", pa.bool_()),
@@ -77,11 +85,12 @@ class WindowChecks:
     def _root(self) -> str:
         return fs.join(self.warehouse.state("unique"), f"source={self.source}")
 
-    def add(self, windowed: DataFrame, batch_id: int) -> None:
-        """Write this batch's value hashes per window (``windowed``: its valid rows with
-        ``window_start``), for the uniqueness columns; nothing when there are none."""
+    def add(self, windowed: DataFrame, batch_id: int, until: datetime | None) -> None:
+        """Write this batch's value hashes (``windowed``: its valid rows with
+        ``window_start``; ``until``: the newest end of its windows) for the uniqueness
+        columns; nothing when there are none or the batch has no valid window."""
         columns = self.unique_columns
-        if not columns:
+        if not columns or until is None:
             return
         parts = [
             windowed.where(F.col(c).isNotNull()).select(
@@ -94,9 +103,20 @@ class WindowChecks:
         frame = parts[0]
         for part in parts[1:]:
             frame = frame.unionByName(part)
-        frame = frame.withColumn("batch_id", F.lit(batch_id))
-        (frame.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
-         .partitionBy("window", "batch_id").parquet(self._root))  # fmt: skip
+        mine = f"batch_id={batch_id}"
+        for folder in self._folders(windowed.sparkSession):  # an earlier attempt's, whatever its E
+            if folder.rsplit("/", 1)[-1] == mine:
+                fs.delete(windowed.sparkSession, folder)
+        frame.write.mode("overwrite").parquet(fs.join(self._root, f"until={_epoch(until)}", mine))
+
+    def _folders(self, spark: SparkSession, ending_from: int | None = None) -> list[str]:
+        """The batch folders of value hashes, of ``until`` >= ``ending_from`` if given."""
+        out = []
+        for name in fs.list_names(spark, self._root):
+            if name.startswith("until=") and (ending_from is None or int(name[6:]) >= ending_from):
+                until = fs.join(self._root, name)
+                out += [fs.join(until, b) for b in fs.list_names(spark, until) if b.startswith("batch_id=")]
+        return out
 
     def judge(
         self,
@@ -141,11 +161,11 @@ class WindowChecks:
         """Per closed window (epoch seconds) and column: (non-null rows, distinct, repeated)."""
         if not self.unique_columns:
             return {}
-        folders = [fs.join(self._root, f"window={_epoch(s)}") for s in starts]
-        folders = [f for f in folders if fs.exists(spark, f)]
+        folders = self._folders(spark, ending_from=min(_epoch(s) for s in starts) + self.window_seconds)
         if not folders:
             return {}
-        hashes = spark.read.option("basePath", self._root).parquet(*folders)
+        hashes = spark.read.schema(HASHES).parquet(*folders)
+        hashes = hashes.where(F.col("window").isin([_epoch(s) for s in starts]))
         per_value = hashes.groupBy("window", "column", "h").count()
         repeated = F.when(F.col("count") > 1, F.col("count")).otherwise(F.lit(0))
         summary = per_value.groupBy("window", "column").agg(
@@ -160,10 +180,10 @@ class WindowChecks:
         return out
 
     def _prune(self, spark: SparkSession, closed_before: int) -> None:
-        """Delete the value hashes of windows closed at or before ``closed_before`` (epoch s)."""
-        size = self.window_seconds
+        """Delete the value hashes of batches whose windows all closed at or before
+        ``closed_before`` (epoch s): their ``until`` is at most it."""
         for name in fs.list_names(spark, self._root):
-            if name.startswith("window=") and int(name.split("=", 1)[1]) + size <= closed_before:
+            if name.startswith("until=") and int(name[6:]) <= closed_before:
                 fs.delete(spark, fs.join(self._root, name))
 
 

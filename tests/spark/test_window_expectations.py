@@ -160,10 +160,21 @@ def test_the_injected_faults_are_what_fails(judged):
 
 
 def test_value_hashes_are_kept_for_open_and_just_closed_windows_only(judged):
-    _, _, _, results, _, warehouse = judged
-    kept = sorted(p.name for p in (warehouse / "_state" / "unique" / "source=payments").glob("window=*"))
+    """One folder per batch, named by the newest window end it holds; deleted once every
+    window in it has closed before a later batch started."""
+    _, _, summary, results, _, warehouse = judged
+    root = warehouse / "_state" / "unique" / "source=payments"
+    kept = {int(p.name.split("=")[1]): [b.name for b in p.glob("batch_id=*")] for p in root.glob("until=*")}
     judged_windows = results["window_start"].nunique()
     total_windows = N // WINDOW
     assert 1 <= len(kept) <= total_windows - judged_windows + 2, kept
-    newest_kept = max(int(name.split("=")[1]) for name in kept)
-    assert newest_kept == int((START + pd.Timedelta(seconds=WINDOW * (total_windows - 1))).timestamp())
+    # the newest folder holds the stream's last window, written by (among others) the last batch
+    assert max(kept) == int((START + pd.Timedelta(seconds=WINDOW * total_windows)).timestamp())
+    assert f"batch_id={summary.batches - 1}" in kept[max(kept)]
+    # every kept folder still holds a window that was open when the last batch started:
+    # none ends before the oldest window the last batch judged
+    last_judged = results[results["batch_id"].astype(int) == results["batch_id"].astype(int).max()]
+    oldest_judged_end = int(last_judged["window_end"].min().timestamp())
+    assert min(kept) >= oldest_judged_end, (sorted(kept), oldest_judged_end)
+    batches = [b for folders in kept.values() for b in folders]
+    assert len(batches) == len(set(batches)) < summary.batches  # one folder per batch, the old ones gone
