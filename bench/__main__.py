@@ -5,7 +5,13 @@
 3. the same source + the Confluent frame check + ``from_avro`` per schema id
    (:class:`driftline.spark.decode.FrameDecoder`) into a ``noop`` sink;
 4. the whole job: ``driftline.spark.job.run`` until idle (decode, rules, windows,
-   tables, dead letters, drift scoring against a reference profile).
+   tables, dead letters, drift scoring against a reference profile), on the same topic:
+   the generator's 10 records per second of event time, so a batch of 200,000 records
+   spans about 67 five-minute windows of 3,000 rows, where the per-window partials
+   (grid bins above all) are nearly as many as the rows;
+5. the whole job on a second topic of as many records, 1,000 per second of event time
+   (a busy source's backlog: a batch spans under a window of 300,000 rows), where the
+   partials are small next to the rows.
 
 Stages 2-4 run in one SparkSession with the same per-batch cap
 (``[kafka] max_offsets_per_trigger``), timed after the session is up; stages 2 and 3
@@ -38,6 +44,7 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -54,14 +61,14 @@ REPO = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
 
 
-def _produce(bootstrap: str, topic: str, records: int) -> None:
+def _produce(bootstrap: str, topic: str, records: int, interval: timedelta | None = None) -> None:
     from driftline.demo import SignalGenerator
 
     registry = FileSchemaRegistry(REPO / "schemas")
     encoder = AvroEncoder(registry.get("payments"))
     ensure_topics(make_admin(bootstrap), [TopicSpec(topic, PARTITIONS)])
     producer = make_producer(bootstrap)
-    generator = SignalGenerator("payments", seed=1)
+    generator = SignalGenerator("payments", seed=1, **({"interval": interval} if interval else {}))
     for first in range(0, records, 50_000):
         for record in generator.records(min(50_000, records - first), first_index=first):
             produce(producer, topic, value=encoder.encode(record.value), key=record.value["card_id"].encode())
@@ -108,7 +115,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=50, help="generated sources (x 20 features) vs 1")
     args = parser.parse_args()
     n = args.records
-    steps = _StepTimes()
+    steps, dense_steps = _StepTimes(), _StepTimes()
     with tempfile.TemporaryDirectory() as scratch:
         broker = EmbeddedBroker(Path(scratch) / "broker", port=free_port())
         state = broker.start()
@@ -132,6 +139,12 @@ def main() -> None:
                 results["source + frame check + from_avro -> noop"] = n / min(noop[True])
                 with batch_log(steps):
                     results["whole job until idle"] = n / _job_seconds(spark, config, Path(scratch), topic)
+                dense = _config(state.bootstrap, Path(scratch) / "dense", prefix="dense.")
+                _produce(state.bootstrap, dense.topic("payments"), n, interval=timedelta(milliseconds=1))
+                with batch_log(dense_steps):
+                    results["whole job, 1,000 records/s of event time"] = n / _job_seconds(
+                        spark, dense, Path(scratch) / "dense", dense.topic("payments")
+                    )
                 spark.conf.set("spark.sql.streaming.stateStore.providerClass", state_bench.ROCKSDB)
                 state_choice = state_bench.measure(spark, batches=24, rows=20_000)
                 latency = None
@@ -161,10 +174,12 @@ def main() -> None:
         print(
             f"  {name:<42} {rate:>10,.0f} records/s   {rate / raw:6.3f} x raw   {rate / source:6.3f} x source"
         )
-    total = sum(steps.seconds.values()) or 1.0
-    print(f"  where the job's time goes ({len(steps.batches)} batches, seconds summed over batches):")
-    for step, seconds in sorted(steps.seconds.items(), key=lambda kv: -kv[1]):
-        print(f"    {step:<24} {seconds:8.1f} s  {seconds / total:6.1%}")
+    runs = (("10 records/s of event time", steps), ("1,000 records/s of event time", dense_steps))
+    for label, times in runs:
+        total = sum(times.seconds.values()) or 1.0
+        print(f"  where the job's time goes, {label} ({len(times.batches)} batches, seconds summed):")
+        for step, seconds in sorted(times.seconds.items(), key=lambda kv: -kv[1]):
+            print(f"    {step:<24} {seconds:8.1f} s  {seconds / total:6.1%}")
     windows_per_second = _scoring_rate()
     print(
         f"  {'drift scoring (driver)':<42} {windows_per_second:>10,.0f} windows/s (6 features, default grid)"
@@ -188,6 +203,7 @@ def main() -> None:
                 **{k: round(v) for k, v in results.items()},
                 "ratio_to_source": {k: round(v / source, 3) for k, v in results.items()},
                 "job_step_seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
+                "dense_job_step_seconds": {k: round(v, 1) for k, v in dense_steps.seconds.items()},
                 "windows_scored_per_s": round(windows_per_second),
                 "alert_latency": latency and {m: alert_latency.summarize(v) for m, v in latency.items()},
                 "window_state": state_choice,
@@ -199,9 +215,9 @@ def main() -> None:
     )
 
 
-def _config(bootstrap: str, scratch: Path):
+def _config(bootstrap: str, scratch: Path, prefix: str = "bench."):
     config = load_pipeline(REPO / "pipelines" / "demo.toml")
-    return config.with_kafka(bootstrap_servers=bootstrap, topic_prefix="bench.").model_copy(
+    return config.with_kafka(bootstrap_servers=bootstrap, topic_prefix=prefix).model_copy(
         update={
             "state_dir": str(scratch / "state"),
             "warehouse_dir": str(scratch / "warehouse"),
