@@ -263,8 +263,8 @@ class DriftScorer:
         ``drift_scores`` row is written for an open window; its final score comes when it
         closes. Returns the ``alerts`` rows of the tracks that fired (``early`` true)."""
         rows: list[dict[str, Any]] = []
+        keys = [f"{f}/{m}" for f in self.reference.features for m in self.methods]
         for start, end in sorted(still_open):
-            keys = [f"{f}/{m}" for f in self.reference.features for m in self.methods]
             if not any(state.one_short(self.policy, key) for key in keys):
                 break
             window_counts = self._window_counts(windows, [start]).get(start)

@@ -172,7 +172,12 @@ class PolicyState:
         return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
 
     def fire_early(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> bool:
-        return self.tracks.setdefault(key, AlertTrack()).fire_early(policy, window, verdict)
+        """:meth:`AlertTrack.fire_early` for ``key``; a key not seen yet gets a track only if it fires."""
+        track = self.tracks.get(key, AlertTrack())
+        if not track.fire_early(policy, window, verdict):
+            return False
+        self.tracks[key] = track
+        return True
 
     def one_short(self, policy: AlertPolicy, key: str) -> bool:
         """Whether ``key`` fires on one more drifted window (a key not seen yet: if k = 1)."""

@@ -260,6 +260,7 @@ def test_an_early_alert_is_judged_again_when_its_window_closes_and_resolves_by_h
     assert [state.observe(policy, "a/ks", w, C) for w in ("w2", "w3")] == [None, "resolved"]
     # a track with no drifted window is not one short under 2-of-3; a new key under 1-of-n is
     assert not state.one_short(policy, "b/ks") and not state.fire_early(policy, "b/ks", "w1", D)
+    assert "b/ks" not in state.tracks  # asking leaves no empty track in the saved state
     single = AlertPolicy(persistence_k=1, persistence_n=1, early_alerts=True)
     assert state.one_short(single, "b/ks") and state.fire_early(single, "b/ks", "w1", D)
     assert state.tracks["b/ks"].since == "w1"
