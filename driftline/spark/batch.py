@@ -257,10 +257,10 @@ class BatchProcessor:
             parts = {kind: to_pandas(table, kind) for kind, table in collected.items()}
             parts["dead"] = _in_windows(parts["dead"], previous.frame("windows"), parts.get("windows"))
             current = state.advance(batch_id, previous, parts)
-        if plan.checks is not None and census.valid_windows:
+        added = {(as_utc(start), as_utc(end)) for start, end in census.valid_windows}
+        if plan.checks is not None and added:
             with timed("value_hashes"):  # uniqueness expectations: the window's values, hashed
-                until = max((as_utc(end) for _, end in census.valid_windows), default=None)
-                plan.checks.add(windowed, batch_id, until)
+                plan.checks.add(windowed, batch_id, max(end for _, end in added))
         if record["dead_lettered"] + record["late"]:  # a batch without any writes no dead-letter files
             with timed("dead_letters"):
                 dead = self._dead_letters(decode_failed, rule_failed, late, watermark, batch_id)
@@ -271,7 +271,6 @@ class BatchProcessor:
         newest = max((t for t in (before.max_event_time, in_batch) if t is not None), default=None)
         candidates = [watermark, newest and newest - timedelta(seconds=plan.watermark_seconds)]
         watermark_after = max((w for w in candidates if w is not None), default=None)
-        added = {(as_utc(start), as_utc(end)) for start, end in census.valid_windows}
         windows = open_windows(previous, watermark) | added
         with timed("merge_windows"):
             closed, window_rows = self._write_windows(

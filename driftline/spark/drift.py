@@ -43,7 +43,7 @@ from driftline.spark import arrow_files, feature_stats
 from driftline.spark import window_stats as ws
 from driftline.spark.grid_bins import GridBins
 from driftline.spark.tables import Warehouse, iso_utc
-from driftline.spark.window_state import StateVersion, WindowState, closed_offset_ranges
+from driftline.spark.window_state import StateVersion, WindowState, window_offset_ranges
 from driftline.stats import AlertPolicy, PolicyState, ReferenceProfile
 from driftline.stats import partials as pt
 from driftline.stats.binning import NumericBinning
@@ -201,7 +201,7 @@ class DriftScorer:
             return policy
         starts = [start for start, _ in closed]
         counts = self._window_counts(windows, starts)
-        ranges = closed_offset_ranges(windows, starts)
+        ranges = window_offset_ranges(windows, starts)
         state = PolicyState.from_dict(policy) if policy else PolicyState()
         breaker = BreakerState.from_dict(state.breaker)
         dead = self._dead_and_valid(windows, starts)
@@ -270,7 +270,7 @@ class DriftScorer:
             window_counts = self._window_counts(windows, [start]).get(start)
             if not window_counts:
                 continue
-            ranges = closed_offset_ranges(windows, [start]).get(start, [])
+            ranges = window_offset_ranges(windows, [start]).get(start, [])
             label = iso_utc(start)
             for score in self.reference.score(window_counts, methods=self.methods, policy=self.policy):
                 if not state.fire_early(self.policy, score.key, label, score.verdict):

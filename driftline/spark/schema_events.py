@@ -39,7 +39,7 @@ from driftline.quality.schema_drift import (
 )
 from driftline.spark import arrow_files, feature_stats, fs
 from driftline.spark.tables import Warehouse, as_utc
-from driftline.spark.window_state import StateVersion, closed_offset_ranges
+from driftline.spark.window_state import StateVersion, window_offset_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class SchemaWatch:
 
         windows, nulls, categorical = of_closed("windows"), of_closed("nulls"), of_closed("categorical")
         rows = pd.Series(dtype="int64") if windows is None else windows.groupby("window_start")["rows"].sum()
-        ranges = closed_offset_ranges(state, [start for start, _ in closed])
+        ranges = window_offset_ranges(state, [start for start, _ in closed])
         events: list[SchemaEvent] = []
         for start, end in sorted(closed):
             key = pd.Timestamp(start)

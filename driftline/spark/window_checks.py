@@ -109,13 +109,17 @@ class WindowChecks:
                 fs.delete(windowed.sparkSession, folder)
         frame.write.mode("overwrite").parquet(fs.join(self._root, f"until={_epoch(until)}", mine))
 
+    def _untils(self, spark: SparkSession) -> list[tuple[int, str]]:
+        """``(E, folder)`` of every ``until=E`` folder of value hashes."""
+        names = fs.list_names(spark, self._root)
+        return [(int(n[len("until=") :]), fs.join(self._root, n)) for n in names if n.startswith("until=")]
+
     def _folders(self, spark: SparkSession, ending_from: int | None = None) -> list[str]:
         """The batch folders of value hashes, of ``until`` >= ``ending_from`` if given."""
         out = []
-        for name in fs.list_names(spark, self._root):
-            if name.startswith("until=") and (ending_from is None or int(name[6:]) >= ending_from):
-                until = fs.join(self._root, name)
-                out += [fs.join(until, b) for b in fs.list_names(spark, until) if b.startswith("batch_id=")]
+        for until, folder in self._untils(spark):
+            if ending_from is None or until >= ending_from:
+                out += [fs.join(folder, b) for b in fs.list_names(spark, folder) if b.startswith("batch_id=")]
         return out
 
     def judge(
@@ -182,9 +186,9 @@ class WindowChecks:
     def _prune(self, spark: SparkSession, closed_before: int) -> None:
         """Delete the value hashes of batches whose windows all closed at or before
         ``closed_before`` (epoch s): their ``until`` is at most it."""
-        for name in fs.list_names(spark, self._root):
-            if name.startswith("until=") and int(name[6:]) <= closed_before:
-                fs.delete(spark, fs.join(self._root, name))
+        for until, folder in self._untils(spark):
+            if until <= closed_before:
+                fs.delete(spark, folder)
 
 
 def _facts(stats: Sequence[Mapping], unique: Mapping[str, tuple]) -> WindowFacts:

@@ -181,9 +181,10 @@ class StateVersion:
         return None if table is None else to_pandas(table, kind)
 
 
-def closed_offset_ranges(state: StateVersion, starts) -> dict[datetime, list[dict]]:
+def window_offset_ranges(state: StateVersion, starts) -> dict[datetime, list[dict]]:
     """Per window start among ``starts`` (aware UTC): the offset ranges of its rows, from
-    ``state``'s ``windows`` partials (for the rows of closed windows: scores, alerts, events)."""
+    ``state``'s ``windows`` partials: a closed window's (scores, alerts, schema events) or
+    an open one's so far (an early alert)."""
     known = state.frame("windows")
     if known is None:
         return {}
