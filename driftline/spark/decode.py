@@ -39,7 +39,6 @@ from driftline.avro.compat import check_pair
 from driftline.avro.registry import RegisteredSchema, SchemaRegistry
 from driftline.quality.reasons import ReasonCode
 from driftline.quality.schema_drift import IdRange
-from driftline.spark.avro_length import encoded_length
 from driftline.spark.schema import METADATA_COLUMNS, source_columns
 
 logger = logging.getLogger(__name__)
@@ -189,14 +188,11 @@ class FrameDecoder:
     def _trailing(self, body: Column) -> Column:
         """True where the body is longer than the record it holds: ``from_avro`` reads one
         record and ignores what follows (two records glued, a wrong writer schema that
-        happens to read a prefix). The length the writer-shaped record takes in Avro's
-        binary encoding is computed from its fields by
-        :func:`~driftline.spark.avro_length.encoded_length` (or, for a schema part it
-        does not size, by encoding it again with ``to_avro``) and compared with the
-        body's. That is exact for a schema without arrays and maps: its encoding is
-        canonical in every Avro library (zig-zag varints, lengths). Arrays and maps may
-        be written in several blocks, with a length different from a single block, so
-        writers with one are not checked.
+        happens to read a prefix). The writer-shaped record is encoded again with
+        ``to_avro`` and the lengths compared. That is exact for a schema without arrays
+        and maps: its encoding is canonical in every Avro library (zig-zag varints,
+        lengths). Arrays and maps may be written in several blocks, with a length
+        different from ``to_avro``'s single block, so writers with one are not checked.
         For the reader's own schema id the decoded column is reused; an older writer's
         body is decoded once more in its own shape."""
         if not self._writers or not self.reject_trailing:
@@ -211,10 +207,7 @@ class FrameDecoder:
                 if writer_id == self.reader.schema_id
                 else from_avro(body, definition, {"mode": "PERMISSIVE"})
             )
-            length = encoded_length(writer.definition, record)
-            if length is None:  # not computed there (see avro_length): encode it again
-                length = F.length(to_avro(record, definition))
-            longer = length < F.length(body)
+            longer = F.length(to_avro(record, definition)) < F.length(body)
             check = (check if check is not None else F).when(F.col("_schema_id") == writer_id, longer)
         return F.lit(False) if check is None else F.coalesce(check.otherwise(F.lit(False)), F.lit(False))
 
@@ -230,7 +223,7 @@ class FrameDecoder:
                 F.coalesce(~F.is_valid_utf8(F.col(f"{_DECODED}.`{name}`")), F.lit(False)),
                 F.lit(f"field {name!r} is not valid UTF-8"),
             ).otherwise(problem)
-        # only where from_avro read a record: its struct of nulls has no encoded length
+        # only where from_avro read a record: to_avro cannot re-encode its struct of nulls
         return F.when(self._failed(), F.lit(None).cast("string")).when(
             self._trailing(body),
             F.concat(F.lit("bytes follow the record in the Avro body of writer schema id "),
