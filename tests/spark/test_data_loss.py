@@ -32,12 +32,17 @@ def _produce(bootstrap: str, topic: str, count: int, first: int) -> None:
 
 
 def _pipeline(tmp_path, kafka_bootstrap, topic_prefix, fail_on_data_loss: bool):
-    replace = {} if fail_on_data_loss else {
-        f'topic_prefix = "{topic_prefix}"': f'topic_prefix = "{topic_prefix}"\nfail_on_data_loss = false'
-    }  # fmt: skip
+    # a run whose query fails exits at once (the exporter's 30 s linger is for Prometheus to scrape)
+    replace = {'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'}
+    if not fail_on_data_loss:
+        replace[f'topic_prefix = "{topic_prefix}"'] = (
+            f'topic_prefix = "{topic_prefix}"\nfail_on_data_loss = false'
+        )
     pipeline = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, replace=replace)
     config = load_pipeline(pipeline)
-    assert config.kafka.fail_on_data_loss is fail_on_data_loss
+    assert (
+        config.kafka.fail_on_data_loss is fail_on_data_loss and config.metrics.linger_on_failure.seconds == 0
+    )
     return pipeline, config
 
 

@@ -55,7 +55,7 @@ def test_a_full_warehouse_disk_fails_clearly_and_resumes_cleanly(
     records = [r.value for r in SignalGenerator("payments", seed=8).records(N)]
     frames = encode_mix("payments", records, {i: "not_framed" for i in range(5, N, 61)})
     produce_frames(kafka_bootstrap, topic_prefix + "signals.payments", frames, [None] * N)
-    args = ("--source", "payments", "--max-records-per-batch", "600")  # five batches a run
+    args = ("--source", "payments", "--max-records-per-batch", "1000")  # three batches a run
 
     clean = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="clean")
     done = driftline_run(clean, *args)
@@ -63,7 +63,13 @@ def test_a_full_warehouse_disk_fails_clearly_and_resumes_cleanly(
     needed = _size(tmp_path / "clean" / "warehouse")
     assert needed > 100_000
 
-    full = pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="full")
+    # the failed run exits at once (the exporter's 30 s linger on failure is for Prometheus to scrape)
+    no_linger = {
+        'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'
+    }
+    full = pipeline_copy(
+        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="full", replace=no_linger
+    )
     warehouse = tmp_path / "full" / "warehouse"
     warehouse.mkdir(parents=True)
     mounted = _mount(warehouse, needed // 2)
