@@ -115,8 +115,8 @@ class FrameDecoder:
         """Spark's Kafka rows (key, value, topic, partition, offset, timestamp, ...) to the
         reader's columns followed by :data:`~driftline.spark.schema.METADATA_COLUMNS`."""
         value = F.col("value")
-        framed = value.isNotNull() & (F.length(value) >= 5) & (F.hex(F.substring(value, 1, 1)) == F.lit("00"))
-        schema_id = F.when(framed, F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("bigint"))
+        framed = value.isNotNull() & (F.length(value) >= 5) & (F.substring(value, 1, 1) == F.lit(b"\x00"))
+        schema_id = F.when(framed, self._schema_id(F.substring(value, 2, 4)))
         body = F.expr("substring(value, 6)")
         decoded: Column = F.lit(None)
         branches = sorted(self._writers.items())
@@ -174,6 +174,19 @@ class FrameDecoder:
             "_detail": F.col("_detail"),
         }
         return rows.select(*data, *(metadata[name].alias(name) for name, _ in METADATA_COLUMNS))
+
+    def _schema_id(self, header: Column) -> Column:
+        """The frame's 4 id bytes as a number: compared as bytes with the ids known (a
+        cheap binary comparison), and only an unknown id parsed through its hex text
+        (``conv(hex(..))`` allocates two strings a row: it cost as much as ``from_avro``)."""
+        parsed = F.conv(F.hex(header), 16, 10).cast("bigint")
+        known = sorted(self.known_ids | self._unknown)
+        if not known:
+            return parsed
+        cases = F.when(header == F.lit(known[0].to_bytes(4, "big")), F.lit(known[0]).cast("bigint"))
+        for schema_id in known[1:]:
+            cases = cases.when(header == F.lit(schema_id.to_bytes(4, "big")), F.lit(schema_id).cast("bigint"))
+        return cases.otherwise(parsed)
 
     def _failed(self) -> Column:
         """``from_avro`` in ``PERMISSIVE`` mode gives a struct of nulls for a body it cannot
