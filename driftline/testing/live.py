@@ -191,6 +191,33 @@ def wait_until(condition, timeout: float, what: str, *, poll: float = 0.25):
     raise TimeoutError(f"waited {timeout:.0f}s for {what}")
 
 
+class LogWatch(logging.Handler):
+    """Watches ``logger`` (and its children) for a record whose message contains ``text``:
+    :attr:`seen` is set from then on. A condition to wait on instead of a guessed time
+    (e.g. librdkafka's line that a transaction failed). Use it as a context manager.
+
+    >>> with LogWatch("driftline.example", "failed") as watch:
+    ...     logging.getLogger("driftline.example.child").warning("the commit failed")
+    >>> watch.seen.is_set()
+    True
+    """
+
+    def __init__(self, logger: str, text: str) -> None:
+        super().__init__(level=logging.NOTSET)
+        self.logger, self.text, self.seen = logging.getLogger(logger), text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+    def __enter__(self) -> LogWatch:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+
+
 def build_reference(config: PipelineConfig, source: str, folder: Path, *, records: int = 10_000, seed=99):
     """A reference profile for ``source`` from clean generated training data (``driftline baseline``)."""
     from driftline.demo import generator_for, write_records

@@ -6,7 +6,6 @@ abort waits for the broker (up to 30 s): the tests start the broker again as soo
 failure is logged, so the abort ends when the broker is back rather than at its timeout.
 What was counted is decided by then."""
 
-import logging
 import subprocess
 import sys
 import threading
@@ -18,8 +17,8 @@ from driftline.config import load_pipeline
 from driftline.demo import generator_for, write_records
 from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import EmbeddedBroker, free_port
-from driftline.testing.live import wait_until
-from tests.conftest import pipeline_copy
+from driftline.testing.live import LogWatch, wait_until
+from tests.conftest import QUICK_RESTART, pipeline_copy
 
 pytestmark = pytest.mark.kafka
 # librdkafka's log line when a transaction's commit failed (its records timed out): from then
@@ -60,48 +59,32 @@ def _wait_for_records(
     return False
 
 
-class _Logged(logging.Handler):
-    """Sets ``event`` once a log record's message contains ``text``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text, self.event = text, threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.event.set()
-
-
 def test_records_not_acknowledged_are_counted_as_undelivered(tmp_path) -> None:
-    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port(), overrides=QUICK_RESTART)
     state = broker.start()
-    failed = _Logged(TRANSACTION_FAILED)
-    librdkafka = logging.getLogger("driftline.librdkafka")
-    librdkafka.addHandler(failed)
-
     ended = threading.Event()
+    with LogWatch("driftline.librdkafka", TRANSACTION_FAILED) as failed:
 
-    def restart_once_failed() -> None:  # the abort then reaches the broker instead of timing out
-        while not ended.is_set():
-            if failed.event.wait(0.1):
-                broker.start()
-                return
+        def restart_once_failed() -> None:  # the abort then reaches the broker instead of timing out
+            while not ended.is_set():
+                if failed.seen.wait(0.1):
+                    broker.start()
+                    return
 
-    restarter = threading.Thread(target=restart_once_failed, daemon=True)
-    try:
-        config = load_pipeline(_pipeline_for(state.bootstrap, tmp_path))
-        generator, names = generator_for(config, "sensors", seed=3)
-        path = write_records(tmp_path / "in.jsonl", generator.records(30_000), names)
-        restarter.start()
-        summary = ingest_file(
-            config, "sensors", path, progress=lambda position: broker.stop(force=True), commit_seconds=1e9
-        )  # transactions by count only: the first one holds 10,000 records
-    finally:
-        librdkafka.removeHandler(failed)
-        ended.set()  # the restarter does not outlive the test; a start it began ends first
-        if restarter.is_alive():
-            restarter.join(120)
-        broker.stop()
+        restarter = threading.Thread(target=restart_once_failed, daemon=True)
+        try:
+            config = load_pipeline(_pipeline_for(state.bootstrap, tmp_path))
+            generator, names = generator_for(config, "sensors", seed=3)
+            path = write_records(tmp_path / "in.jsonl", generator.records(30_000), names)
+            restarter.start()
+            summary = ingest_file(
+                config, "sensors", path, progress=lambda position: broker.stop(force=True), commit_seconds=1e9
+            )  # transactions by count only: the first one holds 10,000 records
+        finally:
+            ended.set()  # the restarter does not outlive the test; a start it began ends first
+            if restarter.is_alive():
+                restarter.join(120)
+            broker.stop()
     # the first transaction (10,000 records) could not commit: the run stops there, nothing half-sent
     assert summary.read == summary.valid + summary.dead_lettered == 10_000
     assert (summary.delivered, summary.undelivered) == (0, 10_000) and summary.reconciles
@@ -109,7 +92,7 @@ def test_records_not_acknowledged_are_counted_as_undelivered(tmp_path) -> None:
 
 
 def test_cli_exits_3_and_says_how_many_were_lost(tmp_path) -> None:
-    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port(), overrides=QUICK_RESTART)
     state = broker.start()
     config_path = _pipeline_for(state.bootstrap, tmp_path)
     generator, names = generator_for(load_pipeline(config_path), "payments", seed=4)
@@ -130,7 +113,9 @@ def test_cli_exits_3_and_says_how_many_were_lost(tmp_path) -> None:
         # abort that follows ends then, and the same command sends the rest further down
         wait_until(lambda: process.poll() is not None or TRANSACTION_FAILED in log_path.read_text(), 120,
                    "the open transaction to fail")  # fmt: skip
-        broker = EmbeddedBroker(tmp_path / "broker", port=int(state.bootstrap.rsplit(":", 1)[1]))
+        broker = EmbeddedBroker(
+            tmp_path / "broker", port=int(state.bootstrap.rsplit(":", 1)[1]), overrides=QUICK_RESTART
+        )
         broker.start()
         out, _ = process.communicate(timeout=120)
         stderr = log_path.read_text()

@@ -14,9 +14,13 @@ from driftline.errors import DeliveryError
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.reading import read_topic
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
+from driftline.testing.live import LogWatch
+from tests.conftest import QUICK_RESTART
 
 pytestmark = pytest.mark.kafka
 N, STOP_AT = 200, 120  # transactions of 50: two committed, the third open when the broker dies
+# librdkafka's log line once a transaction's records timed out: it can only be aborted now
+TRANSACTION_FAILED = "Current transaction failed"
 
 
 def _records(batch: int) -> list[OutgoingRecord]:
@@ -52,7 +56,7 @@ def _batch_with_outage(broker: EmbeddedBroker, batch: int, stopped: list):
 
 @pytest.mark.timeout(600)
 def test_a_broker_outage_mid_transaction_is_ridden_out(tmp_path) -> None:
-    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port(), overrides=QUICK_RESTART)
     bootstrap = broker.start(timeout=60).bootstrap
     try:
 
@@ -71,11 +75,13 @@ def test_a_broker_outage_mid_transaction_is_ridden_out(tmp_path) -> None:
 
         # 2. the records time out while the broker is away (message.timeout.ms 3 s): the
         #    broker's transaction is aborted and the batch written again from the marker
-        #    of its second transaction, record 100 on
+        #    of its second transaction, record 100 on. The broker comes back once librdkafka
+        #    says the transaction failed (its records timed out), not at a guessed moment
         hasty, stopped = writer({"message.timeout.ms": 3000, "transaction.timeout.ms": 3000}), []
-        thread = _restart_when(broker, lambda: hasty.retries >= 3)
-        assert hasty.write(1, _batch_with_outage(broker, 1, stopped)) == N
-        thread.join()
+        with LogWatch("driftline.librdkafka", TRANSACTION_FAILED) as failed:
+            thread = _restart_when(broker, lambda: failed.seen.is_set() and hasty.retries >= 1)
+            assert hasty.write(1, _batch_with_outage(broker, 1, stopped)) == N
+            thread.join()
         assert stopped and hasty.rewrites >= 1
 
         visible = Counter(m.key() for m in read_topic(bootstrap, "out", isolation="read_committed"))
@@ -86,9 +92,10 @@ def test_a_broker_outage_mid_transaction_is_ridden_out(tmp_path) -> None:
         # 3. records that cannot be read again cannot be rewritten: the batch fails with the
         #    broker's error, as before, rather than committing a part of it
         once, stopped = writer({"message.timeout.ms": 3000, "transaction.timeout.ms": 3000}), []
-        thread = _restart_when(broker, lambda: once.retries >= 3)
-        with pytest.raises(DeliveryError, match="batch 2 was not committed"):
-            once.write(2, iter(_batch_with_outage(broker, 2, stopped)()))
-        thread.join()
+        with LogWatch("driftline.librdkafka", TRANSACTION_FAILED) as failed:
+            thread = _restart_when(broker, lambda: failed.seen.is_set() and once.retries >= 1)
+            with pytest.raises(DeliveryError, match="batch 2 was not committed"):
+                once.write(2, iter(_batch_with_outage(broker, 2, stopped)()))
+            thread.join()
     finally:
         broker.stop()
