@@ -23,7 +23,7 @@ from driftline.demo import SignalGenerator
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
-from tests.conftest import REPO, pipeline_copy
+from tests.conftest import QUICK_RESTART, REPO, pipeline_copy
 from tests.spark.helpers import encode_mix, produce_frames
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
@@ -68,7 +68,7 @@ def _summary(out: str) -> dict:
 @pytest.mark.timeout(1200)  # two job processes, each with its own JVM, plus a broker restart
 def test_a_broker_killed_and_restarted_mid_run_loses_and_doubles_nothing(kafka_bootstrap, topic_prefix,
                                                                          tmp_path) -> None:  # fmt: skip
-    broker = EmbeddedBroker(tmp_path / "broker", port=free_port())
+    broker = EmbeddedBroker(tmp_path / "broker", port=free_port(), overrides=QUICK_RESTART)
     bootstrap = broker.start().bootstrap
     clean_job, files = None, contextlib.ExitStack()
     try:
