@@ -30,7 +30,9 @@ def test_a_failing_registry_stops_the_batch_and_the_next_run_decodes(spark, kafk
     with SchemaRegistryDouble() as server:
         config = load_pipeline(pipeline_copy(
             tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix,
-            replace={'# schema_registry_url = "http://localhost:8081"': f'schema_registry_url = "{server.url}"'},
+            replace={'# schema_registry_url = "http://localhost:8081"': f'schema_registry_url = "{server.url}"',
+                     # the failed run returns at once (the exporter's 30 s linger is for Prometheus)
+                     'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'},
         ))  # fmt: skip
         # another producer registered the payments schema under its own subject: an id the job
         # has not seen, so the batch must ask the registry for it
