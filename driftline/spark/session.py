@@ -50,9 +50,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # reserved address space, used only as deep as a thread goes.
     # -XX:-DontCompileHugeMethods: HotSpot never JIT-compiles a method of more than 8,000
     # bytes of bytecode, and Spark's whole-stage code for the decode (one from_avro branch
-    # per writer schema, the frame, trailing-bytes and UTF-8 checks) is past that, so it
-    # ran interpreted: measured on 250,000 in-memory frames, the decode took 0.87 s
-    # without the flag and 0.35 s with it (docs/streaming.md, "JIT and generated code")
+    # per writer schema, the frame, trailing-bytes and UTF-8 checks) passes that from
+    # about 20 fields on, and then runs interpreted: 3.6x slower for a 22-field schema
+    # (python -m bench.jit; docs/streaming.md, "Generated code and the JIT")
     "spark.driver.extraJavaOptions": f"-Xss16m {JIT_OPTIONS}",
     "spark.executor.extraJavaOptions": JIT_OPTIONS,
     "spark.sql.adaptive.enabled": "false",
