@@ -32,7 +32,8 @@ duration, state size and disk use against batch id, window close -> drift row
 features (``bench/many_sources.py``, ``--sources``), and the Spark census of those sources run
 as one query per source and as one query for all (``bench/layout.py``). ``--records`` sets
 the size (default 1,000,000 payments records, 4 partitions) on the embedded Apache Kafka
-broker.
+broker. Last, ``bench/jit.py`` decodes ``--jit-records`` frames in two fresh JVMs, with
+and without ``-XX:-DontCompileHugeMethods``, side by side.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency, batch_log, layout, many_sources, trickle
+from bench import alert_latency, batch_log, jit, layout, many_sources, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--alert-runs", type=int, default=5, help="drift injections timed to the alert")
     parser.add_argument("--trickle-batches", type=int, default=300, help="micro-batches of the trickle run")
     parser.add_argument("--sources", type=int, default=50, help="generated sources (x 20 features) vs 1")
+    parser.add_argument("--jit-records", type=int, default=250_000,
+                        help="frames decoded with and without the JIT flag; 0 skips")  # fmt: skip
     args = parser.parse_args()
     n = args.records
     steps, dense_steps = _StepTimes(), _StepTimes()
@@ -194,6 +197,8 @@ def main() -> None:
         print("\n".join(f"    {line}" for line in many_sources.report(wide).splitlines()))
         print("  the census alone, one query per source vs one query for all (bench/layout.py):")
         print("\n".join(f"    {line}" for line in layout.report(layouts).splitlines()))
+    if args.jit_records:
+        print("  " + jit.report(jit.measure(args.jit_records), args.jit_records).replace("\n", "\n  "))
     if trickle_result:
         print("  trickle run (continuous mode):")
         print("\n".join(f"    {line}" for line in trickle.report(trickle_result).splitlines()))
