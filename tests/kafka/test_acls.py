@@ -21,6 +21,7 @@ from confluent_kafka.admin import (
 from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.clients import make_admin
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
+from driftline.testing.live import wait_until
 
 pytestmark = pytest.mark.kafka
 USERS = {"admin": "admin-secret", "driftline-job": "job-secret", "mallory": "mallory-secret"}
@@ -76,6 +77,12 @@ def test_only_the_jobs_principal_can_write_markers(tmp_path) -> None:
         )  # fmt: skip
         for future in admin.create_acls(acls).values():
             future.result(30)
+        # create_acls returns once the controller has the bindings; the broker's authorizer
+        # applies them when it replays the metadata, a moment later. Until then the job's
+        # principal does not see its topics and would try (and be refused) to create them
+        job_admin = make_admin(bootstrap, _sasl("driftline-job"))
+        wait_until(lambda: {MARKERS, OUT} <= set(job_admin.list_topics(timeout=10).topics), 60,
+                   "the broker to apply the job's ACLs")  # fmt: skip
 
         def job_writer() -> TransactionalBatchWriter:
             return TransactionalBatchWriter(bootstrap=bootstrap, topic=OUT, markers_topic=MARKERS,
