@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: (``broker.session.timeout.ms``, 9 s by default), and a restart waited that out (about
 #: 13 s instead of 6 here). Heartbeats every 0.5 s keep a live node well inside 3 s.
 QUICK_RESTART = {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 500}
+#: ``pipeline_copy(replace=...)`` entry for a run meant to fail: it exits at once instead of
+#: keeping the exporter up for ``[metrics] linger_on_failure`` (30 s) for Prometheus to scrape.
+NO_LINGER = {'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'}
 DEMO_PIPELINE = REPO / "pipelines" / "demo.toml"
 SCHEMAS = REPO / "schemas"
 

@@ -20,7 +20,7 @@ from driftline.errors import DataLossError
 from driftline.kafka.clients import make_admin
 from driftline.spark.job import checkpoint_of, run
 from driftline.testing.live import wait_until
-from tests.conftest import pipeline_copy
+from tests.conftest import NO_LINGER, pipeline_copy
 from tests.spark.helpers import driftline_run, encode_mix, produce_frames
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
@@ -32,8 +32,7 @@ def _produce(bootstrap: str, topic: str, count: int, first: int) -> None:
 
 
 def _pipeline(tmp_path, kafka_bootstrap, topic_prefix, fail_on_data_loss: bool):
-    # a run whose query fails exits at once (the exporter's 30 s linger is for Prometheus to scrape)
-    replace = {'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'}
+    replace = dict(NO_LINGER)  # a run whose query fails exits at once
     if not fail_on_data_loss:
         replace[f'topic_prefix = "{topic_prefix}"'] = (
             f'topic_prefix = "{topic_prefix}"\nfail_on_data_loss = false'

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from driftline.demo import SignalGenerator
-from tests.conftest import pipeline_copy
+from tests.conftest import NO_LINGER, pipeline_copy
 from tests.spark.helpers import driftline_run, encode_mix, produce_frames
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
@@ -63,12 +63,9 @@ def test_a_full_warehouse_disk_fails_clearly_and_resumes_cleanly(
     needed = _size(tmp_path / "clean" / "warehouse")
     assert needed > 100_000
 
-    # the failed run exits at once (the exporter's 30 s linger on failure is for Prometheus to scrape)
-    no_linger = {
-        'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'
-    }
+    # the failed run exits at once (NO_LINGER)
     full = pipeline_copy(
-        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="full", replace=no_linger
+        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="full", replace=NO_LINGER
     )
     warehouse = tmp_path / "full" / "warehouse"
     warehouse.mkdir(parents=True)

@@ -19,7 +19,7 @@ from driftline.demo import SignalGenerator
 from driftline.errors import JobError
 from driftline.spark.job import run
 from driftline.testing.schema_registry import SchemaRegistryDouble
-from tests.conftest import SCHEMAS, pipeline_copy
+from tests.conftest import NO_LINGER, SCHEMAS, pipeline_copy
 from tests.spark.helpers import produce_frames
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
@@ -31,8 +31,7 @@ def test_a_failing_registry_stops_the_batch_and_the_next_run_decodes(spark, kafk
         config = load_pipeline(pipeline_copy(
             tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix,
             replace={'# schema_registry_url = "http://localhost:8081"': f'schema_registry_url = "{server.url}"',
-                     # the failed run returns at once (the exporter's 30 s linger is for Prometheus)
-                     'lag_interval = "15 seconds"': 'lag_interval = "15 seconds"\nlinger_on_failure = "0 seconds"'},
+                     **NO_LINGER},  # the failed run returns at once
         ))  # fmt: skip
         # another producer registered the payments schema under its own subject: an id the job
         # has not seen, so the batch must ask the registry for it
