@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-JIT_FLAG = "-XX:-DontCompileHugeMethods"
 
 CHECKS = {"trailing check on": True, "trailing check off": False}
 
@@ -120,7 +119,9 @@ def measure(
 
 
 def report(results: dict[str, dict[str, dict[str, float]]], records: int) -> str:
-    lines = [f"decode of {records:,} cached frames into noop, fastest run, without / with {JIT_FLAG}:"]
+    from driftline.spark.session import JIT_OPTIONS
+
+    lines = [f"decode of {records:,} cached frames into noop, fastest run, without / with {JIT_OPTIONS}:"]
     without, with_flag = results["without the flag"], results["with the flag"]
     for subject in without:
         size = int(without[subject]["method bytes"])
