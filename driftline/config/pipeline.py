@@ -156,6 +156,13 @@ class SourceConfig(_Model):
     topic: str | None = None
     dead_letter_topic: str | None = None
     partitions: int = Field(default=4, ge=1, le=1024)
+    query: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="The streaming query that reads the source; default: its own, named after it. "
+        "Sources with the same reader schema (subject and schema_version) may name one query: their "
+        "topics are read and decoded once per micro-batch, under one checkpoint.",
+    )
     event_time: str
     entity_id: str | None = None
     features: dict[str, FeatureConfig] = Field(min_length=1)
@@ -348,6 +355,40 @@ class PipelineConfig(_Model):
                 f"holds only letters, digits, '_' and '-' (it becomes topic, table and folder names)"
             )
         return sources
+
+    @model_validator(mode="after")
+    def _queries_share_a_reader(self) -> PipelineConfig:
+        """Sources named into one query are decoded once, so they share a reader schema;
+        a query named after a source is that source's own query."""
+        for query, members in self.queries.items():
+            if query in self.sources and query not in members:
+                raise ValueError(
+                    f"sources.{members[0]}.query: {query!r} is also the name of source {query!r}, which "
+                    f"is not in that query (its query is {self.query_of(query)!r}); name the shared query "
+                    f"otherwise, or put source {query!r} in it too"
+                )
+            readers = {(self.sources[m].subject, self.sources[m].schema_version) for m in members}
+            if len(readers) > 1:
+                listed = ", ".join(f"{m} ({self.sources[m].subject} version {self.sources[m].schema_version})"
+                                   for m in members)  # fmt: skip
+                raise ValueError(
+                    f"sources.<name>.query: the sources of query {query!r} must share one reader schema "
+                    f"(subject and schema_version; one decode serves them all), but they are: {listed}. "
+                    "Give the others a query of their own"
+                )
+        return self
+
+    @property
+    def queries(self) -> dict[str, list[str]]:
+        """Streaming query name -> its sources, in the order the pipeline lists them."""
+        out: dict[str, list[str]] = {}
+        for name, spec in self.sources.items():
+            out.setdefault(spec.query or name, []).append(name)
+        return out
+
+    def query_of(self, source: str) -> str:
+        """The name of the streaming query that reads ``source``."""
+        return self.source(source).query or source
 
     @property
     def name(self) -> str:

@@ -113,11 +113,24 @@ def _by_topic(items) -> dict[str, int]:
 
 
 @contextmanager
-def _timed(step: str, source: str, batch_id: int):
+def timed_step(step: str, source: str, batch_id: int):
+    """Log ``batch_step source=<source or query> batch=<id> step=<step> seconds=<s>`` after the block."""
     started = time.monotonic()
     yield
     logger.info("batch_step source=%s batch=%d step=%s seconds=%.2f", source, batch_id, step,
                 time.monotonic() - started)  # fmt: skip
+
+
+@contextmanager
+def gated(name: str, batch_id: int):
+    """Run the block as one of the :data:`CONCURRENT_BATCHES` batch bodies; the time spent
+    waiting for a place is logged as the ``wait`` step of ``name`` (a source or a query)."""
+    with timed_step("wait", name, batch_id):
+        _GATE.acquire()
+    try:
+        yield
+    finally:
+        _GATE.release()
 
 
 @dataclass(frozen=True)
@@ -177,18 +190,25 @@ class BatchProcessor:
             self.progress_pruner = BatchPruner(plan.warehouse.state("progress"), plan.source, PROGRESS_KEPT)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        with _timed("wait", self.plan.source, batch_id):
-            _GATE.acquire()
-        try:
+        with gated(self.plan.source, batch_id):
             self._run(batch, batch_id)
-        finally:
-            _GATE.release()
 
     def _run(self, batch: DataFrame, batch_id: int) -> None:
+        self._timed_body(batch_id, lambda: self._process(*self._decode(batch, batch_id), batch_id))
+
+    def process_decoded(self, rows: DataFrame, read: int, survey: Survey | None, batch_id: int) -> None:
+        """This source's part of a batch of a query it shares with other sources
+        (:class:`driftline.spark.shared_query.SharedQueryProcessor`): ``rows`` are the
+        batch's rows of this source's topic, decoded (and cached) once for the whole
+        query, ``read`` how many and ``survey`` the decoder's survey of them. Runs on the
+        driver, in the query's ``foreachBatch``, after the shared decode."""
+        self._timed_body(batch_id, lambda: self._process(self._checked(rows), read, survey, batch_id))
+
+    def _timed_body(self, batch_id: int, body) -> None:
         self._cached: list[DataFrame] = []
         started = time.monotonic()
         try:
-            self._process(*self._decode(batch, batch_id), batch_id)
+            body()
         finally:
             for frame in self._cached:  # only this batch's: other sources' queries share the session
                 frame.unpersist()
@@ -203,7 +223,7 @@ class BatchProcessor:
         if self.decoder is None:
             rows = self._cache(self._checked(batch))
             return rows, rows.count(), None
-        with _timed("decode", self.plan.source, batch_id):
+        with timed_step("decode", self.plan.source, batch_id):
             rows = self._cache(self._checked(self.decoder.decode(batch)))
             survey = self.decoder.survey(rows)  # materialises the cache: one read of the topic
             if survey.unknown and self.decoder.learn(survey.unknown):
@@ -225,7 +245,7 @@ class BatchProcessor:
         plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
         state = WindowState(spark, warehouse.root, plan.source)
-        timed = lambda step: _timed(step, plan.source, batch_id)  # noqa: E731
+        timed = lambda step: timed_step(step, plan.source, batch_id)  # noqa: E731
         if read <= SINGLE_TASK_ROWS:  # one partition: every aggregation below runs without a shuffle
             rows = rows.coalesce(1)
         with timed("read_and_watermark"):

@@ -15,6 +15,7 @@ start offsets from ``ListOffsets``, and applies
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -30,17 +31,24 @@ NO_LOSS = OffsetLoss({}, ())
 class LossCounter:
     """Per-batch lost offsets of one source's query (driver side, see the module docstring)."""
 
-    def __init__(self, source: str, checkpoint: str, probe: EndOffsetProbe) -> None:
+    def __init__(self, source: str, checkpoint: str, probe: EndOffsetProbe,
+                 topics: Collection[str] | None = None) -> None:  # fmt: skip
+        """``topics``: the source's topics, when its query reads others' too (their
+        offsets in the shared checkpoint are left out); None: every topic of the query."""
         self.source = source
         self.checkpoint = checkpoint.rstrip("/")
         self.probe = probe
+        self.topics = frozenset(topics) if topics is not None else None
 
     def _batch_end(self, spark: SparkSession, batch_id: int):
         if batch_id < 0:
             return None
         text = read_text(spark, f"{self.checkpoint}/offsets/{batch_id}")
         offsets = parse_offset_log_entry(text) if text is not None else None
-        return from_offset(offsets) if offsets is not None else None
+        if offsets is None:
+            return None
+        ends = from_offset(offsets)
+        return ends if self.topics is None else {tp: o for tp, o in ends.items() if tp[0] in self.topics}
 
     def measure(self, spark: SparkSession, rows: DataFrame, batch_id: int) -> OffsetLoss:
         """What batch ``batch_id`` (whose rows are ``rows``) skipped; logged when not nothing."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from operator import and_
 from typing import Any
@@ -284,7 +284,10 @@ class FrameDecoder:
             for r in rows if r["id"] is not None
         )  # fmt: skip
         unknown_ids = sorted({int(r["id"]) for r in rows if r["id"] is not None and r["unknown"]})
-        return Survey(sum(r["n"] for r in rows), unknown_ids, ranges)
+        by_topic: dict[str, int] = {}
+        for r in rows:
+            by_topic[r["_topic"]] = by_topic.get(r["_topic"], 0) + r["n"]
+        return Survey(sum(r["n"] for r in rows), unknown_ids, ranges, by_topic)
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,13 @@ class Survey:
     read: int
     unknown: list[int]  # schema ids the registry did not know when the batch was decoded
     ranges: tuple[IdRange, ...]  # records per (writer schema id, topic, partition)
+    by_topic: dict[str, int] = field(default_factory=dict)  # records per topic
+
+    def of_topic(self, topic: str) -> Survey:
+        """The part of the survey about ``topic``'s records (a query of several sources)."""
+        ranges = tuple(r for r in self.ranges if r.topic == topic)
+        unknown = sorted({r.schema_id for r in ranges} & set(self.unknown))
+        return Survey(self.by_topic.get(topic, 0), unknown, ranges, {topic: self.by_topic.get(topic, 0)})
 
 
 def _nullable(avro_type) -> bool:

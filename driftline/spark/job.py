@@ -1,4 +1,5 @@
-"""The quality stream job: one streaming query per source, all in one SparkSession.
+"""The quality stream job: one streaming query per source (or per group of sources that share
+a reader schema and name one ``query``), all in one SparkSession.
 
 ``run(spark, config)`` is what ``driftline run`` and ``jobs/quality_stream.py`` call.
 With ``until_idle`` it processes everything available now and returns (a
@@ -176,8 +177,10 @@ def suite_name(path: Path) -> str:
 
 
 def checkpoint_of(config: PipelineConfig, source: str) -> str:
-    """The source's query checkpoint: ``<state_dir>/checkpoints/<pipeline>/<source>`` (a URI or path)."""
-    return fs.join(config.location(config.state_dir), "checkpoints", config.name, source)
+    """The checkpoint of the query that reads ``source``:
+    ``<state_dir>/checkpoints/<pipeline>/<query>`` (a URI or path), where the query is
+    the source's own (named after it) unless ``[sources.<name>] query`` names a shared one."""
+    return fs.join(config.location(config.state_dir), "checkpoints", config.name, config.query_of(source))
 
 
 def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> DriftScorer | None:
@@ -266,25 +269,56 @@ def claim_warehouse(spark: SparkSession, config: PipelineConfig, source: str, qu
 def start_query(
     spark: SparkSession,
     config: PipelineConfig,
-    source: str,
+    query: str,
     *,
     trigger_seconds: float,
     max_records_per_batch: int | None = None,
     metrics: PipelineMetrics | None = None,
 ):
-    """Start the streaming query of one source and return it."""
-    spec = config.source(source)
-    checkpoint = checkpoint_of(config, source)
+    """Start the streaming query ``query`` (a source's own, or one that several sources
+    share, :mod:`driftline.spark.shared_query`) and return it."""
+    members = config.queries[query]
+    checkpoint = checkpoint_of(config, members[0])
     query_key = query_id(spark, checkpoint, create=False)  # keys the commit markers of both writers
-    claim_warehouse(spark, config, source, query_key, checkpoint)  # before a new checkpoint is written
+    for source in members:  # before a new checkpoint is written
+        claim_warehouse(spark, config, source, query_key, checkpoint)
     query_id(spark, checkpoint)
-    bootstrap = config.kafka.bootstrap_servers
-    topics = [config.topic(source)]
+    topics = list(dict.fromkeys(config.topic(source) for source in members))
     stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)
     registry = open_registry(config.path(config.schemas_dir), config.kafka.schema_registry_url,
                              config.kafka.schema_registry_client())  # fmt: skip
+    spec = config.source(members[0])  # every member has this reader schema (checked with the config)
     decoder = FrameDecoder(registry, registry.get(spec.subject, spec.schema_version),
                            reject_trailing=config.kafka.reject_trailing_bytes)  # fmt: skip
+    shared = len(members) > 1
+    processors = [
+        _source_processor(spark, config, name, decoder, query_key, checkpoint, metrics, shared=shared)
+        for name in members
+    ]
+    if len(members) == 1:
+        function = processors[0]
+    else:
+        from driftline.spark.shared_query import SharedQueryProcessor
+
+        pairs = [(config.topic(source), p) for source, p in zip(members, processors, strict=True)]
+        function = SharedQueryProcessor(f"{config.name}.{query}", decoder, pairs)
+    return (
+        stream.writeStream.queryName(f"{config.name}.{query}")
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(processingTime=f"{trigger_seconds} seconds")
+        .foreachBatch(function)
+        .start()
+    )
+
+
+def _source_processor(spark: SparkSession, config: PipelineConfig, source: str, decoder: FrameDecoder,
+                      query_key: str, checkpoint: str, metrics: PipelineMetrics | None, *,
+                      shared: bool) -> BatchProcessor:  # fmt: skip
+    """One source's batch processor: its plan, its dead-letter and alert writers (keyed by
+    the query's id), its loss counter, and its metrics' fixed series."""
+    spec = config.source(source)
+    bootstrap = config.kafka.bootstrap_servers
+    topic = config.topic(source)
     writer = TransactionalBatchWriter(
         bootstrap=bootstrap,
         topic=config.dead_letter_topic(source),
@@ -309,7 +343,6 @@ def start_query(
             partitions=1,
             fingerprint=writer.fingerprint,
         )
-    if plan.drift is not None:
         plan.drift.metrics = metrics
         if metrics is not None:
             plan.drift.export_saved_state(spark)  # a firing alert stays firing across a restart
@@ -317,21 +350,13 @@ def start_query(
         metrics.reference(source, plan.drift.reference.version if plan.drift is not None else None)
         if (link := config.report.link(config.name, source)) is not None:
             metrics.report_link(source, link)
-        metrics.source_topics(source, topics)
+        metrics.source_topics(source, [topic])
         metrics.schema_series(source, plan.schema_watch.series())
-    loss = (
-        None
-        if config.kafka.fail_on_data_loss
-        else LossCounter(source, str(checkpoint), EndOffsetProbe(_lag_consumer(config), bootstrap=bootstrap))
-    )
-    processor = BatchProcessor(plan, writer, metrics, decoder, loss)
-    return (
-        stream.writeStream.queryName(f"{config.name}.{source}")
-        .option("checkpointLocation", str(checkpoint))
-        .trigger(processingTime=f"{trigger_seconds} seconds")
-        .foreachBatch(processor)
-        .start()
-    )
+    loss = None
+    if not config.kafka.fail_on_data_loss:
+        probe = EndOffsetProbe(_lag_consumer(config), bootstrap=bootstrap)
+        loss = LossCounter(source, str(checkpoint), probe, topics=[topic] if shared else None)
+    return BatchProcessor(plan, writer, metrics, decoder, loss)
 
 
 def run(
@@ -351,9 +376,14 @@ def run(
     ``when_idle`` (with ``until_idle``) is called once everything available has been
     processed, while the queries still run (the demo waits for its alerts there).
     """
-    names = sources or list(config.sources)
-    for name in names:
+    asked = sources or list(config.sources)
+    for name in asked:
         config.source(name)
+    queries = list(dict.fromkeys(config.query_of(name) for name in asked))
+    names = [source for query in queries for source in config.queries[query]]
+    if extra := [name for name in names if name not in asked]:
+        logger.info("shared_query sources=%s: run too, they share a streaming query with %s",
+                    ",".join(extra), ",".join(asked))  # fmt: skip
     check_topics(spark, config, names)
     trigger = 0.0 if until_idle else config.windows.trigger.seconds
     spark.streams.resetTerminated()  # else awaitAnyTermination returns at once after an earlier run
@@ -365,16 +395,17 @@ def run(
             stack.callback(exporter.close)
         if metrics is not None:
             _monitor(stack, spark, config, names, metrics)
-        queries = []
+        started = []
         try:
-            for name in names:
-                query = start_query(spark, config, name, trigger_seconds=trigger,
-                                    max_records_per_batch=max_records_per_batch, metrics=metrics)  # fmt: skip
-                queries.append(query)
+            for query in queries:
+                streaming = start_query(spark, config, query, trigger_seconds=trigger,
+                                        max_records_per_batch=max_records_per_batch,
+                                        metrics=metrics)  # fmt: skip
+                started.append(streaming)
             try:
                 if until_idle:
-                    for query in queries:
-                        query.processAllAvailable()
+                    for streaming in started:
+                        streaming.processAllAvailable()
                     if when_idle is not None:
                         when_idle()
                 else:
@@ -382,18 +413,21 @@ def run(
             except StreamingQueryException:
                 pass  # reported below from query.exception(), as a DriftlineError with its own exit code
         finally:
-            for query in queries:
-                query.stop()
-            failed = [q for q in queries if q.exception() is not None]
+            for streaming in started:
+                streaming.stop()
+            failed = [q for q in started if q.exception() is not None]
             if metrics is not None:  # the listener's events are asynchronous: say it now as well
-                for query, name in zip(queries, names, strict=False):
-                    metrics.query_terminated(name, failed=query.exception() is not None)
+                for streaming, query in zip(started, queries, strict=False):
+                    for name in config.queries[query]:
+                        metrics.query_terminated(name, failed=streaming.exception() is not None)
             if served and failed:
                 _linger(config)
-    for query, name in zip(queries, names, strict=False):
-        if query.exception() is not None:
-            raise query_failure(name, query.exception(), checkpoint=str(checkpoint_of(config, name)),
-                                topics=[config.topic(name)])  # fmt: skip
+    for streaming, query in zip(started, queries, strict=False):
+        if streaming.exception() is not None:
+            members = config.queries[query]
+            raise query_failure(", ".join(members), streaming.exception(),
+                                checkpoint=str(checkpoint_of(config, members[0])),
+                                topics=[config.topic(name) for name in members])  # fmt: skip
     return summarize(spark, config, names)
 
 
@@ -417,8 +451,10 @@ def check_topics(spark: SparkSession, config: PipelineConfig, sources: list[str]
             f"no topic on {config.kafka.bootstrap_servers} for source(s) {listed}: ingest into them first "
             f"(driftline ingest -p <pipeline> -s <source> -i <file>) or check [kafka] topic_prefix{only}"
         )
-    for source, topic in topics.items():
-        check_topic_identity(spark, source, checkpoint_of(config, source), {topic: ids[topic]},
+    for query in dict.fromkeys(config.query_of(source) for source in sources):
+        members = config.queries[query]
+        current = {topics[m]: ids[topics[m]] for m in members}
+        check_topic_identity(spark, ", ".join(members), checkpoint_of(config, members[0]), current,
                              fail_on_data_loss=config.kafka.fail_on_data_loss)  # fmt: skip
 
 
@@ -435,10 +471,11 @@ def _monitor(stack: ExitStack, spark, config: PipelineConfig, names: list[str], 
     """A query listener and a lag monitor for the run's queries, removed when it ends."""
     from driftline.spark.monitoring import LaggingSource, LagMonitor, MetricsListener
 
-    by_query = {}
-    for name in names:
-        by_query[f"{config.name}.{name}"] = name
-        by_query[query_id(spark, checkpoint_of(config, name))] = name
+    by_query: dict[str, list[str]] = {}
+    for query in dict.fromkeys(config.query_of(name) for name in names):
+        members = config.queries[query]
+        by_query[f"{config.name}.{query}"] = members
+        by_query[query_id(spark, checkpoint_of(config, members[0]))] = members
     listener = MetricsListener(metrics, by_query)
     spark.streams.addListener(listener)
     stack.callback(spark.streams.removeListener, listener)

@@ -21,7 +21,7 @@ import ast
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql.streaming import StreamingQueryListener
@@ -35,44 +35,49 @@ logger = logging.getLogger(__name__)
 
 
 class MetricsListener(StreamingQueryListener):
-    """Query lifecycle and progress into metrics; queries are matched by id, then by name."""
+    """Query lifecycle and progress into metrics; queries are matched by id, then by name.
 
-    def __init__(self, metrics: PipelineMetrics, sources_by_query: Mapping[str, str]) -> None:
+    A query of several sources (``[sources.<name>] query``) reports its progress for each
+    of them: the batch duration and the rates are the shared query's."""
+
+    def __init__(self, metrics: PipelineMetrics, sources_by_query: Mapping[str, str | Sequence[str]]) -> None:
         self.metrics = metrics
-        self.sources_by_query = dict(sources_by_query)  # query name or id -> source
+        # query name or id -> its sources
+        self.sources_by_query = {
+            key: (value,) if isinstance(value, str) else tuple(value)
+            for key, value in sources_by_query.items()
+        }
         self.processed: dict[str, dict[tuple[str, int], int]] = {}  # source -> end offsets of last batch
 
-    def _source(self, query_id, name: str | None = None) -> str | None:
-        return self.sources_by_query.get(str(query_id)) or (name and self.sources_by_query.get(name))
+    def _sources(self, query_id, name: str | None = None) -> tuple[str, ...]:
+        return self.sources_by_query.get(str(query_id)) or (name and self.sources_by_query.get(name)) or ()
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's name
-        source = self._source(event.id, event.name)
-        if source is not None:
-            self.sources_by_query[str(event.id)] = source
+        sources = self._sources(event.id, event.name)
+        if sources:
+            self.sources_by_query[str(event.id)] = sources
+        for source in sources:
             self.metrics.query_started(source)
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
         progress = event.progress
-        source = self._source(progress.id, progress.name)
-        if source is None:
-            return
-        self.metrics.batch_progress(
-            source,
-            seconds=progress.batchDuration / 1000 if progress.batchDuration is not None else None,
-            input_rate=progress.inputRowsPerSecond,
-            processed_rate=progress.processedRowsPerSecond,
-        )
-        for source_progress in progress.sources:
-            end = _offset(source_progress.endOffset)
-            if end:
-                self.processed[source] = from_offset(end)
+        ends = [_offset(s.endOffset) for s in progress.sources]
+        for source in self._sources(progress.id, progress.name):
+            self.metrics.batch_progress(
+                source,
+                seconds=progress.batchDuration / 1000 if progress.batchDuration is not None else None,
+                input_rate=progress.inputRowsPerSecond,
+                processed_rate=progress.processedRowsPerSecond,
+            )
+            for end in ends:
+                if end:
+                    self.processed[source] = from_offset(end)
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
         pass  # nothing new: rates and lag stay as measured
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802
-        source = self._source(event.id)
-        if source is not None:
+        for source in self._sources(event.id):
             self.metrics.query_terminated(source, failed=event.exception is not None)
 
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from driftline.errors import DataLossError
+from driftline.errors import ConfigError, DataLossError
 from driftline.spark import fs
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,19 @@ def check_topic_identity(
     record = fs.join(str(checkpoint), RECORD)
     text = fs.read_text(spark, record)
     recorded = json.loads(text) if text is not None else {}
+    dropped = sorted(set(recorded) - set(current))
+    if dropped and fail_on_data_loss:
+        raise ConfigError(
+            f"source {source!r}: the checkpoint {checkpoint} holds offsets of topic(s) "
+            f"{', '.join(repr(t) for t in dropped)}, which none of its query's sources reads now (a source "
+            "left the query, or its topic was renamed): Spark's Kafka source stops such a query as data "
+            "loss. Put the source back in the query ([sources.<name>] query and topic), or start the query "
+            f"afresh: remove {checkpoint} and its sources' results in the warehouse"
+        )
+    for topic in dropped:
+        logger.warning("topic_dropped source=%s topic=%s checkpoint=%s: its checkpointed offsets are no "
+                       "longer read (fail_on_data_loss = false)", source, topic, checkpoint)  # fmt: skip
+    recorded = {t: i for t, i in recorded.items() if t in current}
     changed = changed_topics(recorded, current)
     if changed and fail_on_data_loss:
         topic, (then, now) = next(iter(changed.items()))
@@ -60,7 +73,7 @@ def check_topic_identity(
             "skipped",
             source, topic, then, now, checkpoint,
         )  # fmt: skip
-    if recorded != {**recorded, **current}:
+    if dropped or recorded != {**recorded, **current}:
         fs.write_text(spark, record, json.dumps({**recorded, **current}, sort_keys=True) + "\n")
 
 

@@ -50,7 +50,7 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         (lambda d: d["windows"].update(sizee="1 minute"),
          "windows.sizee: unknown key; valid keys here: max_future, size, slide, trigger, watermark"),
         (lambda d: d["sources"]["sensors"].update(colour="red"),
-         "sources.sensors.colour: unknown key; valid keys here: dead_letter_topic, entity_id, event_time, expectations, features, partitions, schema_version, subject, topic"),
+         "sources.sensors.colour: unknown key; valid keys here: dead_letter_topic, entity_id, event_time, expectations, features, partitions, query, schema_version, subject, topic"),
         (lambda d: d["windows"].update(size="soon"),
          "windows.size: Value error, 'soon' is not a duration; write a number and a unit"),
         (lambda d: d["windows"].update(size="0 seconds"),

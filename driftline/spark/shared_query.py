@@ -1,0 +1,91 @@
+"""One streaming query for several sources that share a reader schema.
+
+``[sources.<name>] query = "<query>"`` puts sources into one streaming query: one
+Kafka source over all their topics, one checkpoint, one batch-id sequence, one
+micro-batch loop in the driver. :class:`SharedQueryProcessor` is that query's
+``foreachBatch`` function. It runs on the driver once per micro-batch (again, with the
+same batch id and rows, when Spark replays the batch after a failure):
+
+1. it decodes the batch's Kafka rows once, with the one
+   :class:`~driftline.spark.decode.FrameDecoder` of the shared reader schema, caches
+   them and surveys them (one Spark action: rows per topic, writer schema ids, unknown
+   ids); an unknown id the registry then knows is learnt and the batch decoded again;
+2. for each source it hands that source's
+   :class:`~driftline.spark.batch.BatchProcessor` the cached rows of the source's topic
+   (``_topic`` equal to it, a filter over the cache: the topic is not read again) with
+   their count and survey. Each source keeps its own window state, tables, dead-letter
+   topic, commit markers and alert policy, keyed by the shared query's batch ids; a
+   source none of whose records are in the batch is skipped, as its own query would
+   not have run a batch (unless lost records are counted,
+   ``[kafka] fail_on_data_loss = false``: offsets may have moved with no record left).
+   Sources run one after another, each taking a place at the driver-wide gate
+   (:data:`~driftline.spark.batch.CONCURRENT_BATCHES`) as its own query's batch would;
+   the batch ends, and Spark commits it, when all of them have finished. A failure
+   fails the batch and Spark replays all of it: every source's outputs are idempotent
+   per batch id.
+
+Why: Spark's decode of a wide schema is one large generated plan, built per query and
+per batch; sources sharing it pay for it once. ``docs/scaling.md`` has the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from driftline.spark.batch import BatchProcessor, gated, timed_step
+from driftline.spark.decode import FrameDecoder, Survey
+
+logger = logging.getLogger(__name__)
+
+
+class SharedQueryProcessor:
+    """``foreachBatch`` function of a query of several sources (see the module docstring)."""
+
+    def __init__(
+        self, name: str, decoder: FrameDecoder, members: Sequence[tuple[str, BatchProcessor]]
+    ) -> None:
+        """``members``: (topic, processor) per source, in the order they run each batch."""
+        self.name = name
+        self.decoder = decoder
+        self.members = list(members)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        rows = None
+        try:
+            with gated(self.name, batch_id), timed_step("decode", self.name, batch_id):
+                rows = self.decoder.decode(batch).persist()
+                survey = self.decoder.survey(rows)  # materialises the cache: one read of the topics
+                if survey.unknown and self.decoder.learn(survey.unknown):
+                    rows.unpersist()
+                    rows = self.decoder.decode(batch).persist()
+                    self.decoder.survey(rows)
+            self._members(rows, survey, batch_id)
+        finally:
+            if rows is not None:
+                rows.unpersist()
+        logger.info("query_batch_seconds query=%s batch=%d seconds=%.2f", self.name, batch_id,
+                    time.monotonic() - started)  # fmt: skip
+
+    def _members(self, rows: DataFrame, survey: Survey, batch_id: int) -> None:
+        """Each source's part of the batch, one after another, each taking a place at the
+        driver-wide gate as its own query's batch would.
+
+        Not on threads: the sources' plans share the decode's ``from_avro`` expressions, and
+        Spark 4.1 analysing one such expression from two threads at once corrupts its
+        options map (``DUPLICATED_MAP_KEY`` or a NullPointerException in ``FromAvro``;
+        reproduced with two threads filtering one cached decode)."""
+        for topic, processor in self.members:
+            part = survey.of_topic(topic)
+            if part.read == 0 and processor.loss is None:
+                continue
+            with gated(processor.plan.source, batch_id):
+                processor.process_decoded(rows.where(F.col("_topic") == topic), part.read, part, batch_id)
+
+
+__all__ = ["SharedQueryProcessor"]
