@@ -44,14 +44,17 @@ def disk_usage(path: Path) -> tuple[int, int]:
 
 @contextmanager
 def batch_log(handler: logging.Handler) -> Iterator[None]:
-    """``handler`` receives the job's per-batch log lines (``driftline.spark.batch``, INFO)."""
-    logger = logging.getLogger("driftline.spark.batch")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    """``handler`` receives the job's per-batch log lines (``driftline.spark.batch`` and
+    ``driftline.spark.shared_query``, INFO)."""
+    loggers = [logging.getLogger(name) for name in ("driftline.spark.batch", "driftline.spark.shared_query")]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 @contextmanager

@@ -157,8 +157,9 @@ def main() -> None:
                 wide = layouts = None
                 if args.sources:
                     print(f"1 source and {args.sources} sources x 20 features ...")
-                    wide = [many_sources.measure(spark, state.bootstrap, Path(scratch), sources=n)
-                            for n in (1, args.sources)]  # fmt: skip
+                    setups = ((1, False), (args.sources, False), (args.sources, True))
+                    wide = [many_sources.measure(spark, state.bootstrap, Path(scratch), sources=n,
+                                                 shared=shared) for n, shared in setups]  # fmt: skip
                     print(f"{args.sources} sources: one query each vs one query for all ...")
                     layouts = layout.measure(spark, state.bootstrap, Path(scratch), sources=args.sources)
                 trickle_result = None
@@ -193,7 +194,7 @@ def main() -> None:
         print("  event-to-alert latency (10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape):")
         print("\n".join(f"    {line}" for line in alert_latency.report(latency).splitlines()))
     if wide:
-        print("  many sources (one streaming query per source, until idle):")
+        print("  many sources (a query each, or one shared query of sources with one schema; until idle):")
         print("\n".join(f"    {line}" for line in many_sources.report(wide).splitlines()))
         print("  the census alone, one query per source vs one query for all (bench/layout.py):")
         print("\n".join(f"    {line}" for line in layout.report(layouts).splitlines()))

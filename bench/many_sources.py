@@ -4,11 +4,14 @@ Each source has its own generated Avro schema (``wide<NNN>``: an id, an event ti
 ``f00`` .. ``f19``, normal values), one topic partition, ``records`` records one second
 apart and a reference profile fitted on the same distribution, so closing windows are
 scored. ``driftline.spark.job.run`` processes everything until idle with
-``per_batch`` records per micro-batch; today that is one streaming query per source,
-all in one driver. Printed per setup: wall time, records/s, per-batch wall time
-(``batch_seconds`` log lines: the batch body, p50/p95 over all sources' batches), the
-time batches waited at the driver-wide gate before their body ran (``step=wait``, p50/p95)
-and the newest state version's size per source.
+``per_batch`` records per source and micro-batch, all in one driver, in two layouts:
+a streaming query per source, and (``shared``) the sources sharing one schema
+(subject ``wide``) and one query (``query = "all"``), which decodes once per batch.
+Printed per setup: wall time, records/s, per-source batch body wall time
+(``batch_seconds`` log lines, p50/p95 over all sources' batches), the shared query's
+batches (``query_batch_seconds``: decode plus every source's body), the time batches
+waited at the driver-wide gate (``step=wait``, p50/p95) and the newest state
+version's size per source.
 """
 
 from __future__ import annotations
@@ -39,15 +42,19 @@ def _schema(index: int) -> dict:
     }  # fmt: skip
 
 
-def _pipeline(folder: Path, bootstrap: str, sources: int) -> Path:
+def _pipeline(folder: Path, bootstrap: str, sources: int, shared: bool = False) -> Path:
+    """``sources`` generated sources; with ``shared``, they share one schema (subject
+    ``wide``) and one streaming query (``query = "all"``), else each has its own of both."""
     names = [f"wide{i:03d}" for i in range(sources)]
-    for index, name in enumerate(names):
-        (folder / "schemas" / name).mkdir(parents=True)
-        (folder / "schemas" / name / "v1.avsc").write_text(json.dumps(_schema(index)))
+    subjects = ["wide"] if shared else names
+    for index, subject in enumerate(subjects):
+        (folder / "schemas" / subject).mkdir(parents=True)
+        (folder / "schemas" / subject / "v1.avsc").write_text(json.dumps(_schema(index)))
     features = "\n".join(f'f{j:02d} = {{ kind = "numeric" }}' for j in range(FEATURES))
+    query = 'query = "all"' if shared else ""
     blocks = [
-        f'[sources.{name}]\nsubject = "{name}"\nevent_time = "event_time"\nentity_id = "id"\n'
-        f"partitions = 1\n\n"
+        f'[sources.{name}]\nsubject = "{"wide" if shared else name}"\nevent_time = "event_time"\n'
+        f'entity_id = "id"\npartitions = 1\n{query}\n\n'
         f"[sources.{name}.features]\n{features}\n"
         for name in names
     ]
@@ -92,14 +99,14 @@ def _rows(records: int, seed: int) -> list[dict]:
     ]  # fmt: skip
 
 
-def _prepare(folder: Path, bootstrap: str, sources: int, records: int):
+def _prepare(folder: Path, bootstrap: str, sources: int, records: int, shared: bool = False):
     from driftline.avro.codec import AvroEncoder
     from driftline.avro.registry import FileSchemaRegistry
     from driftline.config import load_pipeline
     from driftline.kafka.clients import TopicSpec, ensure_topics, make_admin, make_producer
     from driftline.stats import ReferenceProfile
 
-    config = load_pipeline(_pipeline(folder, bootstrap, sources))
+    config = load_pipeline(_pipeline(folder, bootstrap, sources, shared))
     registry = FileSchemaRegistry(folder / "schemas")
     names = list(config.sources)
     ensure_topics(make_admin(bootstrap), [TopicSpec(config.topic(n), 1) for n in names])
@@ -108,7 +115,7 @@ def _prepare(folder: Path, bootstrap: str, sources: int, records: int):
     columns = {f"f{j:02d}": [r[f"f{j:02d}"] for r in reference_rows] for j in range(FEATURES)}
     profile = ReferenceProfile.fit(columns, numeric=list(columns), version="r1", grid=1000, bins=10)
     for index, name in enumerate(names):
-        encoder = AvroEncoder(registry.get(name))
+        encoder = AvroEncoder(registry.get(config.sources[name].subject))
         for row in _rows(records, seed=100 + index):
             producer.produce(config.topic(name), value=encoder.encode(row), key=row["id"].encode())
             producer.poll(0)
@@ -118,6 +125,7 @@ def _prepare(folder: Path, bootstrap: str, sources: int, records: int):
 
 
 _WAIT = re.compile(r"batch_step source=\S+ batch=\d+ step=wait seconds=([0-9.]+)")
+_QUERY_BATCH = re.compile(r"query_batch_seconds query=\S+ batch=\d+ seconds=([0-9.]+)")
 
 
 class _Batches(logging.Handler):
@@ -125,6 +133,7 @@ class _Batches(logging.Handler):
         super().__init__(logging.INFO)
         self.seconds: list[float] = []
         self.waits: list[float] = []
+        self.query_batches: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -132,19 +141,23 @@ class _Batches(logging.Handler):
             self.seconds.append(float(match[3]))
         elif match := _WAIT.match(text):
             self.waits.append(float(match[1]))
+        elif match := _QUERY_BATCH.match(text):
+            self.query_batches.append(float(match[1]))
 
 
 def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int = 2_000,
-            per_batch: int = 500) -> dict:  # fmt: skip
-    """Run ``sources`` x 20 features until idle; return the figures."""
+            per_batch: int = 500, shared: bool = False) -> dict:  # fmt: skip
+    """Run ``sources`` x 20 features until idle; return the figures. ``shared``: the
+    sources share one schema and one streaming query, which reads ``per_batch`` records
+    per source and batch (``sources x per_batch`` in all)."""
     from driftline.spark.job import run
 
-    folder = scratch / f"many{sources}"
-    config = _prepare(folder, bootstrap, sources, records)
+    folder = scratch / f"many{sources}{'shared' if shared else ''}"
+    config = _prepare(folder, bootstrap, sources, records, shared)
     handler = _Batches()
     started = time.perf_counter()
     with batch_log(handler):
-        summary = run(spark, config, max_records_per_batch=per_batch)
+        summary = run(spark, config, max_records_per_batch=per_batch * (sources if shared else 1))
     elapsed = time.perf_counter() - started
     assert all(s.reconciles and s.read == records for s in summary.sources.values()), summary
     state = folder / "warehouse" / "_state" / "open"
@@ -155,6 +168,10 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
     seconds = handler.seconds
     return {
         "sources": sources, "features": FEATURES, "records": sources * records, "seconds": elapsed,
+        "layout": "one shared query" if shared else "a query each", "queries": 1 if shared else sources,
+        "query_batches": len(handler.query_batches) if shared else len(seconds),
+        "query_batch_p50_s": percentile(handler.query_batches or seconds, 0.5),
+        "query_batch_p95_s": percentile(handler.query_batches or seconds, 0.95),
         "batches": len(seconds), "batch_p50_s": percentile(seconds, 0.5),
         "batch_p95_s": percentile(seconds, 0.95),
         "wait_p50_s": percentile(handler.waits, 0.5), "wait_p95_s": percentile(handler.waits, 0.95),
@@ -164,27 +181,31 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
 
 def report(results: list[dict]) -> str:
     lines = [
-        "sources x features   records   wall s   records/s   batches   batch p50 / p95 s   "
-        "wait p50 / p95 s   state/source"
+        "sources x features   layout             records   wall s   records/s   source batches   "
+        "body p50 / p95 s   query batches   query batch p50 / p95 s   wait p50 / p95 s   state/source"
     ]
     for r in results:
         lines.append(
-            f"{r['sources']:>7} x {r['features']:<8} {r['records']:>9,} {r['seconds']:>8.1f} "
-            f"{r['records'] / r['seconds']:>11,.0f} {r['batches']:>9} {r['batch_p50_s']:>10.2f} / "
-            f"{r['batch_p95_s']:<6.2f} {r['wait_p50_s']:>8.2f} / {r['wait_p95_s']:<6.2f} "
+            f"{r['sources']:>7} x {r['features']:<8}   {r['layout']:<16} {r['records']:>9,} "
+            f"{r['seconds']:>8.1f} "
+            f"{r['records'] / r['seconds']:>11,.0f} {r['batches']:>16} {r['batch_p50_s']:>9.2f} / "
+            f"{r['batch_p95_s']:<6.2f} {r['query_batches']:>15} {r['query_batch_p50_s']:>16.2f} / "
+            f"{r['query_batch_p95_s']:<6.2f} {r['wait_p50_s']:>8.2f} / {r['wait_p95_s']:<6.2f} "
             f"{r['state_bytes_per_source']:>12,} B"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    """``python -m bench.many_sources [--sources 50]``: 1 source, then ``--sources``."""
+    """``python -m bench.many_sources [--sources 50]``: 1 source, then ``--sources`` with a
+    query each, then ``--sources`` sharing one schema and one query."""
     from bench import broker_and_session, sources_arguments
 
     args = sources_arguments(__doc__.splitlines()[0])
     with broker_and_session("driftline-many-sources") as (spark, bootstrap, scratch):
         results = [
-            measure(spark, bootstrap, scratch, sources=n, records=args.records) for n in (1, args.sources)
+            measure(spark, bootstrap, scratch, sources=n, records=args.records, shared=shared)
+            for n, shared in ((1, False), (args.sources, False), (args.sources, True))
         ]
     print(report(results))
 
