@@ -156,3 +156,21 @@ def test_a_topic_recreated_with_fail_on_data_loss_false_goes_on_and_counts(spark
         "the second run read nothing: Spark skips the new log below the end it planned"
     )
     assert second["lost"] == 250, "and the 250 records it skipped are counted"
+
+
+def test_a_source_of_a_shared_query_counts_only_its_own_topics_offsets(spark, tmp_path):
+    """In a query several sources share, the offset log holds every topic's offsets; a
+    source's loss counter reads only its own topic's, so another source's progress is
+    never taken for this one's lost records."""
+    from driftline.spark.data_loss import LossCounter
+
+    checkpoint = tmp_path / "checkpoint"
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "offsets" / "0").write_text(
+        'v1\n{"batchWatermarkMs":0}\n{"a":{"0":10,"1":4},"b":{"0":99}}\n'
+    )
+    mine = LossCounter("a", str(checkpoint), probe=None, topics=["a"])
+    every = LossCounter("a", str(checkpoint), probe=None)
+    assert mine._batch_end(spark, 0) == {("a", 0): 10, ("a", 1): 4}
+    assert every._batch_end(spark, 0) == {("a", 0): 10, ("a", 1): 4, ("b", 0): 99}
+    assert mine._batch_end(spark, 1) is None  # no such batch yet

@@ -62,3 +62,26 @@ def test_events_of_other_queries_are_ignored():
         metrics.registry.get_sample_value("driftline_query_up", {"pipeline": "demo", "source": "payments"})
         is None
     )
+
+
+def test_a_shared_query_reports_for_each_of_its_sources():
+    """A query of several sources (``[sources.<name>] query``): its lifecycle and progress
+    go to every one of them; a source of another query hears nothing."""
+    metrics = PipelineMetrics("demo")
+    listener = MetricsListener(metrics, {"demo.payments": ["payments", "cards"], "demo.sensors": "sensors"})
+    value = lambda name, source: metrics.registry.get_sample_value(  # noqa: E731
+        name, {"pipeline": "demo", "source": source}
+    )
+    listener.onQueryStarted(QueryStartedEvent.fromJson(
+        {"id": QUERY, "runId": str(uuid.uuid4()), "name": "demo.payments", "timestamp": "2026-11-22T08:00:00.000Z"}
+    ))  # fmt: skip
+    listener.onQueryProgress(_progress('{"signals.payments":{"0":5},"signals.cards":{"0":9}}', batch_ms=1500))
+    for source in ("payments", "cards"):
+        assert value("driftline_query_up", source) == 1
+        assert value("driftline_batch_duration_seconds_sum", source) == 1.5
+        assert listener.processed[source] == {("signals.payments", 0): 5, ("signals.cards", 0): 9}
+    assert value("driftline_query_up", "sensors") is None and "sensors" not in listener.processed
+    listener.onQueryTerminated(QueryTerminatedEvent.fromJson(
+        {"id": QUERY, "runId": str(uuid.uuid4()), "exception": None, "errorClassOnException": None}
+    ))  # fmt: skip
+    assert value("driftline_query_up", "payments") == 0 == value("driftline_query_up", "cards")
