@@ -409,9 +409,12 @@ def baseline(
 def run(
     pipeline: PipelineOption,
     until_idle: Annotated[bool, typer.Option(help="Process everything available, then exit.")] = False,
-    source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these sources (repeatable); a shared query's other sources come along."),
+    ] = None,
     max_records_per_batch: Annotated[
-        int | None, typer.Option(min=1, help="Cap on records per micro-batch and source.")
+        int | None, typer.Option(min=1, help="Cap on records per micro-batch and streaming query.")
     ] = None,
     bootstrap: BootstrapOption = None,
 ) -> None:

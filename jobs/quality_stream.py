@@ -17,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="driftline quality stream job")
     parser.add_argument("--pipeline", required=True, help="pipeline definition (TOML)")
     parser.add_argument("--until-idle", action="store_true", help="process what is available, then exit")
-    parser.add_argument("--source", action="append", help="only these sources (repeatable)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        help="only these sources (repeatable; a shared query's other sources come along)",
+    )
     parser.add_argument("--max-records-per-batch", type=int, default=None)
     parser.add_argument("--master", default=None, help="Spark master when not run by spark-submit")
     args = parser.parse_args(argv)
