@@ -290,10 +290,8 @@ def start_query(
     spec = config.source(members[0])  # every member has this reader schema (checked with the config)
     decoder = FrameDecoder(registry, registry.get(spec.subject, spec.schema_version),
                            reject_trailing=config.kafka.reject_trailing_bytes)  # fmt: skip
-    shared = len(members) > 1
     processors = [
-        _source_processor(spark, config, name, decoder, query_key, checkpoint, metrics, shared=shared)
-        for name in members
+        _source_processor(spark, config, name, decoder, query_key, checkpoint, metrics) for name in members
     ]
     if len(members) == 1:
         function = processors[0]
@@ -312,8 +310,8 @@ def start_query(
 
 
 def _source_processor(spark: SparkSession, config: PipelineConfig, source: str, decoder: FrameDecoder,
-                      query_key: str, checkpoint: str, metrics: PipelineMetrics | None, *,
-                      shared: bool) -> BatchProcessor:  # fmt: skip
+                      query_key: str, checkpoint: str,
+                      metrics: PipelineMetrics | None) -> BatchProcessor:  # fmt: skip
     """One source's batch processor: its plan, its dead-letter and alert writers (keyed by
     the query's id), its loss counter, and its metrics' fixed series."""
     spec = config.source(source)
@@ -355,7 +353,7 @@ def _source_processor(spark: SparkSession, config: PipelineConfig, source: str, 
     loss = None
     if not config.kafka.fail_on_data_loss:
         probe = EndOffsetProbe(_lag_consumer(config), bootstrap=bootstrap)
-        loss = LossCounter(source, str(checkpoint), probe, topics=[topic] if shared else None)
+        loss = LossCounter(source, str(checkpoint), probe, topics=[topic])  # a shared query reads others too
     return BatchProcessor(plan, writer, metrics, decoder, loss)
 
 
