@@ -38,8 +38,10 @@ def check_topic_identity(
     spark, source: str, checkpoint: Path | str, current: Mapping[str, str], *, fail_on_data_loss: bool
 ) -> None:
     """Stop (or, with ``fail_on_data_loss = false``, warn) when a topic is not the one the
-    checkpoint was made for; record the ids on first use and after a warned change. The
-    record is read and written through Hadoop's FileSystem (driver side, before the query starts)."""
+    checkpoint was made for, or when the checkpoint holds a topic none of its query's
+    sources reads any more (Spark's Kafka source would stop the query as data loss);
+    record the ids on first use and after a warned change. The record is read and
+    written through Hadoop's FileSystem (driver side, before the query starts)."""
     record = fs.join(str(checkpoint), RECORD)
     text = fs.read_text(spark, record)
     recorded = json.loads(text) if text is not None else {}
