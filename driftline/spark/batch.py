@@ -224,11 +224,7 @@ class BatchProcessor:
             rows = self._cache(self._checked(batch))
             return rows, rows.count(), None
         with timed_step("decode", self.plan.source, batch_id):
-            rows = self._cache(self._checked(self.decoder.decode(batch)))
-            survey = self.decoder.survey(rows)  # materialises the cache: one read of the topic
-            if survey.unknown and self.decoder.learn(survey.unknown):
-                rows.unpersist()
-                rows = self._cache(self._checked(self.decoder.decode(batch)))
+            rows, survey = self.decoder.decode_cached(batch, lambda frame: self._cache(self._checked(frame)))
         return rows, survey.read, survey
 
     def _checked(self, rows: DataFrame) -> DataFrame:

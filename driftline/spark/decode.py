@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import and_
@@ -267,6 +267,19 @@ class FrameDecoder:
         for writer_id, why in sorted(self._unresolvable.items()):
             detail = F.when(F.col("_schema_id") == writer_id, F.lit(why)).otherwise(detail)
         return detail
+
+    def decode_cached(self, kafka_rows: DataFrame, cache: Callable[[DataFrame], DataFrame]):
+        """``cache(decode(kafka_rows))`` and its :meth:`survey`, which materialises the
+        cache (one read of the topics); a schema id met for the first time is looked up in
+        the registry and, when found, the batch is decoded and cached again with it (the
+        first cache unpersisted). ``cache`` persists the frame it returns. Returns
+        ``(rows, survey)``; runs on the driver once per micro-batch."""
+        rows = cache(self.decode(kafka_rows))
+        survey = self.survey(rows)
+        if survey.unknown and self.learn(survey.unknown):
+            rows.unpersist()
+            rows = cache(self.decode(kafka_rows))
+        return rows, survey
 
     def survey(self, decoded: DataFrame) -> Survey:
         """The batch's row count, the schema ids of its ``UNKNOWN_SCHEMA`` rows and its

@@ -56,19 +56,19 @@ class SharedQueryProcessor:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        rows = None
+        cached: list[DataFrame] = []  # the decode's caches (two if a new schema id was learnt)
+
+        def cache(frame: DataFrame) -> DataFrame:
+            cached.append(frame.persist())
+            return frame
+
         try:
             with gated(self.name, batch_id), timed_step("decode", self.name, batch_id):
-                rows = self.decoder.decode(batch).persist()
-                survey = self.decoder.survey(rows)  # materialises the cache: one read of the topics
-                if survey.unknown and self.decoder.learn(survey.unknown):
-                    rows.unpersist()
-                    rows = self.decoder.decode(batch).persist()
-                    self.decoder.survey(rows)
+                rows, survey = self.decoder.decode_cached(batch, cache)
             self._members(rows, survey, batch_id)
         finally:
-            if rows is not None:
-                rows.unpersist()
+            for frame in cached:
+                frame.unpersist()
         logger.info("query_batch_seconds query=%s batch=%d seconds=%.2f", self.name, batch_id,
                     time.monotonic() - started)  # fmt: skip
 
@@ -77,7 +77,7 @@ class SharedQueryProcessor:
         driver-wide gate as its own query's batch would.
 
         Not on threads: the sources' plans share the decode's ``from_avro`` expressions, and
-        Spark 4.1 analysing one such expression from two threads at once corrupts its
+        Spark 4.2 analysing one such expression from two threads at once corrupts its
         options map (``DUPLICATED_MAP_KEY`` or a NullPointerException in ``FromAvro``;
         reproduced with two threads filtering one cached decode)."""
         for topic, processor in self.members:
