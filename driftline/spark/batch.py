@@ -57,6 +57,7 @@ from driftline.spark.finite import with_finite_check
 from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import BatchPruner, RetentionSweeper
 from driftline.spark.schema_events import SchemaWatch
+from driftline.spark.split import Split, dead_partials, last_window_end, split_rows
 from driftline.spark.tables import Warehouse, as_utc, overwrite
 from driftline.spark.totals import add_totals, progress_totals
 from driftline.spark.window_checks import WindowChecks
@@ -134,6 +135,21 @@ def gated(name: str, batch_id: int):
 
 
 @dataclass(frozen=True)
+class Start:
+    """What a batch's first step read on the driver (:meth:`BatchProcessor.begin`)."""
+
+    state: WindowState
+    previous: StateVersion
+    before: Commit  # the previous version's commit record (an empty one for the first batch)
+    loss: OffsetLoss
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The running watermark before the batch, kept with the state."""
+        return self.before.watermark
+
+
+@dataclass(frozen=True)
 class SourcePlan:
     """Everything the per-batch work of one source needs, fixed when the query starts."""
 
@@ -204,6 +220,12 @@ class BatchProcessor:
         driver, in the query's ``foreachBatch``, after the shared decode."""
         self._timed_body(batch_id, lambda: self._process(self._checked(rows), read, survey, batch_id))
 
+    def finish_timed(self, start: Start, split: Split, collected: dict[str, pa.Table], read: int,
+                     survey: Survey | None, batch_id: int) -> None:  # fmt: skip
+        """:meth:`finish` as this source's timed body in a shared query's batch whose census
+        was fused (:mod:`driftline.spark.fused`); runs on the driver."""
+        self._timed_body(batch_id, lambda: self.finish(start, split, collected, read, survey, batch_id))
+
     def _timed_body(self, batch_id: int, body) -> None:
         self._cached: list[DataFrame] = []
         started = time.monotonic()
@@ -238,37 +260,60 @@ class BatchProcessor:
 
     # -- the steps ---------------------------------------------------------------------
     def _process(self, rows: DataFrame, read: int, survey: Survey | None, batch_id: int) -> None:
-        plan, warehouse = self.plan, self.plan.warehouse
         spark = rows.sparkSession
-        state = WindowState(spark, warehouse.root, plan.source)
-        timed = lambda step: timed_step(step, plan.source, batch_id)  # noqa: E731
         if read <= SINGLE_TASK_ROWS:  # one partition: every aggregation below runs without a shuffle
             rows = rows.coalesce(1)
-        with timed("read_and_watermark"):
+        start = self.begin(spark, rows, batch_id)
+        split = self.split(rows, start.watermark)
+        with timed_step("census", self.plan.source, batch_id):  # one Spark action: counts and partials
+            collected = collect(self.frames(split, start.watermark))
+        self.finish(start, split, collected, read, survey, batch_id)
+
+    def begin(self, spark, rows: DataFrame, batch_id: int) -> Start:
+        """The batch's first step on the driver: the previous state version, the running
+        watermark before the batch, and (when counted) the offsets the batch skipped."""
+        state = WindowState(spark, self.plan.warehouse.root, self.plan.source)
+        with timed_step("read_and_watermark", self.plan.source, batch_id):
             previous = state.previous(batch_id)
             before = previous.commit or Commit(batch_id - 1)
-            watermark = before.watermark  # the running watermark, kept with the state
             loss = self.loss.measure(spark, rows, batch_id) if self.loss is not None else NO_LOSS
-        decode_failed = rows.where(F.col("_reason").isNotNull())
-        # rules and lateness are evaluated once: the checked rows feed partials, tables and counts
-        checked = self._with_rules(rows.where(F.col("_reason").isNull()))
-        checked = self._cache(checked.withColumn("_late", self._is_late(watermark)))
-        rule_failed = checked.where(F.col("_rule").isNotNull())
-        passing = checked.where(F.col("_rule").isNull()).withColumn("source", F.lit(plan.source))
-        valid = passing.where(~F.col("_late"))
-        late = passing.where(F.col("_late"))
+        return Start(state, previous, before, loss)
 
-        windowed = ws.with_window(valid, plan.event_time, plan.window, plan.slide)
-        if watermark is not None:  # a sliding window's earlier windows may be final already: they stay so
-            windowed = windowed.where(F.col("window_end") > F.lit(watermark))
-        late_windowed = ws.with_window(late, plan.event_time, plan.window, plan.slide)
-        with timed("census"):  # one Spark action: the batch's counts and its partials
-            frames = self._partials(windowed)
-            frames["dead"] = self._dead_partials(decode_failed, rule_failed, watermark)
-            frames["census"] = census_frame(decode_failed, checked, plan.event_time, late_windowed, windowed)
-            collected = collect(frames)
-            census = read_census(collected.pop("census").to_pylist())
-            record = self._progress(read, census, batch_id, watermark, loss)
+    def split(self, rows: DataFrame, watermark: datetime | None) -> Split:
+        """This source's rows split into decode failures, rule-checked rows (cached), rule
+        failures, late rows and the valid rows' windows (see :class:`Split`)."""
+        plan = self.plan
+        rows = rows.withColumn("source", F.lit(plan.source))
+        cut = None if watermark is None else F.lit(watermark)
+        return split_rows(rows, self._with_rules, cut, plan.event_time, plan.window_seconds,
+                          plan.slide_seconds, self._cache)  # fmt: skip
+
+    def frames(self, split: Split, watermark: datetime | None) -> dict[str, DataFrame]:
+        """The frames of this source's census and partials, collected in one Spark action."""
+        plan = self.plan
+        frames = self._partials(split.windowed)
+        cut = None if watermark is None else F.lit(watermark)
+        frames["dead"] = dead_partials(split, plan.event_time, plan.window_seconds, plan.slide_seconds, cut)
+        frames["census"] = census_frame(split.decode_failed, split.checked, plan.event_time,
+                                        split.late_windowed, split.windowed)  # fmt: skip
+        return frames
+
+    def finish(self, start: Start, split: Split, collected: dict[str, pa.Table], read: int,
+               survey: Survey | None, batch_id: int) -> None:  # fmt: skip
+        """The rest of the batch, on the driver, from its census and partials (``collected``,
+        this source's rows only): reconcile the counts, write the next state version, the
+        dead letters, the progress row and the touched windows' ``feature_stats`` rows,
+        judge the window expectations, score the closed windows, commit."""
+        plan = self.plan
+        spark = split.checked.sparkSession
+        state, previous, before, loss = start.state, start.previous, start.before, start.loss
+        watermark = start.watermark
+        decode_failed, rule_failed, late, windowed = (split.decode_failed, split.rule_failed, split.late,
+                                                      split.windowed)  # fmt: skip
+        timed = lambda step: timed_step(step, plan.source, batch_id)  # noqa: E731
+        collected = dict(collected)
+        census = read_census(collected.pop("census").to_pylist())
+        record = self._progress(read, census, batch_id, watermark, loss)
         with timed("partials"):
             parts = {kind: to_pandas(table, kind) for kind, table in collected.items()}
             parts["dead"] = _in_windows(parts["dead"], previous.frame("windows"), parts.get("windows"))
@@ -373,30 +418,6 @@ class BatchProcessor:
             frames["nulls"] = ws.null_partials(windowed, plan.schema_watch.nullable_fields)
         return frames
 
-    def _dead_partials(self, decode_failed: DataFrame, rule_failed: DataFrame, watermark) -> DataFrame:
-        """Dead letters per window and reason, for the circuit breaker
-        (:mod:`driftline.stats.breaker`): a decode failure has no event time and counts in
-        the window of its Kafka timestamp, a rule failure in the window of its event time.
-        Windows already final are left out (their state is gone)."""
-        plan = self.plan
-
-        def windowed(rows: DataFrame, when: Column, reason: Column) -> DataFrame:
-            timed = rows.select(when.alias("_when"), reason.alias("reason"))
-            return ws.with_window(timed, "_when", plan.window, plan.slide).select(
-                "window_start", "window_end", "reason"
-            )
-
-        both = windowed(decode_failed, F.col("_timestamp"), F.col("_reason")).unionByName(
-            windowed(rule_failed, F.col(plan.event_time), F.lit(ReasonCode.RULE_FAILED.value))
-        )
-        both = both.where(F.col("window_start").isNotNull())
-        if watermark is not None:
-            both = both.where(F.col("window_end") > F.lit(watermark))
-        counted = both.groupBy("window_start", "window_end", "reason").agg(F.count(F.lit(1)).alias("count"))
-        return counted.select(
-            F.lit(plan.source).alias("source"), "window_start", "window_end", "reason", "count"
-        )
-
     def _with_rules(self, decoded: DataFrame) -> DataFrame:
         if not self.plan.rules:
             none = F.lit(None).cast("string")
@@ -409,15 +430,7 @@ class BatchProcessor:
         )
 
     def _last_window_end(self) -> Column:
-        """End of the latest window containing the event time (tumbling or sliding)."""
-        slide = self.plan.slide_seconds or self.plan.window_seconds
-        seconds = F.unix_micros(F.col(self.plan.event_time)) / 1_000_000
-        return F.timestamp_seconds(F.floor(seconds / slide) * slide + self.plan.window_seconds)
-
-    def _is_late(self, watermark: datetime | None) -> Column:
-        if watermark is None:
-            return F.lit(False)
-        return self._last_window_end() <= F.lit(watermark)
+        return last_window_end(self.plan.event_time, self.plan.window_seconds, self.plan.slide_seconds)
 
     def _dead_letters(self, decode_failed, rule_failed, late, watermark, batch_id) -> DataFrame:
         plan = self.plan

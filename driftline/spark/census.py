@@ -61,6 +61,8 @@ def census_frame(
 ) -> DataFrame:
     """The batch's counts as one small frame (see the module docstring).
 
+    Every count is per ``source`` (a column of the rows): one source's batch has one,
+    a shared query's batch all of its sources (:mod:`driftline.spark.fused`).
     ``decode_failed``: rows with ``_reason`` set; ``checked``: the other rows with
     ``_rule`` (first failed rule, or null) and ``_late``; ``late_windowed`` /
     ``windowed``: the late and the valid rows with their windows (one row per window).
@@ -72,24 +74,25 @@ def census_frame(
         .when(~F.col("_late"), F.lit(VALID))
     )
     rows = decode_failed.select(
-        F.col("_reason").alias("class"), null_string.alias("rule"), null_time.alias("t")
+        "source", F.col("_reason").alias("class"), null_string.alias("rule"), null_time.alias("t")
     ).unionByName(
         checked.select(
+            "source",
             klass.alias("class"),
             F.col("_rule").alias("rule"),
             F.when(klass == VALID, F.col(event_time)).alias("t"),
         )
     )
-    classes = rows.groupBy("class", "rule").agg(F.count(F.lit(1)).alias("n"), F.max("t").alias("t"))
+    classes = rows.groupBy("source", "class", "rule").agg(F.count(F.lit(1)).alias("n"), F.max("t").alias("t"))
     classes = classes.select(
-        F.lit("class").alias("part"), "class", "rule",
+        "source", F.lit("class").alias("part"), "class", "rule",
         null_time.alias("start"), null_time.alias("end"), "n", "t",
     )  # fmt: skip
 
     def per_window(frame: DataFrame, part: str) -> DataFrame:
-        counted = frame.groupBy("window_start", "window_end").agg(F.count(F.lit(1)).alias("n"))
+        counted = frame.groupBy("source", "window_start", "window_end").agg(F.count(F.lit(1)).alias("n"))
         return counted.select(
-            F.lit(part).alias("part"), null_string.alias("class"), null_string.alias("rule"),
+            "source", F.lit(part).alias("part"), null_string.alias("class"), null_string.alias("rule"),
             F.col("window_start").alias("start"), F.col("window_end").alias("end"), "n", null_time.alias("t"),
         )  # fmt: skip
 

@@ -15,24 +15,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from driftline.quality.reasons import ReasonCode
 from driftline.spark.decode import refuse
 
 
-def with_finite_check(rows: DataFrame, numeric: Sequence[str]) -> DataFrame:
-    """``rows`` (decoded, with ``_reason`` and ``_detail``) with ``numeric`` features checked."""
+def not_finite_detail(numeric: Sequence[str]) -> Column | None:
+    """The detail naming a row's first infinite feature of ``numeric``, null when all are
+    finite; None when there are no numeric features."""
     if not numeric:
-        return rows
+        return None
     infinite = {f: F.abs(F.col(f).cast("double")) == F.lit(float("inf")) for f in numeric}
-    detail = F.coalesce(*[
+    return F.coalesce(*[
         F.when(bad, F.concat(F.lit(f"numeric feature {f} = "), F.col(f).cast("double").cast("string"),
                              F.lit(" is not finite")))
         for f, bad in infinite.items()
     ])  # fmt: skip
+
+
+def with_finite_check(rows: DataFrame, numeric: Sequence[str]) -> DataFrame:
+    """``rows`` (decoded, with ``_reason`` and ``_detail``) with ``numeric`` features checked."""
+    detail = not_finite_detail(numeric)
+    if detail is None:
+        return rows
     return refuse(rows, detail.isNotNull(), ReasonCode.NOT_FINITE, detail)
 
 
-__all__ = ["with_finite_check"]
+__all__ = ["not_finite_detail", "with_finite_check"]

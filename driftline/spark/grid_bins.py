@@ -86,3 +86,82 @@ class GridBins:
             )
             for i, name in enumerate(self.names)
         ])  # fmt: skip
+
+
+class SortedGrids:
+    """Several sources' reference grids as one Spark frame: the bins of a shared query's
+    batch (:mod:`driftline.spark.fused`) in one aggregation keyed by source.
+
+    One ``Bucketizer`` holds one grid per column, so the sources of a query, each with
+    its own grids over the same features, cannot share one. Here the bin comes from a
+    sort instead: the batch's values and every grid's edges are put in one frame,
+    ordered per (source, feature) by value with an edge before a value it equals, and
+    a value's bin is the number of edges up to it, ``sum(_edge)`` over the rows before
+    it: that is ``searchsorted(edges, x, side="right")``, the bin of
+    :class:`~driftline.stats.binning.NumericBinning` (``+inf`` in the last value bin).
+    Null and NaN sort after every value (``_null = 1``), behind one more edge row per
+    grid, so they count ``len(edges) + 1``: the null slot. Values and edges are
+    normalised with ``+ 0.0`` (Java orders ``-0.0`` below ``0.0``).
+
+    Where and when it runs: built once per query on the driver (the edges become one
+    cached Spark frame, ``source, feature, _null, _v, _edge``); each batch's
+    :meth:`bin_partials` adds a window function and an aggregation to the batch's plan,
+    run by the executors. The sort moves a shuffle of the batch's values and the
+    edges of the sources in it, never a row to the driver.
+    """
+
+    def __init__(self, spark: SparkSession, grids: dict[str, dict[str, NumericBinning]]) -> None:
+        """``grids``: per source, its numeric features' grids."""
+        import pyarrow as pa
+
+        columns: dict[str, list] = {"source": [], "feature": [], "_null": [], "_v": [], "_edge": []}
+        for source, binnings in grids.items():
+            for feature, binning in binnings.items():
+                count = len(binning.edges) + 1  # the edges and the null slot's edge
+                columns["source"] += [source] * count
+                columns["feature"] += [feature] * count
+                columns["_null"] += [0] * len(binning.edges) + [1]
+                columns["_v"] += [e + 0.0 for e in binning.edges] + [None]
+                columns["_edge"] += [1] * count
+        schema = pa.schema([("source", pa.string()), ("feature", pa.string()), ("_null", pa.int32()),
+                            ("_v", pa.float64()), ("_edge", pa.int32())])  # fmt: skip
+        table = pa.table(columns, schema=schema)
+        self.keys = frozenset(f"{s}\x1f{f}" for s, binnings in grids.items() for f in binnings)
+        self.features = tuple(sorted({f for binnings in grids.values() for f in binnings}))
+        self.edges = spark.createDataFrame(table.to_pandas()).persist()
+        self.rows = self.edges.count()  # materialised once, at start
+
+    def bin_partials(self, windowed: DataFrame, sources: list[str]) -> DataFrame:
+        """Per (source, window, feature, bin): rows of ``windowed`` (with ``source``) in
+        that bin of the source's grid; features the source has no grid for are left out.
+        ``sources``: the sources in the batch (only their edges are sorted)."""
+        from pyspark.sql.window import Window
+
+        from driftline.spark.window_stats import WINDOW_KEY
+
+        pairs = F.array(*[
+            F.struct(F.lit(f).alias("feature"), (F.col(f).cast("double") + F.lit(0.0)).alias("_x"))
+            for f in self.features
+        ])  # fmt: skip
+        values = windowed.select(*WINDOW_KEY, F.explode(pairs).alias("_p")).select(
+            *WINDOW_KEY, "_p.feature", "_p._x"
+        )
+        values = values.where(F.concat_ws("\x1f", "source", "feature").isin(list(self.keys)))
+        missing = F.col("_x").isNull() | F.isnan("_x")
+        values = values.select(
+            *WINDOW_KEY, "feature", missing.cast("int").alias("_null"),
+            F.when(~missing, F.col("_x")).alias("_v"), F.lit(0).alias("_edge"),
+        )  # fmt: skip
+        none = F.lit(None).cast("timestamp")
+        edges = self.edges.where(F.col("source").isin(sources)).select(
+            "source", none.alias("window_start"), none.alias("window_end"), "feature", "_null", "_v", "_edge"
+        )
+        order = Window.partitionBy("source", "feature").orderBy("_null", "_v", F.desc("_edge"))
+        ranked = values.unionByName(edges).withColumn(
+            "bin", F.sum("_edge").over(order.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+        )
+        return (
+            ranked.where(F.col("_edge") == 0)
+            .groupBy(*WINDOW_KEY, "feature", F.col("bin").cast("int").alias("bin"))
+            .agg(F.count(F.lit(1)).alias("count"))
+        )

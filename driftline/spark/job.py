@@ -296,10 +296,15 @@ def start_query(
     if len(members) == 1:
         function = processors[0]
     else:
+        from driftline.spark.fused import FusedCensus
         from driftline.spark.shared_query import SharedQueryProcessor
 
-        pairs = [(config.topic(source), p) for source, p in zip(members, processors, strict=True)]
-        function = SharedQueryProcessor(f"{config.name}.{query}", decoder, pairs)
+        topics = [config.topic(source) for source in members]
+        fused = FusedCensus.of(spark, [p.plan for p in processors], topics)
+        if fused is None:
+            logger.warning("shared_query query=%s census=per_source reason=event_time_differs", query)
+        pairs = list(zip(topics, processors, strict=True))
+        function = SharedQueryProcessor(f"{config.name}.{query}", decoder, pairs, fused)
     return (
         stream.writeStream.queryName(f"{config.name}.{query}")
         .option("checkpointLocation", str(checkpoint))

@@ -37,8 +37,10 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from driftline.spark.batch import BatchProcessor, gated, timed_step
+from driftline.spark.batch import SINGLE_TASK_ROWS, BatchProcessor, gated, timed_step
 from driftline.spark.decode import FrameDecoder, Survey
+from driftline.spark.fused import FusedCensus
+from driftline.spark.window_state import collect
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +49,18 @@ class SharedQueryProcessor:
     """``foreachBatch`` function of a query of several sources (see the module docstring)."""
 
     def __init__(
-        self, name: str, decoder: FrameDecoder, members: Sequence[tuple[str, BatchProcessor]]
+        self,
+        name: str,
+        decoder: FrameDecoder,
+        members: Sequence[tuple[str, BatchProcessor]],
+        fused: FusedCensus | None = None,
     ) -> None:
-        """``members``: (topic, processor) per source, in the order they run each batch."""
+        """``members``: (topic, processor) per source, in the order they run each batch;
+        ``fused``: their census as one aggregation (None: one census per source)."""
         self.name = name
         self.decoder = decoder
         self.members = list(members)
+        self.fused = fused
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -63,9 +71,15 @@ class SharedQueryProcessor:
             return frame
 
         try:
-            with gated(self.name, batch_id), timed_step("decode", self.name, batch_id):
-                rows, survey = self.decoder.decode_cached(batch, cache)
-            self._members(rows, survey, batch_id)
+            if self.fused is not None:
+                with gated(self.name, batch_id):  # one place at the gate for the whole batch
+                    with timed_step("decode", self.name, batch_id):
+                        rows, survey = self.decoder.decode_cached(batch, cache)
+                    self._fused(self.fused, rows, survey, batch_id, cache)
+            else:
+                with gated(self.name, batch_id), timed_step("decode", self.name, batch_id):
+                    rows, survey = self.decoder.decode_cached(batch, cache)
+                self._members(rows, survey, batch_id)
         finally:
             for frame in cached:
                 frame.unpersist()
@@ -86,6 +100,35 @@ class SharedQueryProcessor:
                 continue
             with gated(processor.plan.source, batch_id):
                 processor.process_decoded(rows.where(F.col("_topic") == topic), part.read, part, batch_id)
+
+    def _fused(self, fused: FusedCensus, rows: DataFrame, survey: Survey, batch_id: int, cache) -> None:
+        """The batch with one census for all its sources (:mod:`driftline.spark.fused`):
+        each source's first step (its state version and watermark), one split and one
+        Spark action for every source's counts and partials, then each source's remaining
+        steps from its share, one after another."""
+        due = [
+            (processor, part)
+            for topic, processor in self.members
+            if (part := survey.of_topic(topic)).read > 0 or processor.loss is not None
+        ]
+        if not due:
+            return
+        if sum(part.read for _, part in due) <= SINGLE_TASK_ROWS:
+            rows = rows.coalesce(1)  # one partition: the aggregations run without a shuffle
+        checked = fused.checked(rows)
+        spark = rows.sparkSession
+        starts = {}
+        for processor, _ in due:
+            source = processor.plan.source
+            starts[source] = processor.begin(spark, checked.where(F.col("source") == source), batch_id)
+        split, cut = fused.split(checked, {s: start.watermark for s, start in starts.items()}, cache)
+        sources = [processor.plan.source for processor, _ in due]
+        with timed_step("census", self.name, batch_id):  # one Spark action for every source
+            collected = collect(fused.frames(split, cut, sources))
+        for processor, part in due:
+            source = processor.plan.source
+            share = fused.share(collected, source)
+            processor.finish_timed(starts[source], split.of(source), share, part.read, part, batch_id)
 
 
 __all__ = ["SharedQueryProcessor"]

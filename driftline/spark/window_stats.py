@@ -37,18 +37,32 @@ def with_window(rows: DataFrame, event_time: str, size: str, slide: str | None =
     )
 
 
-def _long_format(rows: DataFrame, features: Sequence[str], value: Column) -> DataFrame:
-    """One row per (input row, feature): ``feature`` and ``value`` (typed by ``value``)."""
+def _long_format(rows: DataFrame, features: Sequence[str], value: Column,
+                 only: Sequence[str] | None = None) -> DataFrame:  # fmt: skip
+    """One row per (input row, feature): ``feature`` and ``value`` (typed by ``value``);
+    with ``only``, just the (source, feature) pairs it lists (see :func:`keep_pairs`)."""
     pairs = F.array(*[F.struct(F.lit(f).alias("feature"), value(f).alias("value")) for f in features])
-    return rows.select(*WINDOW_KEY, "_partition", "_offset", F.explode(pairs).alias("_pair")).select(
+    long = rows.select(*WINDOW_KEY, "_partition", "_offset", F.explode(pairs).alias("_pair")).select(
         *WINDOW_KEY, "_partition", "_offset", "_pair.feature", "_pair.value"
     )
+    return keep_pairs(long, "feature", only)
 
 
-def numeric_partials(rows: DataFrame, features: Sequence[str]) -> DataFrame:
+def keep_pairs(rows: DataFrame, name: str, only: Sequence[str] | None) -> DataFrame:
+    """``rows`` whose ``source`` and ``name`` column form one of ``only``'s
+    ``source<US>name`` keys (all rows when ``only`` is None): the features each source of
+    a shared query has (:mod:`driftline.spark.fused`)."""
+    if only is None:
+        return rows
+    return rows.where(F.concat_ws("\x1f", "source", name).isin(list(only)))
+
+
+def numeric_partials(
+    rows: DataFrame, features: Sequence[str], only: Sequence[str] | None = None
+) -> DataFrame:
     """Per (window, feature): the mergeable numeric state of ``rows``."""
     as_double = lambda f: F.nanvl(F.col(f).cast("double"), F.lit(None).cast("double"))  # noqa: E731
-    long = _long_format(rows, features, as_double)
+    long = _long_format(rows, features, as_double, only)
     value = F.col("value")
     return long.groupBy(*WINDOW_KEY, "feature").agg(
         F.count(F.lit(1)).alias("rows"),
@@ -62,9 +76,11 @@ def numeric_partials(rows: DataFrame, features: Sequence[str]) -> DataFrame:
     )
 
 
-def categorical_partials(rows: DataFrame, features: Sequence[str]) -> DataFrame:
+def categorical_partials(
+    rows: DataFrame, features: Sequence[str], only: Sequence[str] | None = None
+) -> DataFrame:
     """Per (window, feature, value): how many rows had that value."""
-    long = _long_format(rows, features, lambda f: F.col(f).cast("string"))
+    long = _long_format(rows, features, lambda f: F.col(f).cast("string"), only)
     return long.groupBy(*WINDOW_KEY, "feature", "value").agg(F.count(F.lit(1)).alias("count"))
 
 
@@ -77,12 +93,13 @@ def window_partials(rows: DataFrame) -> DataFrame:
     )
 
 
-def null_partials(rows: DataFrame, fields: Sequence[str]) -> DataFrame:
+def null_partials(rows: DataFrame, fields: Sequence[str], only: Sequence[str] | None = None) -> DataFrame:
     """Per (window, field): how many of ``rows`` have the field null (0 included)."""
     counts = F.array(*[
         F.struct(F.lit(f).alias("field"), F.count_if(F.col(f).isNull()).alias("count")) for f in fields
     ])  # fmt: skip
     per_window = rows.groupBy(*WINDOW_KEY).agg(counts.alias("_counts"))
-    return per_window.select(*WINDOW_KEY, F.explode("_counts").alias("_c")).select(
+    exploded = per_window.select(*WINDOW_KEY, F.explode("_counts").alias("_c")).select(
         *WINDOW_KEY, "_c.field", "_c.count"
     )
+    return keep_pairs(exploded, "field", only)

@@ -10,6 +10,7 @@ before Spark starts, naming the topic whose offsets the checkpoint still holds.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from driftline.errors import ConfigError
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
 from driftline.spark.job import run
+from driftline.testing.live import build_reference
 from tests.conftest import DEMO_PIPELINE, pipeline_copy
 from tests.spark.helpers import encode_mix, produce_frames
 
@@ -72,13 +74,21 @@ def _letters(warehouse: Path, source: str) -> pd.DataFrame:
     return frame.sort_values(["_partition", "_offset"]).reset_index(drop=True)
 
 
-def test_shared_query_matches_a_query_per_source(spark, kafka_bootstrap, topic_prefix, tmp_path):
+def _scores(warehouse: Path, source: str) -> pd.DataFrame:
+    columns = ["window_start", "feature", "method", "score", "p_value", "n", "verdict"]
+    frame = pd.read_parquet(warehouse / "drift_scores" / f"source={source}", columns=columns)
+    return frame.sort_values(["window_start", "feature", "method"]).reset_index(drop=True)
+
+
+def test_shared_query_matches_a_query_per_source(spark, kafka_bootstrap, topic_prefix, tmp_path, caplog):
     frames = {"payments": _mix(41, 3000, 113), "cards": _mix(42, 2000, 71)}
     configs = {}
     for layout, query in (("shared", "pay"), ("apart", None)):
         prefix = f"{topic_prefix}{layout}."
         configs[layout] = load_pipeline(_pipeline(tmp_path, kafka_bootstrap, prefix, layout, query))
         for source, partitions in (("payments", 4), ("cards", 2)):
+            # each source its own reference (grids from different samples)
+            build_reference(configs[layout], source, tmp_path / layout, records=3000, seed=len(source))
             topic = configs[layout].topic(source)
             keys = [f"{source}-{i}".encode() for i in range(len(frames[source]))]  # the same partitions
             produce_frames(kafka_bootstrap, topic, frames[source], keys, partitions)
@@ -87,7 +97,11 @@ def test_shared_query_matches_a_query_per_source(spark, kafka_bootstrap, topic_p
     assert shared.queries == {"pay": ["payments", "cards"], "sensors": ["sensors"],
                               "clickstream": ["clickstream"]}  # fmt: skip
     # asking for one source of a shared query runs the whole query
-    together = run(spark, shared, sources=["cards"], max_records_per_batch=1500).sources
+    with caplog.at_level(logging.INFO, logger="driftline.spark"):
+        together = run(spark, shared, sources=["cards"], max_records_per_batch=1500).sources
+    # one census action per query batch, keyed by source (driftline.spark.fused), none per source
+    steps = [r.getMessage() for r in caplog.records if "step=census" in r.getMessage()]
+    assert steps and all(m.startswith(f"batch_step source={shared.name}.pay ") for m in steps), steps
     separate = run(spark, apart, sources=["payments", "cards"], max_records_per_batch=1500).sources
 
     assert set(together) == {"payments", "cards"}
@@ -101,6 +115,10 @@ def test_shared_query_matches_a_query_per_source(spark, kafka_bootstrap, topic_p
         pd.testing.assert_frame_equal(_stats(shared_root, source), _stats(apart_root, source),
                                       check_exact=False, rtol=1e-12)  # fmt: skip
         pd.testing.assert_frame_equal(_letters(shared_root, source), _letters(apart_root, source))
+        # the reference-grid bins (one sort over both sources' grids) score as the Bucketizer's do
+        scores = _scores(shared_root, source)
+        assert len(scores) >= 20 and scores["method"].nunique() >= 3, (source, scores)
+        pd.testing.assert_frame_equal(scores, _scores(apart_root, source), check_exact=False, rtol=1e-9)
     # the rules are per source: payments dead-letters the negative amounts, cards keeps them
     assert together["payments"].by_reason.get("RULE_FAILED", 0) >= 25
     assert "RULE_FAILED" not in together["cards"].by_reason
