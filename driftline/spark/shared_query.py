@@ -10,22 +10,30 @@ same batch id and rows, when Spark replays the batch after a failure):
    :class:`~driftline.spark.decode.FrameDecoder` of the shared reader schema, caches
    them and surveys them (one Spark action: rows per topic, writer schema ids, unknown
    ids); an unknown id the registry then knows is learnt and the batch decoded again;
-2. for each source it hands that source's
-   :class:`~driftline.spark.batch.BatchProcessor` the cached rows of the source's topic
-   (``_topic`` equal to it, a filter over the cache: the topic is not read again) with
-   their count and survey. Each source keeps its own window state, tables, dead-letter
-   topic, commit markers and alert policy, keyed by the shared query's batch ids; a
-   source none of whose records are in the batch is skipped, as its own query would
-   not have run a batch (unless lost records are counted,
-   ``[kafka] fail_on_data_loss = false``: offsets may have moved with no record left).
-   Sources run one after another, each taking a place at the driver-wide gate
-   (:data:`~driftline.spark.batch.CONCURRENT_BATCHES`) as its own query's batch would;
-   the batch ends, and Spark commits it, when all of them have finished. A failure
-   fails the batch and Spark replays all of it: every source's outputs are idempotent
-   per batch id.
+2. with a :class:`~driftline.spark.fused.FusedCensus` (the sources share the
+   event-time field, as they do unless configured otherwise): each source's first
+   step (:meth:`~driftline.spark.batch.BatchProcessor.begin`: its previous state
+   version and watermark), then one plan splitting and aggregating every source's
+   rows, keyed by source, collected in one Spark action, then each source's
+   remaining steps from its share (:meth:`~driftline.spark.batch.BatchProcessor.finish`),
+   one after another; the whole batch holds one place at the driver-wide gate
+   (:data:`~driftline.spark.batch.CONCURRENT_BATCHES`);
+3. without one, each source's :class:`~driftline.spark.batch.BatchProcessor` runs
+   over the cached rows of the source's topic (``_topic`` equal to it, a filter over
+   the cache: the topic is not read again) with their count and survey, its own census
+   action included, each taking a place at the gate as its own query's batch would.
+
+Either way each source keeps its own window state, tables, dead-letter topic, commit
+markers and alert policy, keyed by the shared query's batch ids; a source none of
+whose records are in the batch is skipped, as its own query would not have run a
+batch (unless lost records are counted, ``[kafka] fail_on_data_loss = false``:
+offsets may have moved with no record left). The batch ends, and Spark commits it,
+when all of them have finished. A failure fails the batch and Spark replays all of
+it: every source's outputs are idempotent per batch id.
 
 Why: Spark's decode of a wide schema is one large generated plan, built per query and
-per batch; sources sharing it pay for it once. ``docs/scaling.md`` has the figures.
+per batch, and each Spark action has a fixed cost; sources sharing a query pay for
+both once per batch, not once per source. ``docs/scaling.md`` has the figures.
 """
 
 from __future__ import annotations
