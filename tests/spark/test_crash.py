@@ -3,6 +3,11 @@ output with a clean run on the same input: nothing lost, nothing doubled. Two so
 run in the one driver (sensors, which drifts half-way, so drift scores, alert events
 and the alerts topic are compared too, and payments); every kill takes both down.
 
+A third source, ``cards``, shares one streaming query with ``payments`` (the same reader
+schema, ``query = "pay"``): its census is aggregated with payments' in one plan
+(:mod:`driftline.spark.fused`), so a kill lands in a shared query's batch too, and
+both sources' tables and topics must come out equal to the clean run's.
+
 Two ways to kill it. ``points``: one run per named fault point (:mod:`driftline.faults`:
 inside a dead-letter Kafka transaction, between the ``dead_letters`` table and its
 topic, in the middle of a window-state write, after everything but the state commit),
@@ -52,7 +57,20 @@ DRIFTS = (
 SOAK_KILLS = int(os.environ.get("DRIFTLINE_SOAK_KILLS", "0"))
 PER_BATCH = "300" if SOAK_KILLS else "2250"
 PAYMENTS = 3000  # the second source: two queries in one driver, killed together
-SOURCES = ("--source", "sensors", "--source", "payments")
+CARDS = 1500  # the third, sharing payments' query
+SOURCES = ("--source", "sensors", "--source", "payments")  # payments' query runs cards too
+SHARED = {'[sources.payments]\n': '[sources.payments]\nquery = "pay"\n'}
+CARDS_SOURCE = """
+[sources.cards]
+subject = "payments"
+query = "pay"
+event_time = "event_time"
+entity_id = "card_id"
+{topic}
+[sources.cards.features]
+amount = {{ kind = "numeric" }}
+country = {{ kind = "categorical" }}
+"""
 
 
 def _committed_batches(pipeline_dir) -> int:
@@ -121,8 +139,13 @@ def clean_run(kafka_bootstrap, tmp_path_factory) -> SimpleNamespace:
     pay_kinds = {i: ("truncated", "not_framed")[i % 2] for i in range(11, PAYMENTS, 89)}
     produce_frames(kafka_bootstrap, prefix + "signals.payments", encode_mix("payments", pay, pay_kinds),
                    [r["card_id"].encode() for r in pay])  # fmt: skip
+    cards = [r.value for r in SignalGenerator("payments", seed=34, interval=SECOND).records(CARDS)]
+    cards_kinds = {i: ("wrong_schema_id", "truncated")[i % 2] for i in range(5, CARDS, 73)}
+    produce_frames(kafka_bootstrap, prefix + "signals.cards", encode_mix("payments", cards, cards_kinds),
+                   [r["card_id"].encode() for r in cards])  # fmt: skip
 
-    clean = pipeline_copy(root, bootstrap=kafka_bootstrap, prefix=prefix, name="clean")
+    clean = pipeline_copy(root, bootstrap=kafka_bootstrap, prefix=prefix, name="clean", replace=SHARED,
+                          extra=CARDS_SOURCE.format(topic=""))  # fmt: skip
     training = SignalGenerator("sensors", seed=32, interval=SECOND).records(6000)
     reference = baseline_from_file(
         load_pipeline(clean),
@@ -145,9 +168,11 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
         'subject = "sensors"': f'subject = "sensors"\ndead_letter_topic = "dlq.sensors.{crash}"',
         'subject = "payments"': f'subject = "payments"\ndead_letter_topic = "dlq.payments.{crash}"',
         "resolve_after = 3": f'resolve_after = 3\nalerts_topic = "alerts.drift.{crash}"',
+        **SHARED,
     }
     crashed = pipeline_copy(
-        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_topics
+        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_topics,
+        extra=CARDS_SOURCE.format(topic=f'dead_letter_topic = "dlq.cards.{crash}"'),
     )
     (tmp_path / "crashed" / "references" / "sensors").mkdir(parents=True)
     shutil.copy(clean_run.reference, tmp_path / "crashed" / "references" / "sensors")
@@ -156,6 +181,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
     clean_sources = clean_run.sources
     clean_summary = clean_sources["sensors"]
     assert clean_sources["payments"]["read"] == PAYMENTS and clean_sources["payments"]["reconciles"]
+    assert clean_sources["cards"]["read"] == CARDS and clean_sources["cards"]["reconciles"]
     assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
     assert clean_summary["batches"] >= 4
 
@@ -182,7 +208,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
     final = driftline_run(crashed, *SOURCES, "--max-records-per-batch", PER_BATCH)
     assert final.returncode == 0, final.stderr[-3000:]
     crash_sources = json.loads(final.stdout.strip().splitlines()[-1])["sources"]
-    for source in ("sensors", "payments"):
+    for source in ("sensors", "payments", "cards"):
         for key in ("read", "valid", "dead_lettered", "by_reason", "late", "windows", "scored_windows",
                     "alerts_fired", "drifted", "reference_version"):  # fmt: skip
             assert crash_sources[source][key] == clean_sources[source][key], (source, key)
@@ -191,11 +217,12 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
     ignore = ["batch_id", "sketch"]
     stats = {
         name: _table(dirs[name], "feature_stats").drop(columns=ignore)
-        .sort_values(["window_start", "feature"]).reset_index(drop=True)
+        .sort_values(["source", "window_start", "feature"]).reset_index(drop=True)
         for name in ("clean", "crashed")
     }  # fmt: skip
     assert len(stats["clean"]) == len(stats["crashed"]) > 0
-    assert not stats["crashed"].duplicated(["window_start", "feature"]).any()
+    assert not stats["crashed"].duplicated(["source", "window_start", "feature"]).any()
+    assert set(stats["crashed"]["source"]) == {"sensors", "payments", "cards"}
     exact = ["window_start", "feature", "rows", "nulls", "n", "mean", "stddev", "min", "max", "late_rows",
              "distinct_count", "is_final"]  # fmt: skip
     pd.testing.assert_frame_equal(stats["clean"][exact], stats["crashed"][exact], rtol=1e-12)
@@ -219,7 +246,7 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
     assert len(merged) == len(dead["clean"])
     assert (merged["reason"] == merged["reason_crash"]).all()
 
-    for source in ("sensors", "payments"):
+    for source in ("sensors", "payments", "cards"):
         topic_clean = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}")
         topic_crash = _dead_letter_topic(kafka_bootstrap, topic_prefix + f"dlq.{source}.{crash}")
         assert set(topic_crash.values()) == {1}, f"a dead letter of {source} is in the topic twice"
