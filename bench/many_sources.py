@@ -193,6 +193,11 @@ def report(results: list[dict]) -> str:
             f"{r['query_batch_p95_s']:<6.2f} {r['wait_p50_s']:>8.2f} / {r['wait_p95_s']:<6.2f} "
             f"{r['state_bytes_per_source']:>12,} B"
         )
+    rate = {(r["sources"], r["layout"]): r["records"] / r["seconds"] for r in results}
+    for (sources, layout), value in rate.items():
+        if layout == "one shared query" and (sources, "a query each") in rate:
+            lines.append(f"{sources} sources, one shared query / a query each, records/s: "
+                         f"{value / rate[(sources, 'a query each')]:.2f}x")  # fmt: skip
     return "\n".join(lines)
 
 
