@@ -59,7 +59,7 @@ PER_BATCH = "300" if SOAK_KILLS else "2250"
 PAYMENTS = 3000  # the second source: two queries in one driver, killed together
 CARDS = 1500  # the third, sharing payments' query
 SOURCES = ("--source", "sensors", "--source", "payments")  # payments' query runs cards too
-SHARED = {'[sources.payments]\n': '[sources.payments]\nquery = "pay"\n'}
+SHARED = {"[sources.payments]\n": '[sources.payments]\nquery = "pay"\n'}
 CARDS_SOURCE = """
 [sources.cards]
 subject = "payments"
@@ -171,7 +171,11 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
         **SHARED,
     }
     crashed = pipeline_copy(
-        tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, name="crashed", replace=crash_topics,
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        name="crashed",
+        replace=crash_topics,
         extra=CARDS_SOURCE.format(topic=f'dead_letter_topic = "dlq.cards.{crash}"'),
     )
     (tmp_path / "crashed" / "references" / "sensors").mkdir(parents=True)
