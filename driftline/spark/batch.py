@@ -22,6 +22,14 @@ Spark SQL executed by the executors. Per batch:
    their ``feature_stats`` partitions, and the closed ones are scored against the
    reference and advance the alert policy (:mod:`driftline.spark.drift`).
 
+The steps are methods a shared query can call one at a time
+(:mod:`driftline.spark.shared_query`): :meth:`BatchProcessor.begin` (the previous
+state version and the watermark), :meth:`~BatchProcessor.split` and
+:meth:`~BatchProcessor.frames` (the Spark frames of step 1 to 3, no action), and
+:meth:`~BatchProcessor.finish` (steps 4 and 5 from what was collected); a shared query
+builds the frames of all its sources at once (:mod:`driftline.spark.fused`) and hands
+each source its share of the one collect.
+
 Every count reconciles per batch: ``read == valid + dead_lettered + late`` where
 ``dead_lettered`` counts decode and rule failures and ``late`` the LATE_DATA rows
 (which also go to the dead-letter topic).
