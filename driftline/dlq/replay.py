@@ -65,6 +65,7 @@ from driftline.kafka.clients import (
     make_admin,
     make_producer,
     produce,
+    request_timeout,
 )
 from driftline.kafka.dead_letter import PREFIX, DeadLetter
 from driftline.kafka.reading import read_topic
@@ -233,7 +234,7 @@ def replay(
         ensure_topics(make_admin(kafka.bootstrap_servers, kafka.librdkafka("admin")), [
             TopicSpec(topic, spec.partitions, kafka.replication_factor),
             TopicSpec(ledger, 1, kafka.replication_factor, config=LEDGER_CONFIG),
-        ])  # fmt: skip
+        ], timeout=request_timeout(kafka.librdkafka("admin")))  # fmt: skip
         transactional = {"transactional.id": f"driftline.replay.{config.name}.{source}"}
         producer = make_producer(kafka.bootstrap_servers, kafka.librdkafka("producer"), transactional)
         try:  # fences an earlier replay of this source: its open transaction is aborted

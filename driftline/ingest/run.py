@@ -44,6 +44,7 @@ from driftline.kafka.clients import (
     make_admin,
     make_producer,
     produce,
+    request_timeout,
 )
 from driftline.kafka.dead_letter import DeadLetter, max_message_bytes
 from driftline.quality.outcome import Invalid, Outcome
@@ -146,6 +147,7 @@ def ingest_file(
             TopicSpec(dlq_topic, source_config.partitions, kafka.replication_factor),
             TopicSpec(ledger_topic, 1, kafka.replication_factor, config=ledger.LEDGER_CONFIG),
         ],
+        timeout=request_timeout(kafka.librdkafka("admin")),
     )
     key = ledger.ledger_key(config.name, source, path)
     report = DeliveryReport()

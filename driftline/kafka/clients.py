@@ -113,6 +113,21 @@ def make_admin(bootstrap: str, *layers: Mapping[str, Any] | None) -> AdminClient
     return AdminClient(client_config(bootstrap, *layers))
 
 
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+def request_timeout(*layers: Mapping[str, Any] | None) -> float:
+    """Seconds an admin request may wait for the broker: the settings' own
+    ``socket.timeout.ms`` (librdkafka's timeout for network requests, set in
+    ``[kafka.client]``), else :data:`DEFAULT_REQUEST_TIMEOUT`. So a pipeline that
+    shortens the socket timeout hears of an unreachable broker as soon."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer or {})
+    value = merged.get("socket.timeout.ms")
+    return int(value) / 1000 if value is not None else DEFAULT_REQUEST_TIMEOUT
+
+
 # a compacted topic that keeps about one record per key (commit markers, ledgers): segments
 # roll hourly so the cleaner can run, and it does once a tenth of the log is superseded
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}

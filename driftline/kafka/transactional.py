@@ -66,6 +66,7 @@ from driftline.kafka.clients import (
     make_admin,
     make_producer,
     produce,
+    request_timeout,
 )
 from driftline.kafka.reading import offset_range, read_topic
 
@@ -151,6 +152,7 @@ class TransactionalBatchWriter:
         ensure_topics(
             make_admin(self.bootstrap, self.settings),
             [TopicSpec(self.topic, self.partitions), TopicSpec(self.markers_topic, 1, config=MARKERS_CONFIG)],
+            timeout=request_timeout(self.settings),
         )
         self._open(self.clock() + 60)
         self._marker = self._last_marker()

@@ -67,3 +67,13 @@ def test_failed_deliveries_count_as_an_outage_only_when_every_one_was(
     writer._failed = set(delivery_errors)
     error = KafkaError(KafkaError._INCONSISTENT, "3 message(s) failed delivery", txn_requires_abort=True)
     assert writer._outage(error) is outage
+
+
+def test_admin_requests_wait_as_long_as_the_pipelines_socket_timeout():
+    """``[kafka.client] "socket.timeout.ms"`` bounds how long ingest waits for an
+    unreachable broker (tests/e2e/test_cli.py sets 2 s); a later layer wins."""
+    from driftline.kafka.clients import DEFAULT_REQUEST_TIMEOUT, request_timeout
+
+    assert request_timeout({"socket.timeout.ms": 2000}) == 2.0
+    assert request_timeout({"socket.timeout.ms": 2000}, {"socket.timeout.ms": 45000}) == 45.0
+    assert request_timeout({"acks": "all"}, None) == DEFAULT_REQUEST_TIMEOUT == 30.0
