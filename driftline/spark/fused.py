@@ -51,8 +51,6 @@ from driftline.spark.finite import not_finite_detail
 from driftline.spark.grid_bins import SortedGrids
 from driftline.spark.split import Split, dead_partials, split_rows
 
-_SEP = "\x1f"
-
 
 def _groups(
     plans: Sequence[SourcePlan], key: Callable[[SourcePlan], object]
@@ -167,7 +165,7 @@ class FusedCensus:
         """``source<US>feature`` of each source's features of ``kind``; None when every
         source has all of them (nothing to filter)."""
         union = {"numeric": self.numeric, "categorical": self.categorical, "nulls": self.nullable}[kind]
-        pairs = [f"{source}{_SEP}{f}" for source, plan in self.plans.items() for f in self._own(plan, kind)]
+        pairs = [ws.pair_key(source, f) for source, plan in self.plans.items() for f in self._own(plan, kind)]
         return None if len(pairs) == len(union) * len(self.plans) else pairs
 
     @staticmethod

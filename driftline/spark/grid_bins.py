@@ -126,7 +126,9 @@ class SortedGrids:
         schema = pa.schema([("source", pa.string()), ("feature", pa.string()), ("_null", pa.int32()),
                             ("_v", pa.float64()), ("_edge", pa.int32())])  # fmt: skip
         table = pa.table(columns, schema=schema)
-        self.keys = frozenset(f"{s}\x1f{f}" for s, binnings in grids.items() for f in binnings)
+        from driftline.spark.window_stats import pair_key
+
+        self.keys = frozenset(pair_key(s, f) for s, binnings in grids.items() for f in binnings)
         self.features = tuple(sorted({f for binnings in grids.values() for f in binnings}))
         self.edges = spark.createDataFrame(table.to_pandas()).persist()
         self.rows = self.edges.count()  # materialised once, at start
@@ -137,7 +139,7 @@ class SortedGrids:
         ``sources``: the sources in the batch (only their edges are sorted)."""
         from pyspark.sql.window import Window
 
-        from driftline.spark.window_stats import WINDOW_KEY
+        from driftline.spark.window_stats import WINDOW_KEY, keep_pairs
 
         pairs = F.array(*[
             F.struct(F.lit(f).alias("feature"), (F.col(f).cast("double") + F.lit(0.0)).alias("_x"))
@@ -146,7 +148,7 @@ class SortedGrids:
         values = windowed.select(*WINDOW_KEY, F.explode(pairs).alias("_p")).select(
             *WINDOW_KEY, "_p.feature", "_p._x"
         )
-        values = values.where(F.concat_ws("\x1f", "source", "feature").isin(list(self.keys)))
+        values = keep_pairs(values, "feature", self.keys)
         missing = F.col("_x").isNull() | F.isnan("_x")
         values = values.select(
             *WINDOW_KEY, "feature", missing.cast("int").alias("_null"),

@@ -48,13 +48,21 @@ def _long_format(rows: DataFrame, features: Sequence[str], value: Column,
     return keep_pairs(long, "feature", only)
 
 
+PAIR_SEP = "\x1f"  # between a source and a feature in a pair key (the ASCII unit separator)
+
+
+def pair_key(source: str, feature: str) -> str:
+    """The key :func:`keep_pairs` matches: ``source<US>feature``."""
+    return f"{source}{PAIR_SEP}{feature}"
+
+
 def keep_pairs(rows: DataFrame, name: str, only: Sequence[str] | None) -> DataFrame:
     """``rows`` whose ``source`` and ``name`` column form one of ``only``'s
-    ``source<US>name`` keys (all rows when ``only`` is None): the features each source of
+    :func:`pair_key` keys (all rows when ``only`` is None): the features each source of
     a shared query has (:mod:`driftline.spark.fused`)."""
     if only is None:
         return rows
-    return rows.where(F.concat_ws("\x1f", "source", name).isin(list(only)))
+    return rows.where(F.concat_ws(PAIR_SEP, "source", name).isin(list(only)))
 
 
 def numeric_partials(
