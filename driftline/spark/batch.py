@@ -179,6 +179,19 @@ class SourcePlan:
     schema_watch: SchemaWatch | None = None  # schema drift: None checks none
 
     @property
+    def partial_kinds(self) -> frozenset[str]:
+        """The kinds of partial this source's batches collect besides ``windows``:
+        ``numeric``, ``categorical``, ``bins`` (a reference grid) and ``nulls`` (schema
+        drift), each only when the source has something of it."""
+        has = {
+            "numeric": bool(self.numeric),
+            "categorical": bool(self.categorical),
+            "bins": self.drift is not None and bool(self.drift.binnings),
+            "nulls": self.schema_watch is not None and bool(self.schema_watch.nullable_fields),
+        }
+        return frozenset(kind for kind, present in has.items() if present)
+
+    @property
     def window(self) -> str:
         return f"{self.window_seconds} seconds"
 
@@ -414,15 +427,15 @@ class BatchProcessor:
     def _partials(self, windowed: DataFrame) -> dict[str, DataFrame]:
         """This batch's partials of every kind (:mod:`driftline.stats.partials`) as Spark
         frames (collected with the census in one action)."""
-        plan = self.plan
+        plan, kinds = self.plan, self.plan.partial_kinds
         frames = {"windows": ws.window_partials(windowed)}
-        if plan.numeric:
+        if "numeric" in kinds:
             frames["numeric"] = ws.numeric_partials(windowed, plan.numeric)
-        if plan.categorical:
+        if "categorical" in kinds:
             frames["categorical"] = ws.categorical_partials(windowed, plan.categorical)
-        if plan.drift is not None and plan.drift.binnings:
+        if "bins" in kinds:
             frames["bins"] = bin_partials(windowed, plan.drift.grid(windowed.sparkSession))
-        if plan.schema_watch is not None and plan.schema_watch.nullable_fields:
+        if "nulls" in kinds:
             frames["nulls"] = ws.null_partials(windowed, plan.schema_watch.nullable_fields)
         return frames
 

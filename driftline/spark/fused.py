@@ -177,12 +177,7 @@ class FusedCensus:
     def share(self, collected: dict[str, pa.Table], source: str) -> dict[str, pa.Table]:
         """One source's rows of what the fused frames collected: the kinds its own census
         would have had (:meth:`driftline.spark.batch.BatchProcessor.frames`)."""
-        plan = self.plans[source]
-        kinds = {"windows", "dead", "census"}
-        kinds |= {"numeric"} if plan.numeric else set()
-        kinds |= {"categorical"} if plan.categorical else set()
-        kinds |= {"bins"} if plan.drift is not None and plan.drift.binnings else set()
-        kinds |= {"nulls"} if plan.schema_watch is not None and plan.schema_watch.nullable_fields else set()
+        kinds = self.plans[source].partial_kinds | {"windows", "dead", "census"}
         return {
             kind: table.filter(pc.equal(table["source"], source))
             for kind, table in collected.items()
