@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,11 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
         }  # fmt: skip
         assert job["windows"] >= 1
     assert "pipeline demo: ingest" in run.stdout and "pipeline demo: quality stream job" in run.stdout
+    # nothing from Spark's own logs a user cannot act on (its console log is WARN and up)
+    spark_lines = [
+        line for line in run.stderr.splitlines() if re.match(r"\d\d/\d\d/\d\d [\d:]{8} [A-Z]+ ", line)
+    ]
+    assert spark_lines == [], spark_lines[:5]
     # everything of the demo's own lives under <state_dir>/demo, apart from a user's own runs
     demo_root = REPO / ".driftline" / "demo"
     assert {Path(p).parent for p in summary["tables"].values()} == {demo_root / "warehouse"}
