@@ -287,7 +287,7 @@ class BatchProcessor:
         start = self.begin(spark, rows, batch_id)
         split = self.split(rows, start.watermark)
         with timed_step("census", self.plan.source, batch_id):  # one Spark action: counts and partials
-            collected = collect(self.frames(split, start.watermark))
+            collected = collect(self.frames(split))
         self.finish(start, split, collected, read, survey, batch_id)
 
     def begin(self, spark, rows: DataFrame, batch_id: int) -> Start:
@@ -309,12 +309,11 @@ class BatchProcessor:
         return split_rows(rows, self._with_rules, cut, plan.event_time, plan.window_seconds,
                           plan.slide_seconds, self._cache)  # fmt: skip
 
-    def frames(self, split: Split, watermark: datetime | None) -> dict[str, DataFrame]:
+    def frames(self, split: Split) -> dict[str, DataFrame]:
         """The frames of this source's census and partials, collected in one Spark action."""
         plan = self.plan
         frames = self._partials(split.windowed)
-        cut = None if watermark is None else F.lit(watermark)
-        frames["dead"] = dead_partials(split, plan.event_time, plan.window_seconds, plan.slide_seconds, cut)
+        frames["dead"] = dead_partials(split, plan.event_time, plan.window_seconds, plan.slide_seconds)
         frames["census"] = census_frame(split.decode_failed, split.checked, plan.event_time,
                                         split.late_windowed, split.windowed)  # fmt: skip
         return frames

@@ -126,13 +126,12 @@ class FusedCensus:
         detail = _by_source(self._finite, lambda numeric: not_finite_detail(numeric))
         return refuse(rows, detail.isNotNull(), ReasonCode.NOT_FINITE, detail)
 
-    def split(self, rows: DataFrame, watermarks: dict[str, object], cache) -> tuple[Split, Column | None]:
+    def split(self, rows: DataFrame, watermarks: dict[str, object], cache) -> Split:
         """The checked rows split by class, each source's rows against its own watermark
-        and rules; also the watermark column (None when no source has one yet)."""
+        and rules."""
         known = {source: w for source, w in watermarks.items() if w is not None}
         cut = F.element_at(_map(known), F.col("source")) if known else None
-        split = split_rows(rows, self._with_rules, cut, self.event_time, self.size, self.slide, cache)
-        return split, cut
+        return split_rows(rows, self._with_rules, cut, self.event_time, self.size, self.slide, cache)
 
     def _with_rules(self, rows: DataFrame) -> DataFrame:
         from driftline.spark.rules import failure_detail, first_failed_rule
@@ -141,7 +140,7 @@ class FusedCensus:
         detail = _by_source(self._rules, lambda rules: failure_detail(rules) if rules else None)
         return rows.withColumn("_rule", rule).withColumn("_rule_detail", detail)
 
-    def frames(self, split: Split, cut: Column | None, sources: list[str]) -> dict[str, DataFrame]:
+    def frames(self, split: Split, sources: list[str]) -> dict[str, DataFrame]:
         """Every kind of partial and the census of the batch, keyed by source, to be
         collected in one action; ``sources``: the ones with rows in the batch."""
         windowed = split.windowed
@@ -156,7 +155,7 @@ class FusedCensus:
             frames["bins"] = self.grids.bin_partials(windowed, sources)
         if self.nullable:
             frames["nulls"] = ws.null_partials(windowed, self.nullable, self._pairs("nulls"))
-        frames["dead"] = dead_partials(split, self.event_time, self.size, self.slide, cut)
+        frames["dead"] = dead_partials(split, self.event_time, self.size, self.slide)
         frames["census"] = census_frame(split.decode_failed, split.checked, self.event_time,
                                         split.late_windowed, windowed)  # fmt: skip
         return frames

@@ -57,6 +57,12 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.executor.extraJavaOptions": JIT_OPTIONS,
     "spark.sql.adaptive.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # Spark caches the classes Janino compiles by their source text; with the stage's id in
+    # the class name (the default), the same stage at another position in another batch's
+    # plan is new text and is compiled again. A micro-batch plans a dozen small jobs whose
+    # stage ids shift with what the batch closes (docs/streaming.md, "Generated code")
+    "spark.sql.codegen.useIdInClassName": "false",
+    "spark.sql.codegen.cache.maxEntries": "1000",
 }
 
 

@@ -129,10 +129,10 @@ class SharedQueryProcessor:
         for processor, _ in due:
             source = processor.plan.source
             starts[source] = processor.begin(spark, checked.where(F.col("source") == source), batch_id)
-        split, cut = fused.split(checked, {s: start.watermark for s, start in starts.items()}, cache)
+        split = fused.split(checked, {s: start.watermark for s, start in starts.items()}, cache)
         sources = [processor.plan.source for processor, _ in due]
         with timed_step("census", self.name, batch_id):  # one Spark action for every source
-            collected = collect(fused.frames(split, cut, sources))
+            collected = collect(fused.frames(split, sources))
         for processor, part in due:
             source = processor.plan.source
             share = fused.share(collected, source)

@@ -17,7 +17,14 @@ every row carries its ``source`` column, so the same frames serve both.
   window's earlier windows may be final already: they stay so).
 
 ``cut`` is a Spark column: a literal for one source, the row's source's watermark for a
-shared query; null (no watermark yet) makes no row late.
+shared query; null (no watermark yet) makes no row late. It is evaluated once per row
+into a ``_cut`` column before the checked rows are cached, and everything after the cache
+compares with that column, not with ``cut``. A watermark literal is folded into the code
+Spark generates (a timestamp is a ``long`` constant in the Java source), so with the
+watermark moving every batch, every aggregation that compared with it was compiled
+again by Janino each batch: about 40 compilations a batch on a payments source,
+counted with Spark's ``CodegenMetrics``. Read from the cached column, the aggregations'
+code is the same every batch and comes from Spark's code cache.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from pyspark.sql import functions as F
 
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import window_stats as ws
+
+CUT = "_cut"  # the row's watermark (null: none yet), a column of every frame of a Split
 
 
 @dataclass(frozen=True)
@@ -69,21 +78,15 @@ def split_rows(
 ) -> Split:
     """``rows`` (decoded, with ``source``) split by class; ``with_rules`` adds ``_rule``
     and ``_rule_detail``, ``cache`` persists the checked rows."""
+    rows = rows.withColumn(CUT, F.lit(None).cast("timestamp") if cut is None else cut)
     decode_failed = rows.where(F.col("_reason").isNotNull())
     checked = with_rules(rows.where(F.col("_reason").isNull()))
-    late = (
-        F.lit(False)
-        if cut is None
-        else F.when(cut.isNull(), F.lit(False)).otherwise(
-            last_window_end(event_time, size_seconds, slide_seconds) <= cut
-        )
-    )
+    late = F.coalesce(last_window_end(event_time, size_seconds, slide_seconds) <= F.col(CUT), F.lit(False))
     checked = cache(checked.withColumn("_late", late))
     passing = checked.where(F.col("_rule").isNull())
     window, slide = f"{size_seconds} seconds", f"{slide_seconds} seconds" if slide_seconds else None
     windowed = ws.with_window(passing.where(~F.col("_late")), event_time, window, slide)
-    if cut is not None:
-        windowed = windowed.where(cut.isNull() | (F.col("window_end") > cut))
+    windowed = windowed.where(_open(F.col("window_end")))
     late_rows = passing.where(F.col("_late"))
     return Split(
         decode_failed=decode_failed,
@@ -95,24 +98,27 @@ def split_rows(
     )
 
 
-def dead_partials(split: Split, event_time: str, size_seconds: int, slide_seconds: int | None,
-                  cut: Column | None) -> DataFrame:  # fmt: skip
+def _open(window_end: Column) -> Column:
+    """A window not final yet: no watermark, or it ends after the row's ``_cut``."""
+    return F.col(CUT).isNull() | (window_end > F.col(CUT))
+
+
+def dead_partials(split: Split, event_time: str, size_seconds: int, slide_seconds: int | None) -> DataFrame:
     """Dead letters per (source, window, reason), for the circuit breaker
     (:mod:`driftline.stats.breaker`): a decode failure has no event time and counts in
     the window of its Kafka timestamp, a rule failure in the window of its event time.
-    Windows already final (ending at or before ``cut``) are left out: their state is gone."""
+    Windows already final (ending at or before the row's ``_cut``) are left out: their
+    state is gone."""
     window, slide = f"{size_seconds} seconds", f"{slide_seconds} seconds" if slide_seconds else None
 
     def windowed(rows: DataFrame, when: Column, reason: Column) -> DataFrame:
-        timed = rows.select("source", when.alias("_when"), reason.alias("reason"))
-        return ws.with_window(timed, "_when", window, slide).select(*ws.WINDOW_KEY, "reason")
+        timed = rows.select("source", when.alias("_when"), reason.alias("reason"), CUT)
+        return ws.with_window(timed, "_when", window, slide).select(*ws.WINDOW_KEY, "reason", CUT)
 
     both = windowed(split.decode_failed, F.col("_timestamp"), F.col("_reason")).unionByName(
         windowed(split.rule_failed, F.col(event_time), F.lit(ReasonCode.RULE_FAILED.value))
     )
-    both = both.where(F.col("window_start").isNotNull())
-    if cut is not None:
-        both = both.where(cut.isNull() | (F.col("window_end") > cut))
+    both = both.where(F.col("window_start").isNotNull() & _open(F.col("window_end")))
     return both.groupBy(*ws.WINDOW_KEY, "reason").agg(F.count(F.lit(1)).alias("count"))
 
 

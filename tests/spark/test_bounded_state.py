@@ -32,6 +32,22 @@ N, PER_BATCH = 1200, 100
 DELAY = timedelta(minutes=10)  # the demo pipeline's [windows] watermark
 
 
+class _Compilations(logging.Handler):
+    """Classes Janino compiled (Spark's ``CodegenMetrics``) per batch, read when the
+    batch logs its ``batch_seconds`` line."""
+
+    def __init__(self, spark) -> None:
+        super().__init__(logging.INFO)
+        self.timer = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+        self.last = self.timer.getCount()
+        self.per_batch: dict[int, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if match := re.match(r"batch_seconds source=payments batch=(\d+)", record.getMessage()):
+            count = self.timer.getCount()
+            self.per_batch[int(match[1])], self.last = count - self.last, count
+
+
 def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path, caplog) -> None:
     config = load_pipeline(
         pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:10]}.")
@@ -40,11 +56,24 @@ def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path
     records = [r.value for r in generator.records(N)]
     produce_frames(kafka_bootstrap, config.topic("payments"), encode_mix("payments", records, {}), [None] * N,
                    partitions=1)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="driftline.spark.batch"):
-        summary = run(spark, config, sources=["payments"], max_records_per_batch=PER_BATCH).sources[
-            "payments"
-        ]
+    compiled = _Compilations(spark)
+    logging.getLogger("driftline.spark.batch").addHandler(compiled)
+    try:
+        with caplog.at_level(logging.INFO, logger="driftline.spark.batch"):
+            summary = run(spark, config, sources=["payments"], max_records_per_batch=PER_BATCH).sources[
+                "payments"
+            ]
+    finally:
+        logging.getLogger("driftline.spark.batch").removeHandler(compiled)
     assert summary.read == N and summary.reconciles and summary.batches == N // PER_BATCH
+
+    # and the same generated code: once warm, a batch compiles only the few classes that hold
+    # its watermark (the cached split), not every aggregation again (20 a batch here when each
+    # aggregation compared with the watermark as a literal)
+    assert sorted(compiled.per_batch) == list(range(summary.batches))
+    assert sum(compiled.per_batch.values()) > 0  # the counter counts
+    steady = {b: n for b, n in compiled.per_batch.items() if b >= 4}
+    assert max(steady.values()) <= 8, compiled.per_batch
 
     # work per batch: the files of the previous state version, the same for batch 1 and batch 11
     reads = {int(m[1]): int(m[2]) for m in re.finditer(r"state_read source=payments batch=(\d+) files=(\d+)",
