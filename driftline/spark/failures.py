@@ -29,18 +29,26 @@ _OFFSETS = re.compile(
 )
 
 
-def query_failure(source: str, exception: object, *, checkpoint: str, topics: list[str]) -> JobError:
-    """The error ``driftline run`` reports for a failed query of ``source``."""
+def query_failure(sources: list[str], exception: object, *, checkpoint: str, topics: list[str],
+                  query: str | None = None) -> JobError:  # fmt: skip
+    """The error ``driftline run`` reports for a failed streaming query: of one source, or
+    of the sources sharing ``query`` (named with them in the message)."""
     text = str(exception)
+    if len(sources) == 1:
+        who = f"source {sources[0]!r}"
+        streaming = f"the streaming query of {who}"
+    else:
+        who = f"sources {', '.join(repr(s) for s in sources)} (query {query!r})"
+        streaming = f"the streaming query {query!r} of sources {', '.join(repr(s) for s in sources)}"
     if "UnknownTopicOrPartitionException" in text:
         named = " or ".join(repr(t) for t in topics)
         return JobError(
-            f"source {source!r}: topic {named} does not exist on the broker (or was deleted while the job "
+            f"{who}: topic {named} does not exist on the broker (or was deleted while the job "
             f"ran); ingest into it first or check [kafka] topic_prefix and the source's topic"
         )
     if "No space left on device" in text:
         return JobError(
-            f"source {source!r}: the disk under the warehouse or the checkpoints is full (No space left on "
+            f"{who}: the disk under the warehouse or the checkpoints is full (No space left on "
             f"device; checkpoint {checkpoint}). Free space and run again: the job resumes from its last "
             "committed batch, and the half-written batch is written again"
         )
@@ -49,7 +57,7 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
         first = _python_error(text) or (
             text.strip().splitlines()[0] if text.strip() else type(exception).__name__
         )
-        return JobError(f"the streaming query of source {source!r} failed: {first[:2000]}")
+        return JobError(f"{streaming} failed: {first[:2000]}")
     where = _PARTITION.search(text)
     offsets = _OFFSETS.search(text)
     partition = where.group("tp") if where else "?"
@@ -63,7 +71,7 @@ def query_failure(source: str, exception: object, *, checkpoint: str, topics: li
         else next((name for phrase, name in _PHRASES if phrase in text), "KAFKA_DATA_LOSS")
     )
     return DataLossError(
-        f"source {source!r}: records the job had not read are gone from Kafka ({reason}: topic-partition "
+        f"{who}: records the job had not read are gone from Kafka ({reason}: topic-partition "
         f"{partition}, {span}). The checkpoint {checkpoint} no longer matches topic(s) {', '.join(topics)}: "
         f"the topic was deleted and recreated, or records were removed (retention, delete_records) before "
         f"the job read them. To start afresh remove {checkpoint}; to go on past the lost records set "

@@ -428,7 +428,7 @@ def run(
     for streaming, query in zip(started, queries, strict=False):
         if streaming.exception() is not None:
             members = config.queries[query]
-            raise query_failure(", ".join(members), streaming.exception(),
+            raise query_failure(members, streaming.exception(), query=query,
                                 checkpoint=str(checkpoint_of(config, members[0])),
                                 topics=[config.topic(name) for name in members])  # fmt: skip
     return summarize(spark, config, names)

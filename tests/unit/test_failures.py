@@ -7,7 +7,7 @@ CHECKPOINT = "/state/checkpoints/demo/payments"
 
 
 def _failure(text: str):
-    return query_failure("payments", text, checkpoint=CHECKPOINT, topics=["signals.payments"])
+    return query_failure(["payments"], text, checkpoint=CHECKPOINT, topics=["signals.payments"])
 
 
 def test_offsets_that_went_backwards_name_partition_offsets_and_checkpoint() -> None:
@@ -92,3 +92,11 @@ def test_a_spark_call_that_failed_in_the_jvm_names_its_root_cause() -> None:
         "o4985.collectToPython. Caused by: org.apache.kafka.common.errors.TimeoutException: Timeout of 60000ms "
         "expired before the position for partition t-0 could be determined"
     )
+
+
+def test_a_shared_query_is_named_with_its_sources() -> None:
+    error = query_failure(["payments", "cards"], "No space left on device", query="pay", checkpoint=CHECKPOINT,
+                          topics=["signals.payments", "signals.cards"])  # fmt: skip
+    assert str(error).startswith("sources 'payments', 'cards' (query 'pay'): the disk under the warehouse")
+    other = query_failure(["payments", "cards"], "boom", query="pay", checkpoint=CHECKPOINT, topics=[])
+    assert str(other) == "the streaming query 'pay' of sources 'payments', 'cards' failed: boom"
