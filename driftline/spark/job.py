@@ -213,7 +213,9 @@ def drift_scorer(config: PipelineConfig, source: str, warehouse: Warehouse) -> D
     )
 
 
-def query_id(spark: SparkSession, checkpoint: Path | str, *, create: bool = True) -> str:
+def query_id(
+    spark: SparkSession, checkpoint: Path | str, *, create: bool = True, new: str | None = None
+) -> str:
     """The streaming query's id, stable across restarts from ``checkpoint``.
 
     Spark keeps it in ``<checkpoint>/metadata`` (``{"id": "<uuid>"}``) and uses an
@@ -221,12 +223,13 @@ def query_id(spark: SparkSession, checkpoint: Path | str, *, create: bool = True
     keyed by (query id, batch id), such as Kafka commit markers, know it from batch 0.
     A new checkpoint is a new query: its batch ids restart at 0 under a new key. Read and
     written through Hadoop's FileSystem, so the checkpoint may be on shared storage.
-    ``create=False`` returns a new checkpoint's id without writing it.
+    ``create=False`` returns a new checkpoint's id without writing it; ``new`` is the id a
+    new checkpoint gets (default a random one).
     """
     metadata = fs.join(str(checkpoint), "metadata")
     text = fs.read_text(spark, metadata)
     if text is None:
-        text = json.dumps({"id": str(uuid.uuid4())}) + "\n"
+        text = json.dumps({"id": new or str(uuid.uuid4())}) + "\n"
         if create:
             fs.write_text(spark, metadata, text)
     return json.loads(text.splitlines()[0])["id"]
@@ -282,7 +285,7 @@ def start_query(
     query_key = query_id(spark, checkpoint, create=False)  # keys the commit markers of both writers
     for source in members:  # before a new checkpoint is written
         claim_warehouse(spark, config, source, query_key, checkpoint)
-    query_id(spark, checkpoint)
+    query_id(spark, checkpoint, new=query_key)  # the id claimed, unless the metrics listener wrote one
     topics = list(dict.fromkeys(config.topic(source) for source in members))
     stream = kafka_stream(spark, config, topics, max_offsets_per_trigger=max_records_per_batch)
     registry = open_registry(config.path(config.schemas_dir), config.kafka.schema_registry_url,

@@ -54,3 +54,25 @@ def test_a_new_checkpoint_over_a_filled_warehouse_is_refused(
     )
     again = run(spark, config, sources=["payments"]).as_dict()["sources"]["payments"]
     assert again["read"] == 110 and again["reconciles"]
+
+
+def test_a_run_without_metrics_claims_the_id_its_checkpoint_keeps(
+    spark, kafka_bootstrap, topic_prefix, tmp_path
+) -> None:
+    """The id claimed in the warehouse is the one written in the new checkpoint, whether
+    or not the metrics listener read it first: a plain restart goes on."""
+    no_metrics = {'enabled = true\naddress = "127.0.0.1"': 'enabled = false\naddress = "127.0.0.1"'}
+    config = load_pipeline(
+        pipeline_copy(tmp_path, bootstrap=kafka_bootstrap, prefix=topic_prefix, replace=no_metrics)
+    )
+    assert not config.metrics.enabled
+    records = [r.value for r in SignalGenerator("payments", seed=5).records(60)]
+    produce_frames(
+        kafka_bootstrap, config.topic("payments"), encode_mix("payments", records, {}), [None] * 60
+    )
+    assert run(spark, config, sources=["payments"]).as_dict()["sources"]["payments"]["read"] == 60
+    owner = json.loads((config.path(config.warehouse_dir) / "_state" / "owner" / "payments.json").read_text())
+    metadata = json.loads((config.path(checkpoint_of(config, "payments")) / "metadata").read_text())
+    assert owner["query_id"] == metadata["id"]
+    again = run(spark, config, sources=["payments"]).as_dict()["sources"]["payments"]
+    assert again["read"] == 60 and again["reconciles"]
