@@ -81,7 +81,8 @@ def split_rows(
     rows = rows.withColumn(CUT, F.lit(None).cast("timestamp") if cut is None else cut)
     decode_failed = rows.where(F.col("_reason").isNotNull())
     checked = with_rules(rows.where(F.col("_reason").isNull()))
-    late = F.coalesce(last_window_end(event_time, size_seconds, slide_seconds) <= F.col(CUT), F.lit(False))
+    late_end = last_window_end(event_time, size_seconds, slide_seconds)
+    late = F.when(F.col(CUT).isNull(), F.lit(False)).otherwise(late_end <= F.col(CUT))
     checked = cache(checked.withColumn("_late", late))
     passing = checked.where(F.col("_rule").isNull())
     window, slide = f"{size_seconds} seconds", f"{slide_seconds} seconds" if slide_seconds else None
