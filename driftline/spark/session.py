@@ -60,7 +60,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # Spark caches the classes Janino compiles by their source text; with the stage's id in
     # the class name (the default), the same stage at another position in another batch's
     # plan is new text and is compiled again. A micro-batch plans a dozen small jobs whose
-    # stage ids shift with what the batch closes (docs/streaming.md, "Generated code")
+    # stage ids shift with what the batch closes, and the default cache of 100 classes held
+    # less than two batches' worth: every batch compiled 40-50 classes again, ~0.4 s
+    # (docs/streaming.md, "Compiling a batch's code once")
     "spark.sql.codegen.useIdInClassName": "false",
     "spark.sql.codegen.cache.maxEntries": "1000",
 }
