@@ -30,6 +30,7 @@ import json
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from driftline.spark.window_stats import WINDOW_KEY, keep_pairs, pair_key
 from driftline.stats.binning import NumericBinning
 
 
@@ -126,8 +127,6 @@ class SortedGrids:
         schema = pa.schema([("source", pa.string()), ("feature", pa.string()), ("_null", pa.int32()),
                             ("_v", pa.float64()), ("_edge", pa.int32())])  # fmt: skip
         table = pa.table(columns, schema=schema)
-        from driftline.spark.window_stats import pair_key
-
         self.keys = frozenset(pair_key(s, f) for s, binnings in grids.items() for f in binnings)
         self.features = tuple(sorted({f for binnings in grids.values() for f in binnings}))
         self.edges = spark.createDataFrame(table.to_pandas()).persist()
@@ -138,8 +137,6 @@ class SortedGrids:
         that bin of the source's grid; features the source has no grid for are left out.
         ``sources``: the sources in the batch (only their edges are sorted)."""
         from pyspark.sql.window import Window
-
-        from driftline.spark.window_stats import WINDOW_KEY, keep_pairs
 
         pairs = F.array(*[
             F.struct(F.lit(f).alias("feature"), (F.col(f).cast("double") + F.lit(0.0)).alias("_x"))
