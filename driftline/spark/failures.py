@@ -38,8 +38,9 @@ def query_failure(sources: list[str], exception: object, *, checkpoint: str, top
         who = f"source {sources[0]!r}"
         streaming = f"the streaming query of {who}"
     else:
-        who = f"sources {', '.join(repr(s) for s in sources)} (query {query!r})"
-        streaming = f"the streaming query {query!r} of sources {', '.join(repr(s) for s in sources)}"
+        listed = ", ".join(repr(s) for s in sources)
+        who = f"sources {listed} (query {query!r})"
+        streaming = f"the streaming query {query!r} of sources {listed}"
     if "UnknownTopicOrPartitionException" in text:
         named = " or ".join(repr(t) for t in topics)
         return JobError(
