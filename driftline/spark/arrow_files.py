@@ -10,7 +10,7 @@ encodes them in the driver and the bytes go through Hadoop's FileSystem
 Parquet file of the table.
 
 Layout is Spark's: a folder of ``part-*.parquet`` files; a batch folder gets
-``_SUCCESS`` last (:func:`driftline.spark.tables.read_batches` counts only complete
+``_SUCCESS`` last (:func:`driftline.spark.tables.read_table` counts only complete
 batches). Timestamps are written as ``TIMESTAMP(MICROS, isAdjustedToUTC=true)``, which
 Spark reads as ``TIMESTAMP``; partition columns are never inside the files. Runs on the
 driver, inside ``foreachBatch``.

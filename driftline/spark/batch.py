@@ -54,7 +54,7 @@ from driftline.kafka.dead_letter import DeadLetter, fit_key, max_message_bytes
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
-from driftline.spark import arrow_files, feature_stats
+from driftline.spark import arrow_files, delta, feature_stats
 from driftline.spark import window_stats as ws
 from driftline.spark.census import Census, census_frame, read_census
 from driftline.spark.data_loss import NO_LOSS, LossCounter
@@ -66,7 +66,7 @@ from driftline.spark.offsets import OffsetLoss
 from driftline.spark.retention import BatchPruner, RetentionSweeper
 from driftline.spark.schema_events import SchemaWatch
 from driftline.spark.split import Split, dead_partials, last_window_end, split_rows
-from driftline.spark.tables import Warehouse, as_utc, overwrite
+from driftline.spark.tables import Warehouse, as_utc, dead_letters_schema, overwrite
 from driftline.spark.totals import add_totals, progress_totals
 from driftline.spark.window_checks import WindowChecks
 from driftline.spark.window_state import Commit, StateVersion, WindowState, collect, open_windows, to_pandas
@@ -223,6 +223,7 @@ class BatchProcessor:
                 plan.warehouse.table("dead_letters"),
                 plan.source,
                 timedelta(seconds=plan.dead_letters_retention_seconds),
+                vacuumed=(plan.warehouse.table("feature_stats"),),
             )
             self.progress_pruner = BatchPruner(plan.warehouse.state("progress"), plan.source, PROGRESS_KEPT)
 
@@ -414,10 +415,21 @@ class BatchProcessor:
         arrow_files.replace_folder(spark, path, pa.Table.from_pylist([row], schema=PROGRESS_SCHEMA))
 
     def _write_dead(self, spark, dead: DataFrame, batch_id: int) -> None:
-        """The dead-letter table's batch, then the same rows (read back) to the topic."""
+        """The dead-letter table's batch, then the same rows (read back) to the topic.
+
+        Spark writes the batch's partition folder (no Python per record); the files are
+        then committed to the Delta table with the batch's ``txn``. A replay whose
+        commit is already there writes nothing; one that is not overwrites the folder,
+        so a crashed attempt's files never reach the log."""
         warehouse = self.plan.warehouse
-        path = warehouse.batch_path(warehouse.table("dead_letters"), self.plan.source, batch_id)
-        overwrite(dead, path)
+        table = warehouse.table("dead_letters")
+        path = warehouse.batch_path(table, self.plan.source, batch_id)
+        app = warehouse.app(self.plan.source)
+        if not delta.committed(delta.open_table(delta.uri(spark, table)), app, batch_id):
+            overwrite(dead, path)
+            partition = {"source": self.plan.source, "batch_id": str(batch_id)}
+            schema = dead_letters_schema(dead)
+            delta.add_files(spark, table, path, schema, partition, app=app, version=batch_id)
         faults.point("table_written", batch_id)
         if self.dead_letters is not None:
             # a callable: a transaction the broker aborted in an outage is read and written again
@@ -552,12 +564,11 @@ class BatchProcessor:
 
         Returns the windows that closed in this batch, ``(start, end)`` in order, and the
         rows written."""
-        root = self.plan.warehouse.table("feature_stats")
         closed = sorted(w for w in windows if watermark_after is not None and w[1] <= watermark_after)
         touched = sorted({start for start, _ in added} | {start for start, _ in closed})
         rows = self._window_rows(batch_id, current, touched, watermark_after) if touched else []
         rows += self._late_rows(spark, batch_id, census.late_windows)
-        feature_stats.replace_windows(spark, root, self.plan.source, rows)
+        feature_stats.merge_windows(spark, self.plan.warehouse, self.plan.source, batch_id, rows)
         return closed, rows
 
     def _window_rows(self, batch_id: int, current: StateVersion, touched, watermark_after) -> list[dict]:
@@ -586,11 +597,10 @@ class BatchProcessor:
         by this batch (``batch_id``) is a replay's and keeps its count; a window no valid
         row ever reached gets zero-count rows, so its lateness shows."""
         plan = self.plan
-        root = plan.warehouse.table("feature_stats")
         kinds = [(f, "numeric") for f in plan.numeric] + [(f, "categorical") for f in plan.categorical]
         out: list[dict] = []
         for start, end, late in counts:
-            existing = feature_stats.read_window(spark, root, plan.source, start)
+            existing = feature_stats.read_window(spark, plan.warehouse, plan.source, start)
             if existing:
                 for row in existing:
                     if row["batch_id"] != batch_id:

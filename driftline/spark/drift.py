@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
 from driftline.metrics import DriftObservation, PipelineMetrics
-from driftline.spark import arrow_files, feature_stats
+from driftline.spark import feature_stats
 from driftline.spark import window_stats as ws
 from driftline.spark.grid_bins import GridBins
 from driftline.spark.tables import Warehouse, iso_utc
@@ -352,8 +352,7 @@ class DriftScorer:
     def _write(self, spark, batch_id: int, score_rows: list[dict], alert_rows: list[dict]) -> None:
         for table, rows, schema in (("drift_scores", score_rows, DRIFT_SCORES_SCHEMA),
                                     ("alerts", alert_rows, ALERTS_SCHEMA)):  # fmt: skip
-            path = self.warehouse.batch_path(self.warehouse.table(table), self.source, batch_id)
-            arrow_files.replace_folder(spark, path, pa.Table.from_pylist(rows, schema=schema))
+            self.warehouse.append_batch(spark, table, self.source, batch_id, rows, schema)
 
     def _outgoing(self, row: dict[str, Any]) -> OutgoingRecord:
         event = {"source": self.source, **row}

@@ -1,9 +1,10 @@
 """The ``feature_stats`` table: one row per (source, window, feature), written by the driver.
 
-Partitioned ``source=<s>/window_key=<yyyyMMdd'T'HHmmss>``; a window's partition is
-replaced whenever a batch changes it (rows added, the window closed, late rows
-counted), one Parquet file per partition, written with :mod:`driftline.spark.arrow_files`
-(no Spark job: the rows are finished on the driver from the open windows' state).
+A Delta table partitioned ``source=<s>/window_key=<yyyyMMdd'T'HHmmss>``. A window's
+rows are provisional while it is open; whenever a batch changes them (rows added, the
+window closed, late rows counted) they are MERGEd in, keyed by ``(source, window_key,
+feature)``, in one commit per batch (:func:`driftline.spark.delta.merge`; no Spark job:
+the rows are finished on the driver from the open windows' state).
 Every file has the full column set below, numeric and categorical columns alike (the
 other kind's are null), so any reader sees one schema.
 
@@ -17,8 +18,8 @@ from datetime import datetime
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
-from driftline.spark import arrow_files, fs
-from driftline.spark.tables import as_utc
+from driftline.spark import arrow_files, delta
+from driftline.spark.tables import Warehouse, as_utc
 from driftline.stats.partials import QUANTILE_COLUMNS
 
 _TIME = pa.timestamp("us", tz="UTC")
@@ -43,23 +44,33 @@ def window_key(start: datetime) -> str:
     return as_utc(start).strftime("%Y%m%dT%H%M%S")
 
 
-def partition(root: str, source: str, start: datetime) -> str:
-    return fs.join(root, f"source={source}", f"window_key={window_key(start)}")
+def merge_windows(
+    spark: SparkSession, warehouse: Warehouse, source: str, batch_id: int, rows: list[dict]
+) -> int:
+    """MERGE ``rows`` (dicts with :data:`SCHEMA`'s keys, any missing one null) into the
+    table as batch ``batch_id``'s commit: each (window, feature) row replaces the one
+    it keys; returns how many windows."""
+    if not rows:
+        return 0
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    keys = [window_key(start) for start in table.column("window_start").to_pylist()]
+    table = table.append_column("source", pa.array([source] * table.num_rows, pa.string()))
+    table = table.append_column("window_key", pa.array(keys, pa.string()))
+    path, keyed, partitions = (
+        warehouse.table("feature_stats"),
+        ("source", "window_key", "feature"),
+        ("source", "window_key"),
+    )
+    delta.merge(
+        spark, path, table, keys=keyed, partition_by=partitions, app=warehouse.app(source), version=batch_id
+    )
+    return len(set(keys))
 
 
-def replace_windows(spark: SparkSession, root: str, source: str, rows: list[dict]) -> int:
-    """Replace the partitions of the windows in ``rows`` (dicts with :data:`SCHEMA`'s
-    keys, any missing one null) with exactly those rows; returns how many partitions."""
-    by_window: dict[datetime, list[dict]] = {}
-    for row in rows:
-        by_window.setdefault(row["window_start"], []).append(row)
-    for start, window_rows in sorted(by_window.items()):
-        table = pa.Table.from_pylist(window_rows, schema=SCHEMA)
-        arrow_files.replace_folder(spark, partition(root, source, start), table, success=False)
-    return len(by_window)
-
-
-def read_window(spark: SparkSession, root: str, source: str, start: datetime) -> list[dict] | None:
-    """The rows of one window's partition (None when it was never written)."""
-    table, _ = arrow_files.read_folder(spark, partition(root, source, start))
-    return None if table is None else arrow_files.conform(table, SCHEMA).to_pylist()
+def read_window(spark: SparkSession, warehouse: Warehouse, source: str, start: datetime) -> list[dict] | None:
+    """The rows of one window (None when it was never written)."""
+    filters = [("source", "=", source), ("window_key", "=", window_key(start))]
+    table = delta.read(spark, warehouse.table("feature_stats"), filters)
+    if table is None or table.num_rows == 0:
+        return None
+    return arrow_files.conform(table, SCHEMA).to_pylist()

@@ -82,6 +82,25 @@ def list_modified(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     return [(s.getPath().getName(), int(s.getModificationTime())) for s in fs.listStatus(hadoop_path)]
 
 
+def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
+    """(name, size in bytes, modification time in epoch ms) of the files directly under ``path``."""
+    fs, hadoop_path = _fs(spark, path)
+    if not fs.exists(hadoop_path):
+        return []
+    return [
+        (s.getPath().getName(), int(s.getLen()), int(s.getModificationTime()))
+        for s in fs.listStatus(hadoop_path)
+        if s.isFile()
+    ]
+
+
+def qualify(spark: SparkSession, path: str) -> str:
+    """``path`` fully qualified by its file system (``/w`` -> ``file:/w``, ``w`` against
+    the working directory, ``hdfs://nn/w`` unchanged)."""
+    fs, hadoop_path = _fs(spark, path)
+    return str(fs.makeQualified(hadoop_path).toString())
+
+
 def glob(spark: SparkSession, pattern: str) -> list[str]:
     """Paths matching the Hadoop glob ``pattern`` (``*``, ``?``, ``{a,b}``), one listing call."""
     fs, hadoop_path = _fs(spark, pattern)

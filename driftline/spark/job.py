@@ -39,7 +39,7 @@ from driftline.spark.failures import query_failure
 from driftline.spark.kafka_source import kafka_stream
 from driftline.spark.schema import nullable_fields
 from driftline.spark.schema_events import SchemaWatch
-from driftline.spark.tables import Warehouse, iso_utc, read_batches
+from driftline.spark.tables import Warehouse, iso_utc, read_table
 from driftline.spark.totals import COUNTS, progress_totals
 from driftline.spark.window_checks import WindowChecks
 from driftline.spark.window_state import WindowState
@@ -100,15 +100,16 @@ class RunSummary:
         return json.dumps(self.as_dict())
 
 
-def source_plan(config: PipelineConfig, source: str, reader=None) -> SourcePlan:
+def source_plan(config: PipelineConfig, source: str, reader=None, run: str = "") -> SourcePlan:
     """The per-batch plan of ``source``: features, rules, windows, where tables go.
     ``reader``: the reader schema (``RegisteredSchema``), for schema drift; without it
-    (rows that come decoded) no writer schema id or all-null field is watched."""
+    (rows that come decoded) no writer schema id or all-null field is watched. ``run``:
+    the query's id, which keys the tables' per-batch Delta commits."""
     spec = config.source(source)
     rules: tuple = ()
     suite = None
     windows = config.windows
-    warehouse = Warehouse(config.location(config.warehouse_dir))
+    warehouse = Warehouse(config.location(config.warehouse_dir), run=run)
     numeric, categorical = spec.numeric_features, spec.categorical_features
     checks = None
     if getattr(spec, "expectations", None):
@@ -333,7 +334,7 @@ def _source_processor(spark: SparkSession, config: PipelineConfig, source: str, 
         settings=config.kafka.librdkafka("producer"),
         partitions=spec.partitions,
     )
-    plan = source_plan(config, source, decoder.reader)
+    plan = source_plan(config, source, decoder.reader, run=query_key)
     writer.fingerprint = batch_fingerprint(config, source, plan, decoder.reader)
     if plan.rules:
         from driftline.spark.rules import check_regexes
@@ -526,9 +527,9 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
         if breaker:
             summary.breaker = {"open": breaker["open"], "since": breaker["since"],
                                "degraded_windows": breaker["degraded_windows"]}  # fmt: skip
-        stats = fs.join(warehouse.table("feature_stats"), f"source={source}")
-        if fs.exists(spark, stats):
-            summary.windows = spark.read.parquet(stats).select("window_start").distinct().count()
+        stats = read_table(spark, warehouse.table("feature_stats"), source)
+        if stats is not None:
+            summary.windows = stats.select("window_start").distinct().count()
         _summarize_drift(spark, warehouse, source, summary)
         _summarize_expectations(spark, warehouse, source, summary)
         _summarize_schema_events(spark, warehouse, source, summary)
@@ -537,7 +538,7 @@ def summarize(spark: SparkSession, config: PipelineConfig, sources: list[str]) -
 
 
 def _summarize_expectations(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:
-    results = read_batches(spark, warehouse.table("quality_results"), source)
+    results = read_table(spark, warehouse.table("quality_results"), source)
     if results is None:
         return
     failed = F.when(~F.col("success"), F.col("window_start"))
@@ -555,7 +556,7 @@ def _summarize_expectations(spark, warehouse: Warehouse, source: str, summary: S
 
 
 def _summarize_schema_events(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:
-    events = read_batches(spark, warehouse.table("schema_events"), source)
+    events = read_table(spark, warehouse.table("schema_events"), source)
     if events is None:
         return
     first = F.min_by(F.col("detail"), F.struct(F.col("batch_id"), F.col("window_start")))
@@ -575,13 +576,13 @@ def _summarize_schema_events(spark, warehouse: Warehouse, source: str, summary: 
 
 
 def _summarize_drift(spark, warehouse: Warehouse, source: str, summary: SourceSummary) -> None:
-    scores = read_batches(spark, warehouse.table("drift_scores"), source)
+    scores = read_table(spark, warehouse.table("drift_scores"), source)
     if scores is None:
         return
     summary.scored_windows = scores.select("window_start").distinct().count()
     versions = [r[0] for r in scores.select("reference_version").distinct().collect()]
     summary.reference_version = ",".join(sorted(versions)) or None
-    alerts = read_batches(spark, warehouse.table("alerts"), source)
+    alerts = read_table(spark, warehouse.table("alerts"), source)
     if alerts is None:
         return
     fired = alerts.where(F.col("event") == "fired")

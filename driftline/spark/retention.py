@@ -1,12 +1,19 @@
 """Retention of per-batch folders: ``dead_letters`` by age, progress rows by count.
 
-The dead-letter *topic* keeps its records for Kafka's own ``retention.ms``; the table's
-per-batch partitions (``dead_letters/source=S/batch_id=N``) are deleted once they are
-older than ``[tables] dead_letters_retention`` (default 30 days), measured from the
-partition folder's modification time on the warehouse's file system (when the batch
-wrote it). :class:`RetentionSweeper` runs on the driver after a batch has committed,
-at most once per ``min(retention / 10, 1 hour)``, so the listing it needs (one call per
-source) does not become per-batch work.
+The dead-letter *topic* keeps its records for Kafka's own ``retention.ms``; the Delta
+table's per-batch partitions (``dead_letters/source=S/batch_id=N``) are deleted once
+they are older than ``[tables] dead_letters_retention`` (default 30 days), measured
+from the partition folder's modification time on the warehouse's file system (when the
+batch wrote it). :class:`RetentionSweeper` runs on the driver after a batch has
+committed, at most once per ``min(retention / 10, 1 hour)``, so the listing it needs
+(one call per source) does not become per-batch work. A sweep:
+
+1. DELETEs the expired batches' rows from the table (one commit, partition-only, so
+   no file is read);
+2. VACUUMs ``dead_letters`` and ``feature_stats`` (whose MERGEs replace a window's file
+   every time it changes): files removed longer ago than the table's
+   ``delta.deletedFileRetentionDuration`` (1 hour) are deleted;
+3. deletes the expired folders that no longer hold a data file.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from datetime import timedelta
 
 from pyspark.sql import SparkSession
 
-from driftline.spark import fs
+from driftline.spark import delta, fs
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +65,32 @@ class _FolderPruner:
 
 
 class RetentionSweeper(_FolderPruner):
-    """Deletes one source's expired ``dead_letters`` partitions, now and then."""
+    """Deletes one source's expired ``dead_letters`` batches, now and then, and vacuums
+    the tables whose files are replaced (``vacuumed``)."""
 
-    def __init__(self, table: str, source: str, retention: timedelta, clock=time.time) -> None:
+    def __init__(self, table: str, source: str, retention: timedelta, clock=time.time,
+                 vacuumed: tuple[str, ...] = ()) -> None:  # fmt: skip
         super().__init__(table, source, min(retention / 10, timedelta(hours=1)).total_seconds(), clock)
-        self.retention = retention
+        self.table, self.source, self.retention, self.vacuumed = table, source, retention, vacuumed
 
     def __call__(self, spark: SparkSession) -> list[str]:
         now = self._due()
         if now is None:
             return []
         gone = expired(fs.list_modified(spark, self.folder), self.retention, int(now * 1000))
-        return self._delete(spark, gone, "retention_pruned table=%s partitions=%d oldest=%s")
+        if gone:
+            ids = ", ".join(name.split("=", 1)[1] for name in gone)
+            source = self.source.replace("'", "''")
+            delta.delete(spark, self.table, f"source = '{source}' AND batch_id IN ({ids})")
+        for table in (self.table, *self.vacuumed):
+            delta.vacuum(spark, table)
+        empty = [name for name in gone if not _holds_data(spark, fs.join(self.folder, name))]
+        self._delete(spark, empty, "retention_pruned table=%s partitions=%d oldest=%s")
+        return gone
+
+
+def _holds_data(spark: SparkSession, folder: str) -> bool:
+    return any(name.endswith(".parquet") and name[0] not in "._" for name in fs.list_names(spark, folder))
 
 
 def batches_below(names: list[str], below: int) -> list[str]:

@@ -37,7 +37,7 @@ from driftline.quality.schema_drift import (
     new_writer_schemas,
     unseen_categories,
 )
-from driftline.spark import arrow_files, feature_stats, fs
+from driftline.spark import feature_stats
 from driftline.spark.tables import Warehouse, as_utc
 from driftline.spark.window_state import StateVersion, window_offset_ranges
 
@@ -140,14 +140,13 @@ class SchemaWatch:
         return events, tuple(sorted(seen))
 
     def write(self, spark: SparkSession, batch_id: int, events: Sequence[SchemaEvent]) -> list[dict]:
-        """The events as this batch's ``schema_events`` rows. Without any, nothing is written
-        and an earlier attempt's folder of this batch, if any, is removed."""
+        """The events as this batch's ``schema_events`` rows (nothing without any, and
+        nothing again on a replay of a batch whose rows are committed)."""
         rows = [{**e.as_row(), "pipeline": self.pipeline} for e in events]
-        path = self.warehouse.batch_path(self.warehouse.table("schema_events"), self.source, batch_id)
-        if not rows:
-            fs.delete(spark, path)
-        else:
-            arrow_files.replace_folder(spark, path, pa.Table.from_pylist(rows, schema=SCHEMA_EVENTS_SCHEMA))
+        if rows:
+            self.warehouse.append_batch(
+                spark, "schema_events", self.source, batch_id, rows, SCHEMA_EVENTS_SCHEMA
+            )
             for e in events:
                 logger.warning("schema_event source=%s batch=%d kind=%s field=%s schema_id=%s %s",
                                self.source, batch_id, e.kind, e.field, e.schema_id, e.detail)  # fmt: skip

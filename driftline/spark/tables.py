@@ -25,9 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
-from driftline.spark import fs
+from driftline.spark import delta, fs
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -45,9 +46,27 @@ class Warehouse:
     """The warehouse folder as a Hadoop path or URI (``/srv/dq``, ``hdfs://nn/dq``, ``s3a://b/dq``)."""
 
     root: str
+    run: str = ""  # the writing query's id: keys the Delta tables' per-batch commits
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", str(self.root).rstrip("/"))
+
+    def app(self, source: str) -> str:
+        """The Delta ``txn`` app id of ``source``'s batches in this run."""
+        return delta.app_id(source, self.run)
+
+    def append_batch(self, spark: SparkSession, name: str, source: str, batch_id: int, rows: list[dict],
+                     schema: pa.Schema) -> bool:  # fmt: skip
+        """Append ``rows`` (``schema``'s columns) to Delta table ``name`` as batch
+        ``batch_id`` of ``source`` (partitions ``source`` / ``batch_id``); nothing when
+        there are no rows or the batch's commit is already there (a replay)."""
+        if not rows:
+            return False
+        table = pa.Table.from_pylist(rows, schema=schema)
+        table = table.append_column("source", pa.array([source] * table.num_rows, pa.string()))
+        table = table.append_column("batch_id", pa.array([batch_id] * table.num_rows, pa.int64()))
+        return delta.append(spark, self.table(name), table, partition_by=("source", "batch_id"),
+                            app=self.app(source), version=batch_id)  # fmt: skip
 
     def table(self, name: str) -> str:
         return fs.join(self.root, name)
@@ -73,10 +92,29 @@ def overwrite(frame: DataFrame, path: str, *, files: int | None = None) -> None:
     (frame.coalesce(files) if files else frame).write.mode("overwrite").parquet(str(path))
 
 
-def read_batches(spark: SparkSession, base: str, source: str = "*") -> DataFrame | None:
-    """Rows of ``source`` (every source's for ``"*"``) written by every complete batch
-    under ``base`` (None if none); ``source`` and ``batch_id`` come from the folders. For
-    the run summary and ``driftline sql``, read once, never per batch."""
+def dead_letters_schema(dead: DataFrame) -> pa.Schema:
+    """The Delta schema of the ``dead_letters`` table: the columns of the files Spark
+    writes for a batch, then the partition columns ``source`` and ``batch_id``."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    files = to_arrow_schema(dead.drop("source", "batch_id").schema, timezone="UTC")
+    return files.append(pa.field("source", pa.string())).append(pa.field("batch_id", pa.int64()))
+
+
+def read_table(spark: SparkSession, base: str, source: str = "*") -> DataFrame | None:
+    """Rows of ``source`` (every source's for ``"*"``) in the table at ``base`` (None if
+    none); the partition columns (``source``, ``batch_id`` or ``window_key``) come from
+    the folders. For the run summary and ``driftline sql``, read once, never per batch.
+
+    A Delta table is read as its newest snapshot: the data files its log lists (delta-rs
+    reads the log), handed to Spark's Parquet reader, so no Delta session extension is
+    needed. The job's own progress rows (plain Parquet) are read as every complete
+    batch folder."""
+    location = delta.uri(spark, base)
+    table = delta.open_table(location)
+    if table is not None:
+        files = table.file_uris(partition_filters=None if source == "*" else [("source", "=", source)])
+        return spark.read.option("basePath", location).parquet(*files) if files else None
     # complete folders only: a batch's _SUCCESS is written last
     done = fs.glob(spark, fs.join(base, f"source={source}", "batch_id=*", "_SUCCESS"))
     if not done:

@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from driftline.spark.tables import Warehouse, read_batches
+from driftline.spark.tables import Warehouse, read_table
 
 COUNTS = ("read", "valid", "dead_lettered", "late", "lost", "offsets_reset")
 
@@ -39,7 +39,7 @@ def progress_totals(
 ) -> dict[str, Any] | None:
     """Totals summed over the progress rows of ``source`` (batches below ``below`` when
     given); None when there are none. One read of the progress table."""
-    rows = read_batches(spark, warehouse.state("progress"), source)
+    rows = read_table(spark, warehouse.state("progress"), source)
     if rows is None:
         return None
     if below is not None:

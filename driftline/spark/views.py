@@ -4,20 +4,20 @@ Each table under the warehouse becomes a temporary view of the same name, every
 source's rows together (``source`` is a column, from the partition folders):
 
 ``feature_stats``  one row per (source, window, feature): the newest version of each
-                   window (a window's partition is replaced, never appended to)
+                   window (MERGEd in place, never appended to)
 ``drift_scores``   one row per (source, window, feature, method)
 ``alerts``         fired and resolved events
 ``quality_results`` one row per (source, window, window expectation): success, observed value
 ``schema_events``  schema drift: new writer schema ids, all-null fields, unseen categories
 ``dead_letters``   every dead-lettered record with its reason and original bytes
 
-Batch-keyed tables (``source=<s>/batch_id=<n>``) are read from complete batches only,
-the folders whose ``_SUCCESS`` is written, so a batch being written (or one a crash
-interrupted, which its replay rewrites) is never half-counted. A table no batch has
-written yet is not registered; :func:`register_views` returns the names it did.
+Every table is a Delta table, read as its newest snapshot (the files its log lists),
+so a batch being written (or one a crash interrupted, which its replay rewrites) is
+never half-counted. A table no batch has written yet is not registered;
+:func:`register_views` returns the names it did.
 
-Runs on the driver, once per ``driftline sql`` call: a listing of each table's
-folders, no data read until a query runs.
+Runs on the driver, once per ``driftline sql`` call: each table's log is read, no data
+until a query runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from driftline.spark import fs
-from driftline.spark.tables import read_batches
+from driftline.spark.tables import read_table
 
 WINDOW_TABLES = ("feature_stats",)  # source=<s>/window_key=<k>: replaced per window
 # source=<s>/batch_id=<n>
@@ -36,13 +36,9 @@ TABLES = WINDOW_TABLES + BATCH_TABLES
 def table_frame(spark: SparkSession, warehouse: str, name: str) -> DataFrame | None:
     """Table ``name`` of the warehouse at ``warehouse`` (a Hadoop path or URI), or None
     when nothing has been written to it yet."""
-    root = fs.join(warehouse, name)
-    if name in BATCH_TABLES:
-        return read_batches(spark, root)
-    parts = fs.glob(spark, fs.join(root, "source=*", "window_key=*", "*.parquet"))
-    if not parts:
-        return None
-    frame = spark.read.option("basePath", root).parquet(*sorted({path.rsplit("/", 1)[0] for path in parts}))
+    frame = read_table(spark, fs.join(warehouse, name))
+    if frame is None or name not in WINDOW_TABLES:
+        return frame
     return frame.drop("window_key")  # a folder name, not data
 
 

@@ -42,7 +42,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from driftline.quality.rules import Rule
 from driftline.quality.window_rules import UNIQUENESS_TYPES, ColumnFacts, WindowFacts, WindowResult, evaluate
-from driftline.spark import arrow_files, fs
+from driftline.spark import fs
 from driftline.spark.feature_stats import RANGE
 from driftline.spark.tables import Warehouse, as_utc
 
@@ -148,8 +148,7 @@ class WindowChecks:
                 ranges = next((r["offset_ranges"] for r in stats if r.get("offset_ranges")), None)
                 for rule in self.rules:
                     rows.append(self._row(evaluate(rule, facts), start, end, ranges))
-            path = self.warehouse.batch_path(self.warehouse.table("quality_results"), self.source, batch_id)
-            arrow_files.replace_folder(spark, path, pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA))
+            self.warehouse.append_batch(spark, "quality_results", self.source, batch_id, rows, RESULTS_SCHEMA)
             failed = [r["expectation"] for r in rows if not r["success"]]
             logger.info("window_expectations source=%s batch=%d windows=%d results=%d failed=%d",
                         self.source, batch_id, len(closed), len(rows), len(failed))  # fmt: skip

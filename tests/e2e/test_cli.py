@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DEMO_PIPELINE, REPO, SCHEMAS, pipeline_copy
+from tests.spark.helpers import read_delta
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -239,11 +240,10 @@ def test_demo_runs_and_every_source_reconciles(tmp_path) -> None:
     assert "window expectations (quality_results)" in run.stdout
     # the retraining webhook gets each drift alert's key and its episode's Kafka offsets,
     # the same as the fired event in the alerts table (first flagged window to the alert's)
-    import pandas as pd
 
     from driftline.spark.drift import offsets_label
 
-    fired = pd.read_parquet(summary["tables"]["alerts"]).query("event == 'fired'").set_index("alert_id")
+    fired = read_delta(summary["tables"]["alerts"]).query("event == 'fired'").set_index("alert_id")
     to_webhook = [d for d in alerting["delivered"] if d["receiver"] == "webhook" and d["status"] == "firing"]
     assert to_webhook
     for d in to_webhook:

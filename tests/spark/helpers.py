@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from deltalake import DeltaTable
 
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -21,6 +23,14 @@ from driftline.kafka.clients import (
 from tests.conftest import REPO, SCHEMAS
 
 REGISTRY = FileSchemaRegistry(SCHEMAS)
+
+
+def read_delta(path, columns: list[str] | None = None, source: str | None = None) -> pd.DataFrame:
+    """A quality table's newest snapshot, read with the ``deltalake`` package (not with
+    driftline's own reader): only the files its Delta log lists count, so a replaced
+    window's old file or a crashed attempt's never does. ``source``: that partition only."""
+    filters = [("source", "=", source)] if source else None
+    return DeltaTable(str(path)).to_pandas(columns=columns, partitions=filters)
 
 
 def produce_frames(

@@ -24,7 +24,7 @@ from driftline.demo import SignalGenerator
 from driftline.spark.job import run
 from driftline.spark.window_state import RETAINED
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -112,7 +112,7 @@ def test_each_batch_reads_only_the_open_windows(spark, kafka_bootstrap, tmp_path
     assert {w: amount[w] for w in expected} == {w: per_window[w] for w in expected}
 
     # and the table is still right over every window, merged across batches
-    stats = pd.read_parquet(warehouse / "feature_stats").drop(columns=["sketch"])
+    stats = read_delta(warehouse / "feature_stats").drop(columns=["sketch"])
     stats = stats[stats["feature"] == "amount"].set_index("window_start")
     assert stats["rows"].to_dict() == per_window.to_dict()
     means = frame.groupby("window_start")["amount"].mean()

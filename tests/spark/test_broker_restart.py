@@ -24,7 +24,7 @@ from driftline.kafka.broker import EmbeddedBroker, free_port
 from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
 from tests.conftest import QUICK_RESTART, REPO, pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
 N = 3000
@@ -42,7 +42,7 @@ def _committed_batches(warehouse: Path) -> int:
 
 def _tables(config) -> tuple[pd.DataFrame, Counter]:
     warehouse = Path(config.path(config.warehouse_dir))
-    stats = pd.read_parquet(warehouse / "feature_stats" / "source=payments")
+    stats = read_delta(warehouse / "feature_stats", source="payments")
     stats = stats[["window_start", "feature", "rows", "nulls", "n", "mean", "min", "max", "late_rows"]]
     stats = stats.sort_values(["window_start", "feature"]).reset_index(drop=True)
     letters = Counter(

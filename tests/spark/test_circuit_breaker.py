@@ -24,7 +24,7 @@ from driftline.metrics import PipelineMetrics
 from driftline.reference import baseline_from_file
 from driftline.spark.job import run
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import REGISTRY
+from tests.spark.helpers import REGISTRY, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -66,8 +66,8 @@ def degraded(spark, kafka_bootstrap, tmp_path_factory):
     metrics = PipelineMetrics(config.name)
     summary = run(spark, config, sources=["payments"], max_records_per_batch=900, metrics=metrics)
     warehouse = config.path(config.warehouse_dir)
-    scores = pd.read_parquet(warehouse / "drift_scores")
-    alerts = pd.read_parquet(warehouse / "alerts") if (warehouse / "alerts").exists() else pd.DataFrame()
+    scores = read_delta(warehouse / "drift_scores")
+    alerts = read_delta(warehouse / "alerts") if (warehouse / "alerts").exists() else pd.DataFrame()
     return config, summary.sources["payments"], scores, alerts, metrics, garbage
 
 

@@ -28,6 +28,7 @@ from driftline.ingest.run import ingest_file
 from driftline.kafka.broker import free_port
 from driftline.spark.job import run
 from tests.conftest import REPO, pipeline_copy
+from tests.spark.helpers import read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
 
@@ -160,13 +161,13 @@ def test_the_job_on_a_standalone_cluster_writes_the_tables_a_local_run_writes(
     assert cluster_root.exists() and warehouse.is_relative_to(cluster_root)
 
     def stats(root: Path) -> pd.DataFrame:
-        frame = pd.read_parquet(root / "feature_stats", columns=EXACT)
+        frame = read_delta(root / "feature_stats", columns=EXACT)
         return frame.sort_values(["window_start", "feature"]).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(stats(warehouse), stats(local_warehouse), check_exact=False, rtol=1e-12)
 
     def letters(root: Path) -> pd.DataFrame:
-        frame = pd.read_parquet(
+        frame = read_delta(
             root / "dead_letters", columns=["reason", "stage", "_partition", "_offset", "_raw"]
         )
         return frame.sort_values(["_partition", "_offset"]).reset_index(drop=True)

@@ -44,7 +44,7 @@ from driftline.kafka.dead_letter import DeadLetter
 from driftline.kafka.reading import read_topic
 from driftline.reference import baseline_from_file
 from tests.conftest import REPO, pipeline_copy
-from tests.spark.helpers import driftline_run, encode_mix, produce_frames, within_rank_bound
+from tests.spark.helpers import driftline_run, encode_mix, produce_frames, read_delta, within_rank_bound
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
 RECORDS = 9000
@@ -114,7 +114,7 @@ def _run_until_killed(pipeline, pipeline_dir, kill_after: int, rng: random.Rando
 
 
 def _table(pipeline_dir, name: str) -> pd.DataFrame:
-    return pd.read_parquet(pipeline_dir / "warehouse" / name)
+    return read_delta(pipeline_dir / "warehouse" / name)
 
 
 def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:

@@ -20,7 +20,7 @@ import pytest
 
 from driftline.demo import SignalGenerator
 from tests.conftest import NO_LINGER, pipeline_copy
-from tests.spark.helpers import driftline_run, encode_mix, produce_frames
+from tests.spark.helpers import driftline_run, encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.e2e]
 N = 3000
@@ -38,9 +38,9 @@ def _mount(folder: Path, size: int, *options: str) -> subprocess.CompletedProces
 
 
 def _tables(warehouse: Path) -> dict[str, pd.DataFrame]:
-    stats = pd.read_parquet(warehouse / "feature_stats")
+    stats = read_delta(warehouse / "feature_stats")
     stats = stats[["window_start", "feature", "rows", "nulls", "n", "mean", "min", "max", "is_final"]]
-    dead = pd.read_parquet(warehouse / "dead_letters", columns=["reason", "_partition", "_offset"])
+    dead = read_delta(warehouse / "dead_letters", columns=["reason", "_partition", "_offset"])
     return {
         "feature_stats": stats.sort_values(["window_start", "feature"]).reset_index(drop=True),
         "dead_letters": dead.sort_values(["_partition", "_offset"]).reset_index(drop=True),

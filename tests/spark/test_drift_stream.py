@@ -27,7 +27,7 @@ from driftline.reference import baseline_from_file, find_profile
 from driftline.spark.job import run
 from driftline.stats import AlertPolicy, ReferenceProfile
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -65,8 +65,8 @@ def drift_run(spark, kafka_bootstrap, tmp_path_factory):
     summary = run(spark, config, sources=["payments"], max_records_per_batch=2500, metrics=metrics)
     summary = summary.sources["payments"]
     warehouse = config.path(config.warehouse_dir)
-    scores = pd.read_parquet(warehouse / "drift_scores")
-    alerts = pd.read_parquet(warehouse / "alerts")
+    scores = read_delta(warehouse / "drift_scores")
+    alerts = read_delta(warehouse / "alerts")
     return config, baseline, records, summary, scores, alerts, metrics
 
 
@@ -236,7 +236,7 @@ def test_sql_views_answer_like_the_parquet_tables_read_apart(drift_run, spark):
     fired = session.query("select feature, method from alerts where event = 'fired' order by feature, method")
     expected = alerts[alerts["event"] == "fired"].sort_values(["feature", "method"])[["feature", "method"]]
     assert fired.values.tolist() == expected.values.tolist()
-    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats")
+    stats = read_delta(config.path(config.warehouse_dir) / "feature_stats")
     joined = session.query(
         "select count(*) as n from feature_stats f join drift_scores d "
         "on f.source = d.source and f.window_start = d.window_start and f.feature = d.feature"
@@ -359,7 +359,7 @@ def test_the_html_report_draws_every_chart_in_chromium_from_the_tables(drift_run
         zip(fired["feature"], fired["method"], strict=True)
     )
     # schema drift: the windows where BR (outside the training vocabulary) appeared, in the page too
-    events = pd.read_parquet(config.path(config.warehouse_dir) / "schema_events")
+    events = read_delta(config.path(config.warehouse_dir) / "schema_events")
     shown = [(e["kind"], e["field"], e["window"]) for e in payments["schema_events"]]
     assert sorted(shown) == sorted(
         (k, f, pd.Timestamp(t).isoformat()) for k, f, t in zip(events["kind"], events["field"],

@@ -25,7 +25,7 @@ from driftline.reference import baseline_from_file, find_profile
 from driftline.spark.job import run
 from driftline.stats import AlertPolicy, ReferenceProfile
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -61,8 +61,8 @@ def early_run(spark, kafka_bootstrap, tmp_path_factory):
     metrics = PipelineMetrics(config.name)
     summary = run(spark, config, sources=["payments"], max_records_per_batch=BATCH, metrics=metrics)
     warehouse = config.path(config.warehouse_dir)
-    scores = pd.read_parquet(warehouse / "drift_scores")
-    alerts = pd.read_parquet(warehouse / "alerts")
+    scores = read_delta(warehouse / "drift_scores")
+    alerts = read_delta(warehouse / "alerts")
     alerts["batch_id"] = alerts["batch_id"].astype(int)
     return config, records, summary.sources["payments"], scores, alerts, metrics
 

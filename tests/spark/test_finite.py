@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
@@ -21,7 +20,7 @@ from driftline.kafka.reading import read_topic
 from driftline.quality.reasons import ReasonCode
 from driftline.spark.job import run
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -63,7 +62,7 @@ def test_infinite_features_are_dead_letters_and_statistics_stay_finite(spark, ka
             in letters[offset].message
         )
 
-    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats")
+    stats = read_delta(config.path(config.warehouse_dir) / "feature_stats")
     numeric = stats[stats["kind"] == "numeric"]
     assert numeric[["mean", "stddev", "min", "max"]].notna().all().all()
     assert numeric[["mean", "stddev", "min", "max"]].map(math.isfinite).all().all()

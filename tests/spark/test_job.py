@@ -18,7 +18,7 @@ from driftline.kafka.reading import read_topic
 from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.job import run
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames, sample, scrape, within_rank_bound
+from tests.spark.helpers import encode_mix, produce_frames, read_delta, sample, scrape, within_rank_bound
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 N, LATE = 6000, 200
@@ -105,7 +105,7 @@ def test_known_mix_reconciles_and_statistics_match_pandas(
     # window statistics against pandas on the valid records
     valid = pd.DataFrame([r for i, r in enumerate(records) if i not in frame_kinds and i not in violating])
     valid["window_start"] = valid["event_time"].dt.floor("5min")  # UTC instants, as in the tables
-    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats").drop(columns=["sketch"])
+    stats = read_delta(config.path(config.warehouse_dir) / "feature_stats").drop(columns=["sketch"])
     stats = stats[stats["source"] == "payments"]
     assert set(stats["feature"]) == set(NUMERIC + CATEGORICAL)
     late = pd.DataFrame(late_records)

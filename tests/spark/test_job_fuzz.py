@@ -24,7 +24,6 @@ import uuid
 from collections import Counter
 
 import fastavro
-import pandas as pd
 import pytest
 
 from driftline.avro.registry import FileSchemaRegistry
@@ -37,7 +36,7 @@ from driftline.quality.reasons import ReasonCode, Stage
 from driftline.spark.job import run
 from driftline.testing.mutations import LONG_MAX, FrameMutator, Mutant, Writer
 from tests.conftest import SCHEMAS, pipeline_copy
-from tests.spark.helpers import produce_frames
+from tests.spark.helpers import produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -303,13 +302,13 @@ def test_frames_with_trailing_bytes_are_decode_failures(fuzzed) -> None:
 
 def test_statistics_stay_finite_and_count_the_valid_records(fuzzed) -> None:
     config, summary = fuzzed["config"], fuzzed["summary"]
-    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats")
+    stats = read_delta(config.path(config.warehouse_dir) / "feature_stats")
     numeric = stats[stats["kind"] == "numeric"]
     assert numeric[["mean", "stddev", "min", "max"]].dropna().map(math.isfinite).all().all()
     assert numeric.groupby("feature")["rows"].sum().to_dict() == {
         f: summary["valid"] for f in ("amount", "installments", "risk_score")
     }
-    dead = pd.read_parquet(config.path(config.warehouse_dir) / "dead_letters", columns=["_offset"])
+    dead = read_delta(config.path(config.warehouse_dir) / "dead_letters", columns=["_offset"])
     assert len(dead) == summary["dead_lettered"] + summary["late"]
 
 

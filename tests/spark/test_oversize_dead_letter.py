@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pandas as pd
 import pytest
 
 from driftline.config import load_pipeline
@@ -20,7 +19,7 @@ from driftline.kafka.reading import read_topic
 from driftline.quality.reasons import ReasonCode
 from driftline.spark.job import run
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 BIG = 50  # offset of the oversize record
@@ -53,7 +52,7 @@ def test_a_dead_letter_near_the_message_limit_is_cut_and_the_table_keeps_it_whol
     assert letter.original_size == SIZE and letter.original_sha256 == hashlib.sha256(frames[BIG]).hexdigest()
     assert frames[BIG].startswith(letter.raw) and DEFAULT_MAX_MESSAGE_BYTES - 4_000 < len(letter.raw) < SIZE
 
-    table = pd.read_parquet(
+    table = read_delta(
         config.path(config.warehouse_dir) / "dead_letters", columns=["reason", "_offset", "_raw"]
     )
     [raw] = table.loc[(table["reason"] == "NOT_FRAMED") & (table["_offset"] == BIG), "_raw"]

@@ -34,7 +34,7 @@ from driftline.reference import baseline_from_file
 from driftline.spark.job import run
 from driftline.spark.schema import nullable_fields
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import REGISTRY
+from tests.spark.helpers import REGISTRY, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -94,7 +94,7 @@ def watched(spark, kafka_bootstrap, tmp_path_factory):
     assert _produce(kafka_bootstrap, topic, frames) == list(range(N))
     metrics = PipelineMetrics(config.name)
     summary = run(spark, config, sources=["payments"], max_records_per_batch=600, metrics=metrics)
-    events = pd.read_parquet(config.path(config.warehouse_dir) / "schema_events")
+    events = read_delta(config.path(config.warehouse_dir) / "schema_events")
     return config, summary.sources["payments"], events, metrics, records, vocabulary, (v1_id, v2_id)
 
 
@@ -190,7 +190,7 @@ def test_a_restarted_job_remembers_the_schema_ids_it_met(watched, spark, kafka_b
     _produce(kafka_bootstrap, config.topic("payments"), frames)
     summary = run(spark, config, sources=["payments"], max_records_per_batch=600)
     assert summary.sources["payments"].read == N + 300
-    after = pd.read_parquet(config.path(config.warehouse_dir) / "schema_events")
+    after = read_delta(config.path(config.warehouse_dir) / "schema_events")
     ids = lambda events: sorted(events[events["kind"] == "new_writer_schema"]["schema_id"])  # noqa: E731
     v1_id = watched[-1][0]
     assert ids(before) == sorted([v1_id, UNREGISTERED])

@@ -25,7 +25,7 @@ from driftline.kafka.reading import read_topic
 from driftline.spark.job import run
 from driftline.testing.live import build_reference
 from tests.conftest import DEMO_PIPELINE, pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -64,19 +64,19 @@ def _mix(source_seed: int, count: int, every: int):
 
 
 def _stats(warehouse: Path, source: str) -> pd.DataFrame:
-    frame = pd.read_parquet(warehouse / "feature_stats" / f"source={source}", columns=EXACT)
+    frame = read_delta(warehouse / "feature_stats", source=source, columns=EXACT)
     return frame.sort_values(["window_start", "feature"]).reset_index(drop=True)
 
 
 def _letters(warehouse: Path, source: str) -> pd.DataFrame:
     columns = ["reason", "stage", "_partition", "_offset", "_raw"]
-    frame = pd.read_parquet(warehouse / "dead_letters" / f"source={source}", columns=columns)
+    frame = read_delta(warehouse / "dead_letters", source=source, columns=columns)
     return frame.sort_values(["_partition", "_offset"]).reset_index(drop=True)
 
 
 def _scores(warehouse: Path, source: str) -> pd.DataFrame:
     columns = ["window_start", "feature", "method", "score", "p_value", "n", "verdict"]
-    frame = pd.read_parquet(warehouse / "drift_scores" / f"source={source}", columns=columns)
+    frame = read_delta(warehouse / "drift_scores", source=source, columns=columns)
     return frame.sort_values(["window_start", "feature", "method"]).reset_index(drop=True)
 
 

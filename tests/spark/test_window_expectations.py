@@ -23,7 +23,7 @@ from driftline.demo import Drift, SignalGenerator
 from driftline.metrics import PipelineMetrics
 from driftline.spark.job import run
 from tests.conftest import DEMO_PIPELINE, pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -72,7 +72,7 @@ def judged(spark, kafka_bootstrap, tmp_path_factory):
     metrics = PipelineMetrics(config.name)
     summary = run(spark, config, sources=["payments"], max_records_per_batch=700, metrics=metrics)
     warehouse = config.path(config.warehouse_dir)
-    results = pd.read_parquet(warehouse / "quality_results")
+    results = read_delta(warehouse / "quality_results")
     return config, records, summary.sources["payments"], results, metrics, warehouse
 
 

@@ -1,0 +1,226 @@
+"""The quality tables as Delta Lake tables, committed from the driver with delta-rs.
+
+``feature_stats``, ``drift_scores``, ``alerts``, ``quality_results``, ``schema_events``
+and ``dead_letters`` are Delta tables under the warehouse: a folder of Parquet files
+(hive-style partition folders, ``source=<s>/...``) and a ``_delta_log/`` of JSON
+commits. Spark (with Delta's session extension), the ``deltalake`` package (pandas,
+polars, DuckDB through Arrow) and any Delta reader see the same snapshot.
+
+How a batch writes (driver side, inside ``foreachBatch``, after its rows are known):
+
+- **Idempotent per batch.** Every commit carries a ``txn`` action
+  ``(appId = driftline:<source>:<query id>, version = batch id)``, Delta's own
+  ``txnAppId`` / ``txnVersion``. Before writing, the table's last version for that app
+  id is read; a replayed batch whose commit is already in the log writes nothing. The
+  query id changes when a checkpoint is reset, and batch ids start again with it.
+- **Append** (:func:`append`) for per-batch rows (scores, alerts, results, events).
+- **MERGE** (:func:`merge`) for ``feature_stats``: a window's rows are provisional while
+  it is open and are upgraded in place, keyed by ``(source, window_key, feature)``, each
+  time a batch changes them, until the final row (``is_final``).
+- **Files Spark wrote** (:func:`add_files`): the dead letters are written by a Spark job
+  (no Python per record) into their batch's partition folder, then committed as ``add``
+  actions; a crashed attempt's files are never in the log and are overwritten by the
+  retry.
+- **Retention**: removed files are deleted by VACUUM (:func:`vacuum`) once older than
+  ``delta.deletedFileRetentionDuration``; checkpoints every
+  ``delta.checkpointInterval`` commits and expired-log cleanup keep ``_delta_log``
+  bounded (:data:`CONFIGURATION`).
+
+Paths are resolved by Hadoop's FileSystem first (a relative path against its default
+file system, ``file:`` made ``file:///``) and then opened by delta-rs's object store,
+which reads ``file://``, ``s3://`` / ``s3a://`` and ``hdfs://`` URIs itself. One lock per
+table serialises the driver's writers (two batch bodies may run at once); one driver
+writes a warehouse (:func:`driftline.spark.job.claim_warehouse`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from pyspark.sql import SparkSession
+
+from driftline.spark import fs
+
+# table properties, set when a table is created
+CONFIGURATION = {
+    "delta.checkpointInterval": "50",  # a reader replays at most 50 JSON commits
+    "delta.logRetentionDuration": "interval 1 day",  # older commits go once checkpointed
+    "delta.enableExpiredLogCleanup": "true",
+    "delta.deletedFileRetentionDuration": "interval 1 hour",  # VACUUM deletes removed files this old
+}
+
+_lock = threading.Lock()
+_table_locks: dict[str, threading.Lock] = {}
+
+
+def app_id(source: str, run: str) -> str:
+    """The ``txn`` app id of one source's writes in one run (query id)."""
+    return f"driftline:{source}:{run}"
+
+
+def uri(spark: SparkSession, path: str) -> str:
+    """``path`` as the URI delta-rs opens: qualified by Hadoop (``/w`` -> ``file:///w``)."""
+    qualified = fs.qualify(spark, path)
+    if qualified.startswith("file:/") and not qualified.startswith("file:///"):
+        qualified = "file:///" + qualified[len("file:/") :].lstrip("/")
+    return qualified
+
+
+def _table_lock(location: str) -> threading.Lock:
+    with _lock:
+        return _table_locks.setdefault(location, threading.Lock())
+
+
+def open_table(location: str) -> DeltaTable | None:
+    """The table's newest snapshot, None when ``location`` holds no Delta table."""
+    if not DeltaTable.is_deltatable(location):
+        return None
+    return DeltaTable(location)
+
+
+def committed(table: DeltaTable | None, app: str, version: int) -> bool:
+    """Whether ``table`` already holds a commit of ``app`` at ``version`` or later."""
+    if table is None:
+        return False
+    done = table.transaction_version(app)
+    return done is not None and done >= version
+
+
+def _commit(app: str, version: int) -> CommitProperties:
+    return CommitProperties(
+        app_transactions=[Transaction(app_id=app, version=version, last_updated=int(time.time() * 1000))]
+    )
+
+
+def append(
+    spark: SparkSession, path: str, rows: pa.Table, *, partition_by: Sequence[str], app: str, version: int
+) -> bool:
+    """Append ``rows`` to the table at ``path`` (created on the first write) as commit
+    ``(app, version)``; False, and nothing written, when that commit is already there."""
+    location = uri(spark, path)
+    with _table_lock(location):
+        table = open_table(location)
+        if committed(table, app, version):
+            return False
+        write_deltalake(
+            table if table is not None else location, rows, mode="append", partition_by=list(partition_by),
+            configuration=CONFIGURATION if table is None else None, commit_properties=_commit(app, version),
+        )  # fmt: skip
+        return True
+
+
+def merge(
+    spark: SparkSession, path: str, rows: pa.Table, *, keys: Sequence[str], partition_by: Sequence[str],
+    app: str, version: int,
+) -> bool:  # fmt: skip
+    """MERGE ``rows`` into the table at ``path``: a row whose ``keys`` match is updated
+    (every column), any other inserted; one commit ``(app, version)``, skipped when it is
+    already there. The merge condition names the partition columns, so only the files of
+    the partitions ``rows`` touch are read and rewritten."""
+    location = uri(spark, path)
+    with _table_lock(location):
+        table = open_table(location)
+        if table is None:
+            write_deltalake(location, rows, mode="append", partition_by=list(partition_by),
+                            configuration=CONFIGURATION, commit_properties=_commit(app, version))  # fmt: skip
+            return True
+        if committed(table, app, version):
+            return False
+        literal = _partition_literals(rows, partition_by)
+        condition = " AND ".join([*(f"t.`{k}` = s.`{k}`" for k in keys), *literal])
+        (
+            table.merge(
+                rows, condition, source_alias="s", target_alias="t", commit_properties=_commit(app, version)
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return True
+
+
+def _partition_literals(rows: pa.Table, partition_by: Sequence[str]) -> list[str]:
+    """``t.col IN ('a', 'b')`` for each partition column: the target files to read."""
+    out = []
+    for column in partition_by:
+        values = sorted({str(v) for v in rows.column(column).to_pylist() if v is not None})
+        if values:
+            quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+            out.append(f"t.`{column}` IN ({quoted})")
+    return out
+
+
+def add_files(
+    spark: SparkSession, path: str, folder: str, schema: pa.Schema, partition_values: dict[str, str], *,
+    app: str, version: int,
+) -> int:  # fmt: skip
+    """Commit the Parquet files Spark wrote into partition ``folder`` of the table at
+    ``path`` as ``add`` actions of commit ``(app, version)``; returns how many (0 when
+    the commit is already there or the folder holds none). ``schema``: the table's
+    columns, partition columns included."""
+    location = uri(spark, path)
+    relative = folder[len(path.rstrip("/")) + 1 :]
+    with _table_lock(location):
+        table = open_table(location)
+        if committed(table, app, version):
+            return 0
+        files = [(name, size, modified) for name, size, modified in fs.list_files(spark, folder)
+                 if name.endswith(".parquet") and name[0] not in "._"]  # fmt: skip
+        if not files:
+            return 0
+        actions = [
+            AddAction(
+                path=f"{relative}/{name}",
+                size=size,
+                partition_values=partition_values,
+                modification_time=modified,
+                data_change=True,
+                stats=json.dumps({}),
+            )  # fmt: skip
+            for name, size, modified in files
+        ]
+        schema = DeltaSchema.from_arrow(schema)
+        if table is None:
+            create_table_with_add_actions(
+                location, schema, actions, mode="append", partition_by=list(partition_values),
+                configuration=CONFIGURATION, commit_properties=_commit(app, version),
+            )  # fmt: skip
+        else:
+            table.create_write_transaction(actions, mode="append", schema=schema,
+                                           partition_by=list(partition_values),
+                                           commit_properties=_commit(app, version))  # fmt: skip
+        return len(actions)
+
+
+def read(spark: SparkSession, path: str, filters: list[tuple] | None = None) -> pa.Table | None:
+    """The rows of the table's newest snapshot (``filters``: partition filters such as
+    ``[("source", "=", "payments")]``); None when there is no table."""
+    table = open_table(uri(spark, path))
+    if table is None:
+        return None
+    return table.to_pyarrow_table(partitions=filters)
+
+
+def vacuum(spark: SparkSession, path: str) -> list[str]:
+    """Delete the files the table no longer references that were removed longer ago than
+    its ``delta.deletedFileRetentionDuration``; returns them."""
+    location = uri(spark, path)
+    with _table_lock(location):
+        table = open_table(location)
+        return [] if table is None else table.vacuum(dry_run=False)
+
+
+def delete(spark: SparkSession, path: str, predicate: str) -> None:
+    """Remove the rows matching ``predicate`` (SQL over the table's columns) in one commit."""
+    location = uri(spark, path)
+    with _table_lock(location):
+        table = open_table(location)
+        if table is not None:
+            table.delete(predicate)
