@@ -205,16 +205,20 @@ def read(spark: SparkSession, path: str, filters: list[tuple] | None = None) -> 
     table = open_table(uri(spark, path))
     if table is None:
         return None
-    return table.to_pyarrow_table(partitions=filters)
+    return table.to_pyarrow_table(filters=filters)
 
 
-def vacuum(spark: SparkSession, path: str) -> list[str]:
+def vacuum(spark: SparkSession, path: str, retention_hours: int | None = None) -> list[str]:
     """Delete the files the table no longer references that were removed longer ago than
-    its ``delta.deletedFileRetentionDuration``; returns them."""
+    ``retention_hours`` (default: its ``delta.deletedFileRetentionDuration``); returns them."""
     location = uri(spark, path)
     with _table_lock(location):
         table = open_table(location)
-        return [] if table is None else table.vacuum(dry_run=False)
+        if table is None:
+            return []
+        return table.vacuum(
+            retention_hours, dry_run=False, enforce_retention_duration=retention_hours is None
+        )
 
 
 def delete(spark: SparkSession, path: str, predicate: str) -> None:

@@ -69,9 +69,10 @@ class RetentionSweeper(_FolderPruner):
     the tables whose files are replaced (``vacuumed``)."""
 
     def __init__(self, table: str, source: str, retention: timedelta, clock=time.time,
-                 vacuumed: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 vacuumed: tuple[str, ...] = (), vacuum_hours: int | None = None) -> None:  # fmt: skip
         super().__init__(table, source, min(retention / 10, timedelta(hours=1)).total_seconds(), clock)
         self.table, self.source, self.retention, self.vacuumed = table, source, retention, vacuumed
+        self.vacuum_hours = vacuum_hours  # None: each table's deletedFileRetentionDuration
 
     def __call__(self, spark: SparkSession) -> list[str]:
         now = self._due()
@@ -83,7 +84,7 @@ class RetentionSweeper(_FolderPruner):
             source = self.source.replace("'", "''")
             delta.delete(spark, self.table, f"source = '{source}' AND batch_id IN ({ids})")
         for table in (self.table, *self.vacuumed):
-            delta.vacuum(spark, table)
+            delta.vacuum(spark, table, self.vacuum_hours)
         empty = [name for name in gone if not _holds_data(spark, fs.join(self.folder, name))]
         self._delete(spark, empty, "retention_pruned table=%s partitions=%d oldest=%s")
         return gone

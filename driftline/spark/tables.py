@@ -113,7 +113,8 @@ def read_table(spark: SparkSession, base: str, source: str = "*") -> DataFrame |
     location = delta.uri(spark, base)
     table = delta.open_table(location)
     if table is not None:
-        files = table.file_uris(partition_filters=None if source == "*" else [("source", "=", source)])
+        files = table.file_uris(file_pruning_predicate=None if source == "*" else [("source", "=", source)])
+        files = [f"file://{f}" if f.startswith("/") else f for f in files]  # delta-rs gives local files bare
         return spark.read.option("basePath", location).parquet(*files) if files else None
     # complete folders only: a batch's _SUCCESS is written last
     done = fs.glob(spark, fs.join(base, f"source={source}", "batch_id=*", "_SUCCESS"))

@@ -30,7 +30,7 @@ def read_delta(path, columns: list[str] | None = None, source: str | None = None
     driftline's own reader): only the files its Delta log lists count, so a replaced
     window's old file or a crashed attempt's never does. ``source``: that partition only."""
     filters = [("source", "=", source)] if source else None
-    return DeltaTable(str(path)).to_pandas(columns=columns, partitions=filters)
+    return DeltaTable(str(path)).to_pandas(columns=columns, filters=filters)
 
 
 def produce_frames(
