@@ -6,11 +6,13 @@ directly: two real batches (ids N-2 and N-1, through the job's own ``BatchProces
 and decoder on Spark's Kafka rows read in batch mode) leave a real state version, progress
 row, dead letters and ``feature_stats`` partitions; the earlier N-2 batches' folders are
 copies of those (progress, dead letters, unpruned state versions, and the partitions of
-N-2 long-closed windows). The source has a reference profile, so the windows batch N
+N-2 long-closed windows); the copies of the Delta tables' files are committed to their
+logs, with a checkpoint, as a long-running table has. The source has a reference profile, so the windows batch N
 closes are scored from its bins. Then batch N runs on the same Kafka rows in both histories
 while every Parquet read is recorded (``DataFrameReader.parquet`` wrapped to note the
-files each read opens). The files, and the rows in them (Parquet footers), must be the
-same for N = 20 and N = 2,000, and pruning must leave two state versions.
+files each read opens, and the rows each Delta table read returns). The files, and the
+rows in them (Parquet footers), must be the same for N = 20 and N = 2,000, and pruning
+must leave two state versions.
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction
 from pyspark.sql import DataFrameReader
 
 from driftline.avro.registry import open_registry
 from driftline.config import load_pipeline
 from driftline.demo import SignalGenerator
-from driftline.spark import fs
+from driftline.spark import delta, fs
 from driftline.spark.batch import BatchProcessor
 from driftline.spark.decode import FrameDecoder
 from driftline.spark.feature_stats import window_key
 from driftline.spark.job import source_plan
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames
+from tests.spark.helpers import encode_mix, produce_frames, read_delta
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -67,14 +71,36 @@ def _copy_history(warehouse: Path, model: int, upto: int) -> None:
     progress = warehouse / "_state" / "progress" / "source=payments"
     dead = warehouse / "dead_letters" / "source=payments"
     windows = warehouse / "feature_stats" / "source=payments"
-    some_window = next(windows.iterdir())
+    some_window = Path(DeltaTable(str(warehouse / "feature_stats")).file_uris()[0])  # a live file
     first = datetime(2020, 1, 1, tzinfo=UTC)
+    copies: dict[str, list[tuple[Path, dict]]] = {"dead_letters": [], "feature_stats": []}
     for batch in range(upto):
         shutil.copytree(state / str(model), state / str(batch))
         shutil.copytree(progress / f"batch_id={model}", progress / f"batch_id={batch}")
         shutil.copytree(dead / f"batch_id={model}", dead / f"batch_id={batch}")
-        closed = first + timedelta(minutes=5 * batch)
-        shutil.copytree(some_window, windows / f"window_key={window_key(closed)}")
+        copies["dead_letters"] += [(f, {"source": "payments", "batch_id": str(batch)})
+                                   for f in (dead / f"batch_id={batch}").glob("part-*.parquet")]  # fmt: skip
+        key = window_key(first + timedelta(minutes=5 * batch))
+        (windows / f"window_key={key}").mkdir()
+        copy = windows / f"window_key={key}" / some_window.name
+        shutil.copyfile(some_window, copy)
+        copies["feature_stats"].append((copy, {"source": "payments", "window_key": key}))
+    for name, files in copies.items():
+        _commit(warehouse / name, files)
+
+
+def _commit(table: Path, files: list[tuple[Path, dict]]) -> None:
+    """Add ``files`` (with their partition values) to the Delta table at ``table`` in one
+    commit, then checkpoint it."""
+    log = DeltaTable(str(table))
+    actions = [
+        AddAction(path=str(f.relative_to(table)), size=f.stat().st_size, partition_values=values,
+                  modification_time=int(f.stat().st_mtime * 1000), data_change=True, stats="{}")
+        for f, values in files
+    ]  # fmt: skip
+    log.create_write_transaction(actions, mode="append", schema=log.schema(),
+                                 partition_by=log.metadata().partition_columns)  # fmt: skip
+    log.create_checkpoint()
 
 
 def _reference(config):
@@ -115,16 +141,28 @@ def _reads_of_batch(spark, bootstrap, topic, tmp_path: Path, history: int, monke
             opened.append(path)
         return data
 
+    delta_read = delta.read
+    delta_rows: list[int] = []
+
+    def recording_delta(session, path, filters=None):
+        table = delta_read(session, path, filters)
+        delta_rows.append(0 if table is None else table.num_rows)
+        return table
+
     with monkeypatch.context() as patch:
         patch.setattr(DataFrameReader, "parquet", recording)
         patch.setattr(fs, "read_bytes", recording_bytes)
+        patch.setattr(delta, "read", recording_delta)
         processor(_kafka_rows(spark, bootstrap, topic, 2 * SLICE), history)
     versions = sorted(int(p.name) for p in (warehouse / "_state" / "open" / "payments").iterdir())
     assert versions == [history - 1, history], "pruning leaves the newest version and the one before"
     local = [f.removeprefix("file://") for f in opened]
-    rows = sum(pq.read_metadata(f).num_rows for f in local if f.endswith(".parquet"))
-    scores = pq.read_table(warehouse / "drift_scores" / "source=payments" / f"batch_id={history}")
-    assert scores.num_rows > 0, "batch N scores the windows it closes (from its bins)"
+    rows = sum(pq.read_metadata(f).num_rows for f in local if f.endswith(".parquet")) + sum(delta_rows)
+    scores = read_delta(warehouse / "drift_scores", source="payments")
+    assert (scores["batch_id"] == history).sum() > 0, "batch N scores the windows it closes (from its bins)"
+    assert len(DeltaTable(str(warehouse / "dead_letters")).file_uris()) >= history, (
+        "the history is in the log"
+    )
     # the same batch in another warehouse: compare the files by their place in it
     relative = [str(Path(f).relative_to(warehouse)) for f in local]
     for number, name in ((history - 1, "PREVIOUS"), (history, "CURRENT")):
