@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from driftline import tables
 from driftline.config import load_pipeline
 from driftline.demo import (
     FRAME_CORRUPTIONS,
@@ -181,11 +182,13 @@ def run_demo(pipeline: Path, *, records: int, output_dir: Path, keep_broker: boo
         "how_to_query": {
             "driftline_sql": f'driftline sql -p {pipeline} "select source, expectation, count(*) as failed '
             'from quality_results where not success group by source, expectation"',
-            "pandas": f"pandas.read_parquet('{warehouse / 'drift_scores'}')  # any table above",
-            "spark_sql": f"spark.read.parquet('{warehouse / 'alerts'}').createOrReplaceTempView('alerts'); "
+            "pandas": f"deltalake.DeltaTable('{warehouse / 'drift_scores'}').to_pandas()  # any table above",
+            "spark_sql": f"spark.read.format('delta').load('{warehouse / 'alerts'}')"
+            ".createOrReplaceTempView('alerts'); "
             'spark.sql("SELECT source, feature, method, window_start, score '
-            "FROM alerts WHERE event = 'fired'\")",
-            "partitions": "source=<source>/batch_id=<n> (feature_stats: source=<source>/window_key=<start>)",
+            "FROM alerts WHERE event = 'fired'\")  # a session with Delta's extension and catalog",
+            "format": "Delta Lake; partitions source=<source>/batch_id=<n> "
+            "(feature_stats: source=<source>/window_key=<start>)",
         },
     }
     from driftline.report import write_report
@@ -223,13 +226,11 @@ def drift_truth(
     (first flagged window, the methods that fired), the verdict (``found``, ``MISSED``,
     ``quiet`` or ``FALSE ALARM``) and, with Prometheus running, the receivers the
     Alertmanager delivered its drift alert to (``None`` without Prometheus)."""
-    import pandas as pd
 
     from driftline.demo.generator import DEFAULT_START
 
     warehouse = config.path(config.warehouse_dir)
-    alerts_path = warehouse / "alerts"
-    alerts = pd.read_parquet(alerts_path) if alerts_path.exists() else pd.DataFrame()
+    alerts = tables.read(warehouse / "alerts")
     fired = alerts[alerts["event"] == "fired"] if len(alerts) else alerts
     out: dict[str, dict] = {}
     for source, spec in config.sources.items():
@@ -415,9 +416,8 @@ def _show_schema_events(console: Console, job) -> None:
 
 def _show_windows(console: Console, config) -> None:
     """Per source, the first numeric feature's statistics per window (from feature_stats)."""
-    import pandas as pd
 
-    stats = pd.read_parquet(config.path(config.warehouse_dir) / "feature_stats").drop(columns=["sketch"])
+    stats = tables.read(config.path(config.warehouse_dir) / "feature_stats").drop(columns=["sketch"])
     for source, spec in config.sources.items():
         feature = next(f for f, c in spec.features.items() if c.kind == "numeric")
         rows = stats[(stats["source"] == source) & (stats["feature"] == feature)].sort_values("window_start")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftline import tables
 from driftline.config import PipelineConfig
 from driftline.stats.binning import CategoricalBinning, NumericBinning
 
@@ -56,20 +57,9 @@ class Range:
 
 
 def _table(root: Path, name: str, source: str) -> pd.DataFrame:
-    """Rows of ``source`` in table ``name`` (complete batches only for batch-keyed tables)."""
-    folder = root / name / f"source={source}"
-    if not folder.is_dir():
-        return pd.DataFrame()
-    parts = []
-    for sub in sorted(folder.iterdir()):
-        if sub.name.startswith("batch_id=") and not (sub / "_SUCCESS").exists():
-            continue  # a batch being written, or one a crash interrupted
-        files = [f for f in sorted(sub.glob("*.parquet")) if not f.name.startswith((".", "_"))]
-        batch = int(sub.name.split("=", 1)[1]) if sub.name.startswith("batch_id=") else None
-        parts += [pd.read_parquet(f).assign(batch_id=batch) if batch is not None else pd.read_parquet(f)
-                  for f in files]  # fmt: skip
-    parts = [p for p in parts if not p.empty]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    """Rows of ``source`` in Delta table ``name``: its newest snapshot, so a batch being
+    written (or one a crash interrupted) is never half-counted."""
+    return tables.read(root / name, source=source)
 
 
 def _iso(value: Any) -> str | None:
