@@ -21,7 +21,8 @@ printed as records/s and as ratios to raw consume and to source -> noop; the job
 time is broken down by batch step (its ``batch_step`` log lines, summed).
 
 It compares the open windows' state kept by Spark's own RocksDB state store with
-driftline's versioned table on the same input (``bench/state_choice.py``), and it times
+driftline's versioned table on the same input (``bench/state_choice.py``), a batch's
+Delta commits with the plain Parquet write (``bench/table_writes.py``), and it times
 ``ReferenceProfile.score`` on one window's counts (the driver-side
 drift work per closed window), and measures the event-to-alert latency through real
 Prometheus and Alertmanager over ``--alert-runs`` drift injections (median and p95;
@@ -50,7 +51,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency, batch_log, jit, layout, many_sources, trickle
+from bench import alert_latency, batch_log, jit, layout, many_sources, table_writes, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -150,6 +151,7 @@ def main() -> None:
                     )
                 spark.conf.set("spark.sql.streaming.stateStore.providerClass", state_bench.ROCKSDB)
                 state_choice = state_bench.measure(spark, batches=24, rows=20_000)
+                writes = table_writes.measure(spark, Path(scratch))
                 latency = None
                 if args.alert_runs:
                     print(f"event-to-alert latency over {args.alert_runs} runs (Prometheus + Alertmanager):")
@@ -190,6 +192,8 @@ def main() -> None:
     )
     print("  window state, Spark's RocksDB state store vs the versioned table (24 batches of 20,000):")
     print("\n".join(f"    {line}" for line in state_bench.report(state_choice).splitlines()))
+    print("  one batch's table write, 20 feature_stats rows (bench/table_writes.py):")
+    print("\n".join(f"    {line}" for line in table_writes.report(writes).splitlines()))
     if latency:
         print("  event-to-alert latency (10 s windows, 4 s watermark, 2-of-3 persistence, 1 s scrape):")
         print("\n".join(f"    {line}" for line in alert_latency.report(latency).splitlines()))
@@ -213,6 +217,7 @@ def main() -> None:
                 "windows_scored_per_s": round(windows_per_second),
                 "alert_latency": latency and {m: alert_latency.summarize(v) for m, v in latency.items()},
                 "window_state": state_choice,
+                "table_writes": table_writes.summary(writes),
                 "trickle": trickle.summary(trickle_result) if trickle_result else None,
                 "many_sources": wide,
                 "layouts": layouts,
