@@ -1,13 +1,12 @@
-"""Small tables the driver built, written and read as Parquet without a Spark job.
+"""The job's own small Parquet files, written and read by the driver without a Spark job.
 
-The per-batch tables whose rows the driver already holds (a batch's progress row, the
-closed windows' drift scores and alerts, the touched windows' ``feature_stats`` rows,
-the open windows' state) are a few hundred rows. Handing them to Spark to write costs a
-Spark job each (0.25-0.6 s on 2 cores, most of a small batch's time); here ``pyarrow``
-encodes them in the driver and the bytes go through Hadoop's FileSystem
+A state version's partials (one file per kind) and a batch's progress row are a few
+hundred rows the driver already holds. Handing them to Spark to write costs a Spark job
+each (0.25-0.6 s on 2 cores, most of a small batch's time); here ``pyarrow`` encodes
+them in the driver and the bytes go through Hadoop's FileSystem
 (:mod:`driftline.spark.fs`), so the files land wherever Spark's would (``file:``,
-``hdfs:``, ``s3a:``) and Spark, DuckDB, pandas or polars read them like any other
-Parquet file of the table.
+``hdfs:``, ``s3a:``). The quality tables are Delta tables (:mod:`driftline.spark.delta`);
+:func:`conform` also shapes the rows read back from them.
 
 Layout is Spark's: a folder of ``part-*.parquet`` files; a batch folder gets
 ``_SUCCESS`` last (:func:`driftline.spark.tables.read_table` counts only complete
@@ -15,7 +14,6 @@ batches). Timestamps are written as ``TIMESTAMP(MICROS, isAdjustedToUTC=true)``,
 Spark reads as ``TIMESTAMP``; partition columns are never inside the files. Runs on the
 driver, inside ``foreachBatch``.
 """
-
 from __future__ import annotations
 
 import io

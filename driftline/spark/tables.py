@@ -2,24 +2,24 @@
 
 Under the pipeline's warehouse directory:
 
-``feature_stats/``     one row per (source, window, feature); partitioned by
-                       ``source`` / ``window_key``, a window's partition is replaced
-                       whenever a batch touches it (:mod:`driftline.spark.feature_stats`)
-``dead_letters/``      one row per dead-lettered record; ``source`` / ``batch_id``
-``drift_scores/``,     per closed window; ``source`` / ``batch_id``
-``alerts/``
-``_state/progress/``   one row of counts per batch; ``source`` / ``batch_id``
-``_state/open/``       the open windows' partials, versioned per batch
+``feature_stats/``     Delta: one row per (source, window, feature); partitioned by
+                       ``source`` / ``window_key``, a window's rows MERGEd whenever a
+                       batch touches it (:mod:`driftline.spark.feature_stats`)
+``dead_letters/``      Delta: one row per dead-lettered record; ``source`` / ``batch_id``
+``drift_scores/``,     Delta: per closed window; ``source`` / ``batch_id``
+``alerts/``, ``quality_results/``, ``schema_events/``
+``_state/progress/``   Parquet: one row of counts per batch; ``source`` / ``batch_id``
+``_state/open/``       Parquet: the open windows' partials, versioned per batch
                        (:mod:`driftline.spark.window_state`)
 
-Every write replaces exactly the partition(s) its batch owns, so writing batch N again
-gives the same files (exactly once across replays). Parquet throughout, timestamps as
-UTC instants: DuckDB, pandas or Spark read any of them directly. Dead letters are
-written by Spark (:func:`overwrite`); the small tables whose rows the driver builds by
-pyarrow (:mod:`driftline.spark.arrow_files`). Folders are listed through Hadoop's
+The quality tables are Delta Lake tables: each batch's write is one commit carrying
+the batch's ``txn`` (:mod:`driftline.spark.delta`), so writing batch N again writes
+nothing (exactly once across replays); timestamps are UTC instants. Dead letters are
+written by Spark (:func:`overwrite`) and committed by the driver; the rows the driver
+builds are committed by delta-rs. The job's own state is plain Parquet, written by
+pyarrow (:mod:`driftline.spark.arrow_files`); its folders are listed through Hadoop's
 FileSystem (:mod:`driftline.spark.fs`), so the warehouse may be on shared storage.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,39 @@ def read_delta(path, columns: list[str] | None = None, source: str | None = None
     window's old file or a crashed attempt's never does. ``source``: that partition only."""
     filters = [("source", "=", source)] if source else None
     return DeltaTable(str(path)).to_pandas(columns=columns, filters=filters)
+
+
+SPARK_DELTA = """
+import json, sys
+from pyspark.sql import SparkSession
+
+jars, warehouse, query, *tables = sys.argv[1:]
+spark = (SparkSession.builder.master("local[1]").config("spark.jars", jars)
+         .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+         .getOrCreate())
+paths = {name: f"delta.`{warehouse}/{name}`" for name in tables}
+print(json.dumps({
+    "counts": {name: spark.sql(f"select count(*) from {path}").first()[0] for name, path in paths.items()},
+    "operations": {name: sorted({r.operation for r in spark.sql(f"describe history {path}").collect()})
+                   for name, path in paths.items()},
+    "rows": [list(r) for r in spark.sql(query.format(**paths)).collect()] if query else [],
+}, default=str))
+"""
+
+
+def spark_delta_read(warehouse: Path, tables: list[str], query: str = "") -> dict:
+    """``tables`` of ``warehouse`` read by Delta's own Spark reader, in a fresh pyspark with
+    Delta's session extension and catalog (as a user's session would be): row counts,
+    the operations in each table's history, and the rows of ``query`` (``{name}`` stands
+    for ``delta.`<warehouse>/<name>```)."""
+    from driftline.jvm import spark_jars
+
+    done = subprocess.run([sys.executable, "-c", SPARK_DELTA, spark_jars(), str(warehouse), query, *tables],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def produce_frames(

@@ -27,7 +27,7 @@ from driftline.reference import baseline_from_file, find_profile
 from driftline.spark.job import run
 from driftline.stats import AlertPolicy, ReferenceProfile
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames, read_delta
+from tests.spark.helpers import encode_mix, produce_frames, read_delta, spark_delta_read
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -319,55 +319,25 @@ def test_the_readmes_duckdb_and_pandas_queries_answer_like_driftline_sql(drift_r
     assert sorted(spark_rows["worst"]) == pytest.approx(sorted(pandas_rows["score"]))
 
 
-SPARK_DELTA = """
-import json, sys
-from pyspark.sql import SparkSession
-
-jars, warehouse = sys.argv[1:]
-spark = (SparkSession.builder.master("local[1]").config("spark.jars", jars)
-         .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
-         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-         .getOrCreate())
-scores = spark.sql(f"select source, feature, method, max(score) as worst from delta.`{warehouse}/drift_scores` "
-                   "where drifted group by source, feature, method")
-history = spark.sql(f"describe history delta.`{warehouse}/feature_stats`")
-print(json.dumps({
-    "worst": sorted([r.source, r.feature, r.method, r.worst] for r in scores.collect()),
-    "operations": sorted({r.operation for r in history.collect()}),
-    "feature_stats": spark.read.format("delta").load(f"{warehouse}/feature_stats").count(),
-    "dead_letters": spark.read.format("delta").load(f"{warehouse}/dead_letters").count(),
-}))
-"""
-
-
 def test_spark_reads_the_tables_with_deltas_own_reader(drift_run, spark):
     """Delta's own Spark reader (a session with Delta's extension and catalog, as a user's
     would be) reads the tables delta-rs committed: the same worst scores as ``driftline
     sql``, ``feature_stats`` written by MERGE, and as many rows as the deltalake package
     reads."""
-    import sys
-
-    from driftline.jvm import spark_jars
     from driftline.spark.sql import SqlSession
 
     config, *_ = drift_run
-    warehouse = str(config.path(config.warehouse_dir))
-    jars = spark_jars()
-    done = subprocess.run([sys.executable, "-c", SPARK_DELTA, jars, warehouse], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    query = ("select source, feature, method, max(score) as worst from drift_scores where drifted "
-             "group by source, feature, method")  # fmt: skip
-    ours = SqlSession(spark, warehouse).query(query)
-    assert len(seen["worst"]) == len(ours) > 0
-    expected = sorted(map(list, ours[["source", "feature", "method", "worst"]].values.tolist()))
-    assert [w[:3] for w in seen["worst"]] == [e[:3] for e in expected]
-    assert [w[3] for w in seen["worst"]] == pytest.approx([e[3] for e in expected])
-    assert "MERGE" in seen["operations"]
-    assert seen["feature_stats"] == len(read_delta(config.path(config.warehouse_dir) / "feature_stats"))
-    assert seen["dead_letters"] == len(read_delta(config.path(config.warehouse_dir) / "dead_letters")) > 0
+    warehouse = config.path(config.warehouse_dir)
+    query = ("select source, feature, method, max(score) as worst from {drift_scores} where drifted "
+             "group by source, feature, method order by source, feature, method")  # fmt: skip
+    seen = spark_delta_read(warehouse, ["feature_stats", "drift_scores", "alerts"], query)
+    ours = SqlSession(spark, str(warehouse)).query(query.format(drift_scores="drift_scores"))
+    assert len(seen["rows"]) == len(ours) > 0
+    assert [r[:3] for r in seen["rows"]] == ours[["source", "feature", "method"]].values.tolist()
+    assert [r[3] for r in seen["rows"]] == pytest.approx(ours["worst"].tolist())
+    assert "MERGE" in seen["operations"]["feature_stats"]
+    for name in ("feature_stats", "drift_scores", "alerts"):
+        assert seen["counts"][name] == len(read_delta(warehouse / name)) > 0, name
 
 
 def _chromium(*args: str) -> subprocess.CompletedProcess:

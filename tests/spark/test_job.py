@@ -18,7 +18,15 @@ from driftline.kafka.reading import read_topic
 from driftline.metrics import PipelineMetrics, serve
 from driftline.spark.job import run
 from tests.conftest import pipeline_copy
-from tests.spark.helpers import encode_mix, produce_frames, read_delta, sample, scrape, within_rank_bound
+from tests.spark.helpers import (
+    encode_mix,
+    produce_frames,
+    read_delta,
+    sample,
+    scrape,
+    spark_delta_read,
+    within_rank_bound,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 N, LATE = 6000, 200
@@ -143,6 +151,15 @@ def test_known_mix_reconciles_and_statistics_match_pandas(
     expected_final = stats["window_end"] <= watermark
     assert (stats["is_final"] == expected_final).all()
     assert 0 < expected_final.sum() < len(stats)
+
+    # Delta's own Spark reader reads the dead letters Spark wrote and the driver committed
+    seen = spark_delta_read(config.path(config.warehouse_dir), ["dead_letters", "feature_stats"],
+                            "select _partition, _offset, reason from {dead_letters} order by 1, 2")  # fmt: skip
+    assert seen["counts"] == {"dead_letters": len(letters), "feature_stats": len(stats)}
+    assert seen["rows"] == sorted(
+        [letter.partition, letter.offset, letter.reason.value] for letter in letters
+    )
+    assert "MERGE" in seen["operations"]["feature_stats"]
 
 
 def _check_metrics(exporter, summary, records, frame_kinds, violating) -> None:
