@@ -30,6 +30,7 @@ from driftline.spark.feature_stats import SCHEMA, merge_windows, window_key
 from driftline.spark.tables import Warehouse
 
 FEATURES = 20
+APPENDED = SCHEMA.remove(SCHEMA.get_field_index("batch_id"))  # append_batch adds the batch id
 
 
 def _rows(start: datetime, batch: int, final: bool) -> list[dict]:
@@ -57,13 +58,13 @@ def measure(spark, scratch: Path, batches: int = 60) -> dict[str, list[float]]:
         arrow_files.replace_folder(spark, folder, table, success=False)
         times["parquet"].append(time.perf_counter() - began)
         began = time.perf_counter()
-        warehouse.append_batch(spark, "appended", "payments", batch, rows, SCHEMA)
+        warehouse.append_batch(spark, "appended", "payments", batch, rows, APPENDED)
         times["delta append"].append(time.perf_counter() - began)
         began = time.perf_counter()
         merge_windows(spark, warehouse, "payments", batch, rows)
         times["delta merge"].append(time.perf_counter() - began)
         began = time.perf_counter()
-        written = warehouse.append_batch(spark, "appended", "payments", batch, rows, SCHEMA)
+        written = warehouse.append_batch(spark, "appended", "payments", batch, rows, APPENDED)
         times["delta replay"].append(time.perf_counter() - began)
         assert not written, "a replayed batch's commit is already there"
     merged = delta.read(spark, warehouse.table("feature_stats"))
