@@ -6,7 +6,8 @@ at a moment a random kill would rarely hit. The points:
 
 ====================  ===========================================================
 ``kafka_transaction``  inside a dead-letter transaction: records sent, not committed
-``table_written``      the ``dead_letters`` table's batch written, its topic not yet
+``dead_letter_files``  Spark wrote the batch's ``dead_letters`` files, the Delta commit not yet
+``table_written``      the ``dead_letters`` table's batch committed, its topic not yet
 ``state_write``        one kind of the window state's new version written, not all
 ``before_commit``      every table and topic written, the state version not committed
 ``replay_transaction``  ``driftline dlq replay``: a transaction's records sent, not committed
@@ -26,7 +27,8 @@ import signal
 logger = logging.getLogger(__name__)
 
 ENV = "DRIFTLINE_FAULT"
-POINTS = ("kafka_transaction", "table_written", "state_write", "before_commit")  # the job's
+# the job's; the crash test arms each at its own batch, in this order
+POINTS = ("kafka_transaction", "dead_letter_files", "table_written", "state_write", "before_commit")
 REPLAY_POINT = "replay_transaction"
 
 

@@ -427,6 +427,7 @@ class BatchProcessor:
         app = warehouse.app(self.plan.source)
         if not delta.committed(delta.open_table(delta.uri(spark, table)), app, batch_id):
             overwrite(dead, path)
+            faults.point("dead_letter_files", batch_id)
             partition = {"source": self.plan.source, "batch_id": str(batch_id)}
             schema = dead_letters_schema(dead)
             delta.add_files(spark, table, path, schema, partition, app=app, version=batch_id)

@@ -38,6 +38,10 @@ SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
+KEYS = ("source", "window_key", "feature")  # what a MERGE matches rows on
+PARTITIONS = ("source", "window_key")
+
+
 def window_key(start: datetime) -> str:
     """The partition of the window starting at ``start`` (naive local or aware): its UTC
     start as ``yyyyMMdd'T'HHmmss``."""
@@ -56,14 +60,9 @@ def merge_windows(
     keys = [window_key(start) for start in table.column("window_start").to_pylist()]
     table = table.append_column("source", pa.array([source] * table.num_rows, pa.string()))
     table = table.append_column("window_key", pa.array(keys, pa.string()))
-    path, keyed, partitions = (
-        warehouse.table("feature_stats"),
-        ("source", "window_key", "feature"),
-        ("source", "window_key"),
-    )
-    delta.merge(
-        spark, path, table, keys=keyed, partition_by=partitions, app=warehouse.app(source), version=batch_id
-    )
+    app = warehouse.app(source)
+    delta.merge(spark, warehouse.table("feature_stats"), table, keys=KEYS, partition_by=PARTITIONS, app=app,
+                version=batch_id)  # fmt: skip
     return len(set(keys))
 
 

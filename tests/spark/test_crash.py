@@ -55,7 +55,7 @@ DRIFTS = (
     Drift("null_rate", "pressure_kpa", RECORDS // 2, 0.3),
 )
 SOAK_KILLS = int(os.environ.get("DRIFTLINE_SOAK_KILLS", "0"))
-PER_BATCH = "300" if SOAK_KILLS else "2250"
+PER_BATCH = "300" if SOAK_KILLS else "1800"  # five batches: one per fault point
 PAYMENTS = 3000  # the second source: two queries in one driver, killed together
 CARDS = 1500  # the third, sharing payments' query
 SOURCES = ("--source", "sensors", "--source", "payments")  # payments' query runs cards too
