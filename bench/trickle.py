@@ -93,10 +93,12 @@ def measure(spark, bootstrap: str, scratch: Path, *, batches: int = 300, rate: i
 
 def _close_to_row(spark, warehouse: Path, rows: dict[int, dict], watermark: float) -> list[float]:
     """Per scored window: its drift_scores row's commit time - (window end + watermark)."""
-    scores = warehouse / "drift_scores" / "source=payments"
-    if not scores.exists():
+    from driftline.spark.tables import read_table
+
+    scores = read_table(spark, str(warehouse / "drift_scores"), "payments")
+    if scores is None:
         return []
-    frame = spark.read.parquet(str(scores)).select("window_end", "batch_id").distinct().collect()
+    frame = scores.select("window_end", "batch_id").distinct().collect()
     out = []
     for row in frame:
         batch = int(row["batch_id"])
