@@ -21,6 +21,8 @@ How a batch writes (driver side, inside ``foreachBatch``, after its rows are kno
   (no Python per record) into their batch's partition folder, then committed as ``add``
   actions; a crashed attempt's files are never in the log and are overwritten by the
   retry.
+- **Schema evolution**: appends and MERGEs add a column the rows have and the table
+  lacks (older rows read it as null), so a newer driftline writes to an older table.
 - **Retention**: removed files are deleted by VACUUM (:func:`vacuum`) once older than
   ``delta.deletedFileRetentionDuration``; checkpoints every
   ``delta.checkpointInterval`` commits and expired-log cleanup keep ``_delta_log``
@@ -112,6 +114,7 @@ def append(
         write_deltalake(
             table if table is not None else location, rows, mode="append", partition_by=list(partition_by),
             configuration=CONFIGURATION if table is None else None, commit_properties=_commit(app, version),
+            schema_mode="merge",
         )  # fmt: skip
         return True
 
@@ -135,14 +138,9 @@ def merge(
             return False
         literal = _partition_literals(rows, partition_by)
         condition = " AND ".join([*(f"t.`{k}` = s.`{k}`" for k in keys), *literal])
-        (
-            table.merge(
-                rows, condition, source_alias="s", target_alias="t", commit_properties=_commit(app, version)
-            )
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
+        merger = table.merge(rows, condition, source_alias="s", target_alias="t", merge_schema=True,
+                             commit_properties=_commit(app, version))  # fmt: skip
+        (merger.when_matched_update_all().when_not_matched_insert_all().execute())
         return True
 
 
