@@ -14,6 +14,7 @@ batches). Timestamps are written as ``TIMESTAMP(MICROS, isAdjustedToUTC=true)``,
 Spark reads as ``TIMESTAMP``; partition columns are never inside the files. Runs on the
 driver, inside ``foreachBatch``.
 """
+
 from __future__ import annotations
 
 import io

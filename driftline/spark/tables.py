@@ -20,6 +20,7 @@ builds are committed by delta-rs. The job's own state is plain Parquet, written 
 pyarrow (:mod:`driftline.spark.arrow_files`); its folders are listed through Hadoop's
 FileSystem (:mod:`driftline.spark.fs`), so the warehouse may be on shared storage.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
