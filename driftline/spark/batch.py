@@ -424,13 +424,14 @@ class BatchProcessor:
         warehouse = self.plan.warehouse
         table = warehouse.table("dead_letters")
         path = warehouse.batch_path(table, self.plan.source, batch_id)
-        app = warehouse.app(self.plan.source)
-        if not delta.committed(delta.open_table(delta.uri(spark, table)), app, batch_id):
+
+        def write() -> None:
             overwrite(dead, path)
             faults.point("dead_letter_files", batch_id)
-            partition = {"source": self.plan.source, "batch_id": str(batch_id)}
-            schema = dead_letters_schema(dead)
-            delta.add_files(spark, table, path, schema, partition, app=app, version=batch_id)
+
+        partition = {"source": self.plan.source, "batch_id": str(batch_id)}
+        delta.add_files(spark, table, path, dead_letters_schema(dead), partition,
+                        app=warehouse.app(self.plan.source), version=batch_id, write=write)  # fmt: skip
         faults.point("table_written", batch_id)
         if self.dead_letters is not None:
             # a callable: a transaction the broker aborted in an outage is read and written again

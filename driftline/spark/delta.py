@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -111,12 +111,19 @@ def append(
         table = open_table(location)
         if committed(table, app, version):
             return False
-        write_deltalake(
-            table if table is not None else location, rows, mode="append", partition_by=list(partition_by),
-            configuration=CONFIGURATION if table is None else None, commit_properties=_commit(app, version),
-            schema_mode="merge",
-        )  # fmt: skip
+        _append(location, table, rows, partition_by, app, version)
         return True
+
+
+def _append(location: str, table: DeltaTable | None, rows: pa.Table, partition_by: Sequence[str], app: str,
+            version: int) -> None:  # fmt: skip
+    """One append commit ``(app, version)``; the table is created (with
+    :data:`CONFIGURATION`) when ``table`` is None. The caller holds the table's lock."""
+    write_deltalake(
+        table if table is not None else location, rows, mode="append", partition_by=list(partition_by),
+        configuration=CONFIGURATION if table is None else None, commit_properties=_commit(app, version),
+        schema_mode="merge",
+    )  # fmt: skip
 
 
 def merge(
@@ -130,9 +137,8 @@ def merge(
     location = uri(spark, path)
     with _table_lock(location):
         table = open_table(location)
-        if table is None:
-            write_deltalake(location, rows, mode="append", partition_by=list(partition_by),
-                            configuration=CONFIGURATION, commit_properties=_commit(app, version))  # fmt: skip
+        if table is None:  # the first write creates the table: nothing to merge with
+            _append(location, None, rows, partition_by, app, version)
             return True
         if committed(table, app, version):
             return False
@@ -140,7 +146,7 @@ def merge(
         condition = " AND ".join([*(f"t.`{k}` = s.`{k}`" for k in keys), *literal])
         merger = table.merge(rows, condition, source_alias="s", target_alias="t", merge_schema=True,
                              commit_properties=_commit(app, version))  # fmt: skip
-        (merger.when_matched_update_all().when_not_matched_insert_all().execute())
+        merger.when_matched_update_all().when_not_matched_insert_all().execute()
         return True
 
 
@@ -157,18 +163,22 @@ def _partition_literals(rows: pa.Table, partition_by: Sequence[str]) -> list[str
 
 def add_files(
     spark: SparkSession, path: str, folder: str, schema: pa.Schema, partition_values: dict[str, str], *,
-    app: str, version: int,
+    app: str, version: int, write: Callable[[], None] = lambda: None,
 ) -> int:  # fmt: skip
-    """Commit the Parquet files Spark wrote into partition ``folder`` of the table at
-    ``path`` as ``add`` actions of commit ``(app, version)``; returns how many (0 when
-    the commit is already there or the folder holds none). ``schema``: the table's
-    columns, partition columns included."""
+    """Commit the Parquet files in partition ``folder`` of the table at ``path`` as
+    ``add`` actions of commit ``(app, version)``; returns how many (0 when the commit is
+    already there or the folder holds none). ``write`` makes the files (a Spark job that
+    overwrites ``folder``); it runs only when the commit is not there yet, so a replay
+    writes nothing, and outside the table's lock, so another batch's commit does not
+    wait for it (only this batch writes ``folder``). ``schema``: the table's columns,
+    partition columns included."""
     location = uri(spark, path)
     relative = folder[len(path.rstrip("/")) + 1 :]
+    if committed(open_table(location), app, version):
+        return 0
+    write()
     with _table_lock(location):
-        table = open_table(location)
-        if committed(table, app, version):
-            return 0
+        table = open_table(location)  # again: another batch may have committed meanwhile
         files = [(name, size, modified) for name, size, modified in fs.list_files(spark, folder)
                  if name.endswith(".parquet") and name[0] not in "._"]  # fmt: skip
         if not files:
