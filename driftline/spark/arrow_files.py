@@ -66,7 +66,7 @@ def replace_folder(spark: SparkSession, folder: str, table: pa.Table, *, success
 def read_folder(spark: SparkSession, folder: str) -> tuple[pa.Table | None, int]:
     """The rows of every ``part-*`` file in ``folder`` (Spark's or ours) and how many
     files that was; ``(None, 0)`` when it holds none."""
-    names = sorted(n for n in fs.list_names(spark, folder) if n.endswith(".parquet") and n[0] not in "._")
+    names = sorted(n for n in fs.list_names(spark, folder) if fs.data_file(n))
     tables = [read_file(spark, fs.join(folder, name)) for name in names]
     tables = [t for t in tables if t is not None]
     if not tables:

@@ -180,7 +180,7 @@ def add_files(
     with _table_lock(location):
         table = open_table(location)  # again: another batch may have committed meanwhile
         files = [(name, size, modified) for name, size, modified in fs.list_files(spark, folder)
-                 if name.endswith(".parquet") and name[0] not in "._"]  # fmt: skip
+                 if fs.data_file(name)]  # fmt: skip
         if not files:
             return 0
         actions = [

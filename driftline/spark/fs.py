@@ -113,6 +113,12 @@ def delete(spark: SparkSession, path: str) -> None:
     fs.delete(hadoop_path, True)
 
 
+def data_file(name: str) -> bool:
+    """Whether ``name`` in a table's folder is a data file: ``*.parquet``, neither hidden
+    (``.``: a temporary or checksum file) nor Spark's or Delta's own (``_``)."""
+    return name.endswith(".parquet") and name[0] not in "._"
+
+
 def join(base: str, *parts: str) -> str:
     """``base/part/...`` for a URI or a plain path (no normalisation, no local resolution)."""
     return "/".join([str(base).rstrip("/"), *(str(p).strip("/") for p in parts)])

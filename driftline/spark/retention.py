@@ -91,7 +91,7 @@ class RetentionSweeper(_FolderPruner):
 
 
 def _holds_data(spark: SparkSession, folder: str) -> bool:
-    return any(name.endswith(".parquet") and name[0] not in "._" for name in fs.list_names(spark, folder))
+    return any(fs.data_file(name) for name in fs.list_names(spark, folder))
 
 
 def batches_below(names: list[str], below: int) -> list[str]:
