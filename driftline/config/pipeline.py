@@ -10,7 +10,7 @@ Sections (all documented in ``pipelines/README.md``):
 ``[windows]``    event-time window size, slide, watermark, trigger interval
 ``[reference]``  where the reference profile lives
 ``[drift]``      drift methods and the alert policy's thresholds
-``[tables]``     retention of the dead_letters table
+``[tables]``     retention of the quality tables
 ``[metrics]``    the Prometheus exporter on the job's driver
 """
 
@@ -270,6 +270,11 @@ class TablesConfig(_Model):
         default=parse_duration("30 days"),
         description="How long the dead_letters table keeps a batch's rows (the dead-letter topic keeps "
         "them for its own Kafka retention.ms).",
+    )
+    retention: SecondsField = Field(
+        default=parse_duration("90 days"),
+        description="How long feature_stats, drift_scores, alerts, quality_results and schema_events keep "
+        "a batch's or a window's rows, counted from the job's last write to them.",
     )
 
 

@@ -55,6 +55,7 @@ from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWrit
 from driftline.metrics import BatchCounts, PipelineMetrics
 from driftline.quality.reasons import ReasonCode
 from driftline.spark import arrow_files, delta, feature_stats
+from driftline.spark import retention as table_retention
 from driftline.spark import window_stats as ws
 from driftline.spark.census import Census, census_frame, read_census
 from driftline.spark.data_loss import NO_LOSS, LossCounter
@@ -63,7 +64,7 @@ from driftline.spark.drift import DriftScorer, bin_partials
 from driftline.spark.event_time import with_event_time_check
 from driftline.spark.finite import with_finite_check
 from driftline.spark.offsets import OffsetLoss
-from driftline.spark.retention import BatchPruner, RetentionSweeper
+from driftline.spark.retention import BatchPruner, TableRetention
 from driftline.spark.schema_events import SchemaWatch
 from driftline.spark.split import Split, dead_partials, last_window_end, split_rows
 from driftline.spark.tables import Warehouse, as_utc, dead_letters_schema, overwrite
@@ -172,11 +173,16 @@ class SourcePlan:
     watermark_seconds: int = 600
     max_future_seconds: int = 3600  # event time further ahead of the Kafka timestamp: a dead letter
     dead_letters_retention_seconds: int = 30 * 86400  # the dead_letters table's batches live this long
+    retention_seconds: int = 90 * 86400  # the other quality tables' batches and windows live this long
     warehouse: Warehouse | None = None
     drift: DriftScorer | None = None  # None: no reference profile, no drift scoring
     suite: str | None = None  # the expectation suite's name (metrics label)
     checks: WindowChecks | None = None  # the suite's window expectations, if it has any
     schema_watch: SchemaWatch | None = None  # schema drift: None checks none
+
+    def retention_of(self, table: str) -> int:
+        """Seconds ``table`` keeps this source's partitions (``[tables]`` settings)."""
+        return self.dead_letters_retention_seconds if table == "dead_letters" else self.retention_seconds
 
     @property
     def partial_kinds(self) -> frozenset[str]:
@@ -216,14 +222,14 @@ class BatchProcessor:
         self.metrics = metrics
         self.decoder = decoder  # None: the batch is already decoded rows (tests)
         self.loss = loss  # None: failOnDataLoss stops the query instead of skipping
-        self.retention: RetentionSweeper | None = None
+        self.retention: tuple[TableRetention, ...] = ()
         self.progress_pruner: BatchPruner | None = None
-        if plan.warehouse is not None:  # dead letters by age, progress rows: the newest PROGRESS_KEPT
-            self.retention = RetentionSweeper(
-                plan.warehouse.table("dead_letters"),
-                plan.source,
-                timedelta(seconds=plan.dead_letters_retention_seconds),
-                vacuumed=(plan.warehouse.table("feature_stats"),),
+        if plan.warehouse is not None:  # the tables by age, progress rows: the newest PROGRESS_KEPT
+            self.retention = tuple(
+                table_retention.for_table(plan.warehouse.table(name), column).keep(
+                    plan.source, timedelta(seconds=plan.retention_of(name))
+                )
+                for name, column in table_retention.PARTITIONED_BY.items()
             )
             self.progress_pruner = BatchPruner(plan.warehouse.state("progress"), plan.source, PROGRESS_KEPT)
 
@@ -377,8 +383,9 @@ class BatchProcessor:
         windows = tuple(sorted(windows))
         state.commit(Commit(batch_id, watermark_after, newest, policy, windows, totals, *schema))
         logger.info("state_read source=%s batch=%d files=%d", plan.source, batch_id, previous.files_read)
-        if self.retention is not None:
-            self.retention(spark)
+        for table in self.retention:
+            table(spark)
+        if self.progress_pruner is not None:
             self.progress_pruner(spark, batch_id)
         if self.metrics is not None:
             counts = self._counts(record, watermark_after, loss)

@@ -229,10 +229,33 @@ def vacuum(spark: SparkSession, path: str, retention_hours: int | None = None) -
         )
 
 
-def delete(spark: SparkSession, path: str, predicate: str) -> None:
-    """Remove the rows matching ``predicate`` (SQL over the table's columns) in one commit."""
+def partition_files(spark: SparkSession, path: str, column: str) -> list[tuple[str, str, int]]:
+    """(source, ``column``'s partition value as text, modification time in epoch ms) of every
+    file in the table's newest snapshot (its add actions: the log, not a listing)."""
+    table = open_table(uri(spark, path))
+    if table is None:
+        return []
+    actions = pa.table(table.get_add_actions(flatten=True))
+    columns = ("partition.source", f"partition.{column}", "modification_time")
+    if any(name not in actions.column_names for name in columns):
+        return []
+    sources, values, modified = (actions.column(name).to_pylist() for name in columns)
+    return [(s, str(v), m) for s, v, m in zip(sources, values, modified, strict=True)]
+
+
+def delete_partitions(spark: SparkSession, path: str, source: str, column: str,
+                      values: Sequence[str]) -> None:  # fmt: skip
+    """Remove ``source``'s partitions whose ``column`` is one of ``values`` in one commit
+    (a predicate over partition columns only: no data file is read)."""
     location = uri(spark, path)
     with _table_lock(location):
         table = open_table(location)
-        if table is not None:
-            table.delete(predicate)
+        if table is None or not values:
+            return
+        numeric = pa.types.is_integer(pa.schema(table.schema().to_arrow()).field(column).type)
+        listed = ", ".join(str(int(v)) if numeric else _quoted(v) for v in values)
+        table.delete(f"source = {_quoted(source)} AND {column} IN ({listed})")
+
+
+def _quoted(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"

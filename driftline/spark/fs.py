@@ -74,14 +74,6 @@ def list_names(spark: SparkSession, path: str) -> list[str]:
     return [status.getPath().getName() for status in fs.listStatus(hadoop_path)]
 
 
-def list_modified(spark: SparkSession, path: str) -> list[tuple[str, int]]:
-    """(name, modification time in epoch ms) of the entries directly under folder ``path``."""
-    fs, hadoop_path = _fs(spark, path)
-    if not fs.exists(hadoop_path):
-        return []
-    return [(s.getPath().getName(), int(s.getModificationTime())) for s in fs.listStatus(hadoop_path)]
-
-
 def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
     """(name, size in bytes, modification time in epoch ms) of the files directly under ``path``."""
     fs, hadoop_path = _fs(spark, path)

@@ -139,6 +139,7 @@ def source_plan(config: PipelineConfig, source: str, reader=None, run: str = "")
         watermark_seconds=round(windows.watermark.seconds),
         max_future_seconds=round(windows.max_future.seconds),
         dead_letters_retention_seconds=round(config.tables.dead_letters_retention.seconds),
+        retention_seconds=round(config.tables.retention.seconds),
         warehouse=warehouse,
         drift=drift,
         suite=suite_name(suite) if suite else None,

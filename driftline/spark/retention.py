@@ -1,25 +1,35 @@
-"""Retention of per-batch folders: ``dead_letters`` by age, progress rows by count.
+"""Retention of the quality tables and of the job's progress rows.
 
-The dead-letter *topic* keeps its records for Kafka's own ``retention.ms``; the Delta
-table's per-batch partitions (``dead_letters/source=S/batch_id=N``) are deleted once
-they are older than ``[tables] dead_letters_retention`` (default 30 days), measured
-from the partition folder's modification time on the warehouse's file system (when the
-batch wrote it). :class:`RetentionSweeper` runs on the driver after a batch has
-committed, at most once per ``min(retention / 10, 1 hour)``, so the listing it needs
-(one call per source) does not become per-batch work. A sweep:
+Each quality table keeps a source's partitions for a set time: ``dead_letters`` for
+``[tables] dead_letters_retention`` (30 days), ``feature_stats``, ``drift_scores``,
+``alerts``, ``quality_results`` and ``schema_events`` for ``[tables] retention``
+(90 days). A partition's age is the newest ``modificationTime`` the Delta log holds for
+its files (when the job last committed to it: a batch's rows, or a window's last
+MERGE), so expiry needs no folder timestamps (object stores have none) and no listing.
 
-1. DELETEs the expired batches' rows from the table (one commit, partition-only, so
-   no file is read);
-2. VACUUMs ``dead_letters`` and ``feature_stats`` (whose MERGEs replace a window's file
-   every time it changes): files removed longer ago than the table's
-   ``delta.deletedFileRetentionDuration`` (1 hour) are deleted;
-3. deletes the expired folders that no longer hold a data file.
+:class:`TableRetention` is one per table per driver (:func:`for_table`): every source
+the driver writes registers with it, and whichever batch commits first once a sweep is
+due (at most once per ``min(shortest retention / 10, 1 hour)``) sweeps the table for all
+of them, so 50 sources cost one sweep an hour, not 50. A sweep:
+
+1. reads the snapshot's add actions and finds each registered source's partitions
+   whose newest file is older than its retention;
+2. DELETEs them (one commit; partition columns only, so no data file is read);
+3. VACUUMs the table: files removed (by this DELETE, earlier ones, or MERGEs that
+   replaced a window's file) longer ago than ``delta.deletedFileRetentionDuration``
+   (1 hour) are deleted; the lite VACUUM reads the log's tombstones, not the folders;
+4. removes the folders of partitions it expired once they hold no data file (those
+   whose files VACUUM deleted; the driver remembers them until then).
+
+:class:`BatchPruner` keeps the newest progress rows of a source.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 
 from pyspark.sql import SparkSession
@@ -28,70 +38,97 @@ from driftline.spark import delta, fs
 
 logger = logging.getLogger(__name__)
 
+DELETE_CHUNK = 500  # partition values per DELETE predicate
+# the quality tables and the partition column (under source=<s>) that retention expires
+PARTITIONED_BY = {
+    "dead_letters": "batch_id",
+    "feature_stats": "window_key",
+    "drift_scores": "batch_id",
+    "alerts": "batch_id",
+    "quality_results": "batch_id",
+    "schema_events": "batch_id",
+}
 
-def expired(entries: list[tuple[str, int]], older_than: timedelta, now_ms: int) -> list[str]:
-    """Names of ``batch_id=*`` entries modified more than ``older_than`` before ``now_ms``, oldest first."""
-    cutoff = now_ms - older_than / timedelta(milliseconds=1)
-    old = [
-        (modified, name) for name, modified in entries if name.startswith("batch_id=") and modified < cutoff
-    ]
-    return [name for _, name in sorted(old)]
+
+def expired(
+    files: Iterable[tuple[str, str, int]], older_than: dict[str, timedelta], now_ms: int
+) -> dict[str, list[str]]:
+    """Per source of ``older_than``, the partition values whose newest file (``files``:
+    (source, partition value, modification time in epoch ms)) was committed more than
+    ``older_than[source]`` before ``now_ms``, oldest first. A partition with one recent
+    file is kept whole."""
+    newest: dict[tuple[str, str], int] = {}
+    for source, value, modified in files:
+        if source in older_than:
+            newest[(source, value)] = max(modified, newest.get((source, value), modified))
+    gone: dict[str, list[tuple[int, str]]] = {}
+    for (source, value), modified in newest.items():
+        if modified < now_ms - older_than[source] / timedelta(milliseconds=1):
+            gone.setdefault(source, []).append((modified, value))
+    return {source: [value for _, value in sorted(old)] for source, old in sorted(gone.items())}
 
 
-class _FolderPruner:
-    """Deletes entries of one source's folder under ``base``, listing it at most once per
-    ``every`` seconds (driver side, after a batch committed)."""
+class TableRetention:
+    """Expires the partitions (``column``: ``batch_id`` or ``window_key``) of one Delta
+    table for the sources registered with :meth:`keep` (driver side, after a batch
+    committed; see the module docstring)."""
 
-    def __init__(self, base: str, source: str, every: float, clock=time.time) -> None:
-        self.folder = fs.join(base, f"source={source}")
-        self.every, self.clock = every, clock
+    def __init__(self, table: str, column: str, clock=time.time, vacuum_hours: int | None = None) -> None:
+        self.table, self.column, self.clock = table, column, clock
+        self.vacuum_hours = vacuum_hours  # None: the table's deletedFileRetentionDuration
+        self.retention: dict[str, timedelta] = {}
+        self._pending: set[tuple[str, str]] = set()  # expired partitions whose folders may hold files
         self._last: float | None = None
+        self._lock = threading.Lock()
 
-    def _due(self) -> float | None:
-        """Now (epoch seconds) when a sweep is due, else None."""
-        now = self.clock()
-        if self._last is not None and now - self._last < self.every:
-            return None
-        self._last = now
-        return now
+    def keep(self, source: str, retention: timedelta) -> TableRetention:
+        """Keep ``source``'s partitions for ``retention`` (the last registration wins)."""
+        with self._lock:
+            self.retention[source] = retention
+        return self
 
-    def _delete(self, spark: SparkSession, names: list[str], message: str) -> list[str]:
-        """Delete ``names``; log ``message`` % (folder, how many, the first) when any."""
-        for name in names:
-            fs.delete(spark, fs.join(self.folder, name))
-        if names:
-            logger.info(message, self.folder, len(names), names[0])
-        return names
+    @property
+    def every(self) -> float:
+        """Seconds between sweeps: a tenth of the shortest retention, at most an hour."""
+        return min(min(self.retention.values()) / 10, timedelta(hours=1)).total_seconds()
 
+    def __call__(self, spark: SparkSession) -> dict[str, list[str]]:
+        """Sweep when one is due (else nothing); returns the expired partition values per source."""
+        with self._lock:
+            now = self.clock()
+            if not self.retention or (self._last is not None and now - self._last < self.every):
+                return {}
+            self._last = now
+            gone = expired(delta.partition_files(spark, self.table, self.column), self.retention,
+                           int(now * 1000))  # fmt: skip
+            for source, values in gone.items():
+                for start in range(0, len(values), DELETE_CHUNK):
+                    delta.delete_partitions(spark, self.table, source, self.column,
+                                            values[start : start + DELETE_CHUNK])  # fmt: skip
+                logger.info("retention_expired table=%s source=%s partitions=%d oldest=%s",
+                            self.table, source, len(values), values[0])  # fmt: skip
+                self._pending.update((source, value) for value in values)
+            delta.vacuum(spark, self.table, self.vacuum_hours)
+            self._remove_empty(spark)
+            return gone
 
-class RetentionSweeper(_FolderPruner):
-    """Deletes one source's expired ``dead_letters`` batches, now and then, and vacuums
-    the tables whose files are replaced (``vacuumed``)."""
-
-    def __init__(self, table: str, source: str, retention: timedelta, clock=time.time,
-                 vacuumed: tuple[str, ...] = (), vacuum_hours: int | None = None) -> None:  # fmt: skip
-        super().__init__(table, source, min(retention / 10, timedelta(hours=1)).total_seconds(), clock)
-        self.table, self.source, self.retention, self.vacuumed = table, source, retention, vacuumed
-        self.vacuum_hours = vacuum_hours  # None: each table's deletedFileRetentionDuration
-
-    def __call__(self, spark: SparkSession) -> list[str]:
-        now = self._due()
-        if now is None:
-            return []
-        gone = expired(fs.list_modified(spark, self.folder), self.retention, int(now * 1000))
-        if gone:
-            ids = ", ".join(name.split("=", 1)[1] for name in gone)
-            source = self.source.replace("'", "''")
-            delta.delete(spark, self.table, f"source = '{source}' AND batch_id IN ({ids})")
-        for table in (self.table, *self.vacuumed):
-            delta.vacuum(spark, table, self.vacuum_hours)
-        empty = [name for name in gone if not _holds_data(spark, fs.join(self.folder, name))]
-        self._delete(spark, empty, "retention_pruned table=%s partitions=%d oldest=%s")
-        return gone
+    def _remove_empty(self, spark: SparkSession) -> None:
+        """Delete the folders of expired partitions that VACUUM has emptied."""
+        for source, value in sorted(self._pending):
+            folder = fs.join(self.table, f"source={source}", f"{self.column}={value}")
+            if not any(fs.data_file(name) for name in fs.list_names(spark, folder)):
+                fs.delete(spark, folder)
+                self._pending.discard((source, value))
 
 
-def _holds_data(spark: SparkSession, folder: str) -> bool:
-    return any(fs.data_file(name) for name in fs.list_names(spark, folder))
+_tables: dict[tuple[str, str], TableRetention] = {}
+_tables_lock = threading.Lock()
+
+
+def for_table(table: str, column: str) -> TableRetention:
+    """The driver's one :class:`TableRetention` of ``table``."""
+    with _tables_lock:
+        return _tables.setdefault((table, column), TableRetention(table, column))
 
 
 def batches_below(names: list[str], below: int) -> list[str]:
@@ -100,15 +137,23 @@ def batches_below(names: list[str], below: int) -> list[str]:
     return [name for number, name in sorted(numbered) if number < below]
 
 
-class BatchPruner(_FolderPruner):
-    """Keeps the newest ``keep`` batch folders of one source under ``base``."""
+class BatchPruner:
+    """Keeps the newest ``keep`` batch folders of one source under ``base``, listing the
+    folder at most once per ``every`` seconds (driver side, after a batch committed)."""
 
     def __init__(self, base: str, source: str, keep: int, every: float = 600.0, clock=time.time) -> None:
-        super().__init__(base, source, every, clock)
-        self.keep = keep
+        self.folder = fs.join(base, f"source={source}")
+        self.keep, self.every, self.clock = keep, every, clock
+        self._last: float | None = None
 
     def __call__(self, spark: SparkSession, batch_id: int) -> list[str]:
-        if self._due() is None:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every:
             return []
+        self._last = now
         gone = batches_below(fs.list_names(spark, self.folder), batch_id - self.keep + 1)
-        return self._delete(spark, gone, "batches_pruned folder=%s batches=%d oldest=%s")
+        for name in gone:
+            fs.delete(spark, fs.join(self.folder, name))
+        if gone:
+            logger.info("batches_pruned folder=%s batches=%d oldest=%s", self.folder, len(gone), gone[0])
+        return gone

@@ -188,6 +188,12 @@ def test_dead_letters_retention_defaults_to_30_days_and_refuses_nonsense() -> No
     assert "dead_letters_retention" in message
 
 
+def test_the_other_tables_keep_90_days_unless_told_and_refuse_nonsense() -> None:
+    assert load_pipeline(DEMO_PIPELINE).tables.retention.seconds == 90 * 86400
+    message = load(lambda d: d.setdefault("tables", {}).update(retention="0 days"))
+    assert "tables.retention" in message and "more than zero" in message
+
+
 def test_the_report_url_template_names_the_pipeline_and_source() -> None:
     from driftline.config.pipeline import ReportConfig
 
