@@ -93,24 +93,37 @@ class TableRetention:
         return min(min(self.retention.values()) / 10, timedelta(hours=1)).total_seconds()
 
     def __call__(self, spark: SparkSession) -> dict[str, list[str]]:
-        """Sweep when one is due (else nothing); returns the expired partition values per source."""
-        with self._lock:
+        """Sweep when one is due (else nothing); returns the expired partition values per
+        source. A batch that finds another source's batch sweeping goes on without
+        waiting; a sweep that fails is logged and tried again at the next interval (the
+        batch has committed; housekeeping does not fail it)."""
+        if not self._lock.acquire(blocking=False):
+            return {}
+        try:
             now = self.clock()
             if not self.retention or (self._last is not None and now - self._last < self.every):
                 return {}
             self._last = now
-            gone = expired(delta.partition_files(spark, self.table, self.column), self.retention,
-                           int(now * 1000))  # fmt: skip
-            for source, values in gone.items():
-                for start in range(0, len(values), DELETE_CHUNK):
-                    delta.delete_partitions(spark, self.table, source, self.column,
-                                            values[start : start + DELETE_CHUNK])  # fmt: skip
-                logger.info("retention_expired table=%s source=%s partitions=%d oldest=%s",
-                            self.table, source, len(values), values[0])  # fmt: skip
-                self._pending.update((source, value) for value in values)
-            delta.vacuum(spark, self.table, self.vacuum_hours)
-            self._remove_empty(spark)
-            return gone
+            return self._sweep(spark, now)
+        except Exception as error:  # noqa: BLE001 - logged; the next sweep tries again
+            reason = (str(error).splitlines() or [type(error).__name__])[0]
+            logger.warning("retention_failed table=%s error=%s", self.table, reason)
+            return {}
+        finally:
+            self._lock.release()
+
+    def _sweep(self, spark: SparkSession, now: float) -> dict[str, list[str]]:
+        gone = expired(delta.partition_files(spark, self.table, self.column), self.retention, int(now * 1000))
+        for source, values in gone.items():
+            for start in range(0, len(values), DELETE_CHUNK):
+                delta.delete_partitions(spark, self.table, source, self.column,
+                                        values[start : start + DELETE_CHUNK])  # fmt: skip
+            logger.info("retention_expired table=%s source=%s partitions=%d oldest=%s",
+                        self.table, source, len(values), values[0])  # fmt: skip
+            self._pending.update((source, value) for value in values)
+        delta.vacuum(spark, self.table, self.vacuum_hours)
+        self._remove_empty(spark)
+        return gone
 
     def _remove_empty(self, spark: SparkSession) -> None:
         """Delete the folders of expired partitions that VACUUM has emptied."""

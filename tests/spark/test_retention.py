@@ -127,3 +127,20 @@ def test_one_sweep_per_table_serves_every_source_of_the_driver(spark, tmp_path) 
         ("b", "20261201T000000Z"),
         ("b", "20261201T000010Z"),
     ]
+
+
+def test_a_failed_sweep_is_logged_and_tried_again_later(spark, tmp_path, caplog) -> None:
+    table = tmp_path / "dead_letters"
+    _batch(spark, table, "payments", 0, 45)
+    log = table / "_delta_log" / "00000000000000000000.json"
+    good = log.read_bytes()
+    log.write_bytes(b"{not json")  # the table cannot be read
+    clock = [time.time()]
+    sweep = TableRetention(str(table), "batch_id", clock=lambda: clock[0]).keep("payments", timedelta(days=30))
+    assert sweep(spark) == {}
+    assert any("retention_failed" in r.getMessage() and str(table) in r.getMessage() for r in caplog.records)
+
+    log.write_bytes(good)
+    assert sweep(spark) == {}  # not due yet: the failed sweep counted
+    clock[0] += 3600
+    assert sweep(spark) == {"payments": ["0"]}
