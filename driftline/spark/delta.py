@@ -40,7 +40,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -95,33 +96,100 @@ def committed(table: DeltaTable | None, app: str, version: int) -> bool:
     return done is not None and done >= version
 
 
-def _commit(app: str, version: int) -> CommitProperties:
+def _commit(txns: Sequence[tuple[str, int]]) -> CommitProperties:
+    """Commit properties carrying one ``txn`` action per ``(app, version)``."""
+    now = int(time.time() * 1000)
     return CommitProperties(
-        app_transactions=[Transaction(app_id=app, version=version, last_updated=int(time.time() * 1000))]
+        app_transactions=[Transaction(app_id=app, version=version, last_updated=now) for app, version in txns]
     )
+
+
+# -- one commit per table for a block of writes ------------------------------------------
+Entry = tuple[pa.Table, str, int]  # rows, app id, version: one source's batch of one table
+_staged = threading.local()  # .writes: {(location, kind, partition_by, keys): [(rows, app, version)]}
+
+
+@contextmanager
+def one_commit_per_table() -> Iterator[Callable[[], None]]:
+    """Stage this thread's :func:`append` and :func:`merge` calls inside the block and
+    commit them: one commit per table (and kind of write), carrying every staged
+    ``(app, version)`` as its own ``txn`` action, so a replay still skips each source's
+    batch on its own. A shared query's batch (driver side, the query's ``foreachBatch``
+    thread) wraps its sources' steps in it: 50 sources make one ``feature_stats`` MERGE
+    a batch instead of 50. The block gets a function that commits what is staged so far
+    (to time it); what is left is committed when the block ends. When the block raises,
+    nothing staged is committed (the batch fails and Spark replays it)."""
+    if getattr(_staged, "writes", None) is not None:  # inside one already: the outer block commits
+        yield lambda: None
+        return
+    _staged.writes = {}
+    try:
+        yield _commit_staged
+        _commit_staged()
+    finally:
+        _staged.writes = None
+
+
+def _commit_staged() -> None:
+    """Commit what this thread staged (see :func:`one_commit_per_table`)."""
+    writes, _staged.writes = _staged.writes, {}
+    for (location, kind, partition_by, keys), entries in writes.items():
+        if kind == "append":
+            _append_entries(location, entries, partition_by)
+        else:
+            _merge_entries(location, entries, keys, partition_by)
+
+
+def _stage(location: str, kind: str, rows: pa.Table, partition_by: Sequence[str], keys: Sequence[str],
+           app: str, version: int) -> bool:  # fmt: skip
+    """Stage a write when inside :func:`one_commit_per_table`; False when not inside one."""
+    writes = getattr(_staged, "writes", None)
+    if writes is None:
+        return False
+    writes.setdefault((location, kind, tuple(partition_by), tuple(keys)), []).append((rows, app, version))
+    return True
 
 
 def append(
     spark: SparkSession, path: str, rows: pa.Table, *, partition_by: Sequence[str], app: str, version: int
 ) -> bool:
     """Append ``rows`` to the table at ``path`` (created on the first write) as commit
-    ``(app, version)``; False, and nothing written, when that commit is already there."""
+    ``(app, version)``; False, and nothing written, when that commit is already there.
+    Inside :func:`one_commit_per_table` it is staged (True) and committed at the end."""
     location = uri(spark, path)
+    if _stage(location, "append", rows, partition_by, (), app, version):
+        return True
+    return _append_entries(location, [(rows, app, version)], partition_by)
+
+
+def _pending(table: DeltaTable | None, entries: list[Entry]) -> list:
+    """The entries whose ``(app, version)`` commit is not in ``table`` yet."""
+    return [(rows, app, version) for rows, app, version in entries if not committed(table, app, version)]
+
+
+def _rows_and_txns(entries: list[Entry]) -> tuple[pa.Table, list[tuple[str, int]]]:
+    rows = pa.concat_tables([r for r, _, _ in entries], promote_options="default")
+    return rows, [(app, version) for _, app, version in entries]
+
+
+def _append_entries(location: str, entries: list[Entry], partition_by: Sequence[str]) -> bool:
+    """One append commit of the entries not committed yet; False when there are none."""
     with _table_lock(location):
         table = open_table(location)
-        if committed(table, app, version):
+        entries = _pending(table, entries)
+        if not entries:
             return False
-        _append(location, table, rows, partition_by, app, version)
+        _append(location, table, *_rows_and_txns(entries), partition_by)
         return True
 
 
-def _append(location: str, table: DeltaTable | None, rows: pa.Table, partition_by: Sequence[str], app: str,
-            version: int) -> None:  # fmt: skip
-    """One append commit ``(app, version)``; the table is created (with
+def _append(location: str, table: DeltaTable | None, rows: pa.Table, txns: Sequence[tuple[str, int]],
+            partition_by: Sequence[str]) -> None:  # fmt: skip
+    """One append commit carrying ``txns``; the table is created (with
     :data:`CONFIGURATION`) when ``table`` is None. The caller holds the table's lock."""
     write_deltalake(
         table if table is not None else location, rows, mode="append", partition_by=list(partition_by),
-        configuration=CONFIGURATION if table is None else None, commit_properties=_commit(app, version),
+        configuration=CONFIGURATION if table is None else None, commit_properties=_commit(txns),
         schema_mode="merge",
     )  # fmt: skip
 
@@ -133,19 +201,30 @@ def merge(
     """MERGE ``rows`` into the table at ``path``: a row whose ``keys`` match is updated
     (every column), any other inserted; one commit ``(app, version)``, skipped when it is
     already there. The merge condition names the partition columns, so only the files of
-    the partitions ``rows`` touch are read and rewritten."""
+    the partitions ``rows`` touch are read and rewritten. Inside
+    :func:`one_commit_per_table` it is staged (True) and merged at the end."""
     location = uri(spark, path)
+    if _stage(location, "merge", rows, partition_by, keys, app, version):
+        return True
+    return _merge_entries(location, [(rows, app, version)], keys, partition_by)
+
+
+def _merge_entries(location: str, entries: list[Entry], keys: Sequence[str],
+                   partition_by: Sequence[str]) -> bool:  # fmt: skip
+    """One MERGE commit of the entries not committed yet; False when there are none."""
     with _table_lock(location):
         table = open_table(location)
-        if table is None:  # the first write creates the table: nothing to merge with
-            _append(location, None, rows, partition_by, app, version)
-            return True
-        if committed(table, app, version):
+        entries = _pending(table, entries)
+        if not entries:
             return False
+        rows, txns = _rows_and_txns(entries)
+        if table is None:  # the first write creates the table: nothing to merge with
+            _append(location, None, rows, txns, partition_by)
+            return True
         literal = _partition_literals(rows, partition_by)
         condition = " AND ".join([*(f"t.`{k}` = s.`{k}`" for k in keys), *literal])
         merger = table.merge(rows, condition, source_alias="s", target_alias="t", merge_schema=True,
-                             commit_properties=_commit(app, version))  # fmt: skip
+                             commit_properties=_commit(txns))  # fmt: skip
         merger.when_matched_update_all().when_not_matched_insert_all().execute()
         return True
 
@@ -198,12 +277,12 @@ def add_files(
         if table is None:
             create_table_with_add_actions(
                 location, schema, actions, mode="append", partition_by=list(partition_values),
-                configuration=CONFIGURATION, commit_properties=_commit(app, version),
+                configuration=CONFIGURATION, commit_properties=_commit([(app, version)]),
             )  # fmt: skip
         else:
             table.create_write_transaction(actions, mode="append", schema=schema,
                                            partition_by=list(partition_values),
-                                           commit_properties=_commit(app, version))  # fmt: skip
+                                           commit_properties=_commit([(app, version)]))  # fmt: skip
         return len(actions)
 
 

@@ -24,7 +24,14 @@ same batch id and rows, when Spark replays the batch after a failure):
    action included, each taking a place at the gate as its own query's batch would.
 
 Either way each source keeps its own window state, tables, dead-letter topic, commit
-markers and alert policy, keyed by the shared query's batch ids; a source none of
+markers and alert policy, keyed by the shared query's batch ids. The rows the sources
+append or MERGE into a quality table are committed once for the whole batch, after the
+last source's steps (:func:`driftline.spark.delta.one_commit_per_table`): one commit per
+table with one ``txn`` per source, not one per source (dead letters, written by Spark,
+keep their own commit per source). A source's state version is therefore written
+before its table rows are committed; a crash in between replays the batch from the
+previous version, which writes the same rows again, and a source whose ``txn`` is
+already in a table is skipped there; a source none of
 whose records are in the batch is skipped, as its own query would not have run a
 batch (unless lost records are counted, ``[kafka] fail_on_data_loss = false``:
 offsets may have moved with no record left). The batch ends, and Spark commits it,
@@ -45,6 +52,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from driftline.spark import delta
 from driftline.spark.batch import SINGLE_TASK_ROWS, BatchProcessor, gated, timed_step
 from driftline.spark.decode import FrameDecoder, Survey
 from driftline.spark.fused import FusedCensus
@@ -79,15 +87,18 @@ class SharedQueryProcessor:
             return frame
 
         try:
-            if self.fused is not None:
-                with gated(self.name, batch_id):  # one place at the gate for the whole batch
-                    with timed_step("decode", self.name, batch_id):
+            with delta.one_commit_per_table() as commit:  # every source's rows of a table at once
+                if self.fused is not None:
+                    with gated(self.name, batch_id):  # one place at the gate for the whole batch
+                        with timed_step("decode", self.name, batch_id):
+                            rows, survey = self.decoder.decode_cached(batch, cache)
+                        self._fused(self.fused, rows, survey, batch_id, cache)
+                else:
+                    with gated(self.name, batch_id), timed_step("decode", self.name, batch_id):
                         rows, survey = self.decoder.decode_cached(batch, cache)
-                    self._fused(self.fused, rows, survey, batch_id, cache)
-            else:
-                with gated(self.name, batch_id), timed_step("decode", self.name, batch_id):
-                    rows, survey = self.decoder.decode_cached(batch, cache)
-                self._members(rows, survey, batch_id)
+                    self._members(rows, survey, batch_id)
+                with timed_step("table_commits", self.name, batch_id):
+                    commit()
         finally:
             for frame in cached:
                 frame.unpersist()

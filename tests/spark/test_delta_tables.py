@@ -107,3 +107,56 @@ def test_a_newer_column_is_added_to_an_older_table(spark, tmp_path) -> None:
                  version=1)  # fmt: skip
     rows = DeltaTable(path).to_pandas().sort_values("batch_id")
     assert rows["early"].tolist()[0] is None and rows["early"].tolist()[1] is True
+
+
+def _source_rows(source: str, batch: int, value: float, key: str = "w1") -> pa.Table:
+    return pa.table({"feature": ["amount"], "value": [value], "source": [source], "batch_id": [batch],
+                     "window_key": [key]})  # fmt: skip
+
+
+def test_a_shared_batch_commits_each_table_once_with_every_sources_txn(spark, tmp_path) -> None:
+    scores, stats = str(tmp_path / "drift_scores"), str(tmp_path / "feature_stats")
+    batch, window = ("source", "batch_id"), ("source", "window_key")
+    keys = ("source", "window_key", "feature")
+    apps = {s: delta.app_id(s, "q") for s in ("a", "b", "c")}
+    # source a's batch 0 reached the tables alone before a crash
+    delta.append(spark, scores, _source_rows("a", 0, 1.0), partition_by=batch, app=apps["a"], version=0)
+    delta.merge(spark, stats, _source_rows("a", 0, 1.0), keys=keys, partition_by=window, app=apps["a"],
+                version=0)  # fmt: skip
+    before = {path: DeltaTable(path).version() for path in (scores, stats)}
+
+    def batch_zero(values: dict[str, float]) -> None:
+        start = DeltaTable(scores).version()
+        with delta.one_commit_per_table() as commit:
+            for source, value in values.items():
+                assert delta.append(spark, scores, _source_rows(source, 0, value), partition_by=batch,
+                                    app=apps[source], version=0)  # fmt: skip
+                assert delta.merge(spark, stats, _source_rows(source, 0, value), keys=keys,
+                                   partition_by=window, app=apps[source], version=0)  # fmt: skip
+            assert DeltaTable(scores).version() == start  # staged, not committed yet
+            commit()
+
+    batch_zero({"a": 9.0, "b": 2.0, "c": 3.0})  # the replay of batch 0, all three sources
+    for path in (scores, stats):
+        table = DeltaTable(path)
+        assert table.version() == before[path] + 1  # one commit for b and c
+        assert [table.transaction_version(apps[s]) for s in "abc"] == [0, 0, 0]
+        frame = table.to_pandas()
+        assert sorted(zip(frame["source"], frame["value"], strict=True)) == [
+            ("a", 1.0),
+            ("b", 2.0),
+            ("c", 3.0),
+        ]
+    batch_zero({"a": 9.0, "b": 9.0, "c": 9.0})  # replayed again: every source's commit is there
+    assert DeltaTable(scores).version() == before[scores] + 1
+
+    # a batch that fails commits nothing it staged
+    with pytest.raises(RuntimeError), delta.one_commit_per_table():
+        delta.append(spark, scores, _source_rows("b", 1, 5.0), partition_by=batch, app=apps["b"], version=1)
+        raise RuntimeError("a later source's step failed")
+    assert DeltaTable(scores).transaction_version(apps["b"]) == 0
+    # outside a block, writes commit at once again
+    assert delta.append(
+        spark, scores, _source_rows("b", 1, 5.0), partition_by=batch, app=apps["b"], version=1
+    )
+    assert DeltaTable(scores).transaction_version(apps["b"]) == 1
