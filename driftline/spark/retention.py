@@ -9,8 +9,9 @@ MERGE), so expiry needs no folder timestamps (object stores have none) and no li
 
 :class:`TableRetention` is one per table per driver (:func:`for_table`): every source
 the driver writes registers with it, and whichever batch commits first once a sweep is
-due (at most once per ``min(shortest retention / 10, 1 hour)``) sweeps the table for all
-of them, so 50 sources cost one sweep an hour, not 50. A sweep:
+due (a minute after the driver began, then at most once per ``min(shortest retention /
+10, 1 hour)``) sweeps the table for all of them, so 50 sources cost one sweep an hour,
+not 50, and a job's first batches (a backlog, a run until idle) pay none. A sweep:
 
 1. reads the snapshot's add actions and finds each registered source's partitions
    whose newest file is older than its retention;
@@ -39,6 +40,7 @@ from driftline.spark import delta, fs
 logger = logging.getLogger(__name__)
 
 DELETE_CHUNK = 500  # partition values per DELETE predicate
+FIRST_SWEEP_AFTER = 60.0  # seconds after the driver began: a restarted job sweeps, its first batches do not
 # the quality tables and the partition column (under source=<s>) that retention expires
 PARTITIONED_BY = {
     "dead_letters": "batch_id",
@@ -78,6 +80,7 @@ class TableRetention:
         self.vacuum_hours = vacuum_hours  # None: the table's deletedFileRetentionDuration
         self.retention: dict[str, timedelta] = {}
         self._pending: set[tuple[str, str]] = set()  # expired partitions whose folders may hold files
+        self._started = clock()  # the first sweep waits FIRST_SWEEP_AFTER: not in a job's first batches
         self._last: float | None = None
         self._lock = threading.Lock()
 
@@ -101,7 +104,7 @@ class TableRetention:
             return {}
         try:
             now = self.clock()
-            if not self.retention or (self._last is not None and now - self._last < self.every):
+            if not self.retention or not self._due(now):
                 return {}
             self._last = now
             return self._sweep(spark, now)
@@ -111,6 +114,11 @@ class TableRetention:
             return {}
         finally:
             self._lock.release()
+
+    def _due(self, now: float) -> bool:
+        if self._last is None:  # the first sweep: FIRST_SWEEP_AFTER after the driver began
+            return now - self._started >= min(self.every, FIRST_SWEEP_AFTER)
+        return now - self._last >= self.every
 
     def _sweep(self, spark: SparkSession, now: float) -> dict[str, list[str]]:
         gone = expired(delta.partition_files(spark, self.table, self.column), self.retention, int(now * 1000))

@@ -66,6 +66,9 @@ def test_a_sweep_deletes_expired_batches_from_the_table_then_the_disk(spark, tmp
     sweep = TableRetention(f"file://{table}", "batch_id", clock=lambda: clock[0])
     sweep.keep("payments", timedelta(days=30)).keep("sensors", timedelta(days=100))
     assert sweep.every == 3600  # min(30 days / 10, 1 hour)
+    clock[0] += 59
+    assert sweep(spark) == {}  # not in the driver's first minute
+    clock[0] += 1
     assert sweep(spark) == {"payments": ["0", "1"]}
     left = read_delta(table)
     assert sorted(zip(left["source"], left["batch_id"], strict=True)) == [
@@ -136,7 +139,10 @@ def test_a_failed_sweep_is_logged_and_tried_again_later(spark, tmp_path, caplog)
     good = log.read_bytes()
     log.write_bytes(b"{not json")  # the table cannot be read
     clock = [time.time()]
-    sweep = TableRetention(str(table), "batch_id", clock=lambda: clock[0]).keep("payments", timedelta(days=30))
+    sweep = TableRetention(str(table), "batch_id", clock=lambda: clock[0]).keep(
+        "payments", timedelta(days=30)
+    )
+    clock[0] += 60
     assert sweep(spark) == {}
     assert any("retention_failed" in r.getMessage() and str(table) in r.getMessage() for r in caplog.records)
 
