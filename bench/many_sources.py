@@ -10,8 +10,9 @@ a streaming query per source, and (``shared``) the sources sharing one schema
 Printed per setup: wall time, records/s, per-source batch body wall time
 (``batch_seconds`` log lines, p50/p95 over all sources' batches), the shared query's
 batches (``query_batch_seconds``: decode plus every source's body), the time batches
-waited at the driver-wide gate (``step=wait``, p50/p95) and the newest state
-version's size per source.
+waited at the driver-wide gate (``step=wait``, p50/p95), the newest state version's
+size per source and, for the shared query, where a query batch's time goes (the
+``batch_step`` lines summed per step over all sources, divided by the query batches).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def _prepare(folder: Path, bootstrap: str, sources: int, records: int, shared: b
 
 
 _WAIT = re.compile(r"batch_step source=\S+ batch=\d+ step=wait seconds=([0-9.]+)")
+_STEP = re.compile(r"batch_step source=\S+ batch=\d+ step=(\S+) seconds=([0-9.]+)")
 _QUERY_BATCH = re.compile(r"query_batch_seconds query=\S+ batch=\d+ seconds=([0-9.]+)")
 
 
@@ -134,6 +136,7 @@ class _Batches(logging.Handler):
         self.seconds: list[float] = []
         self.waits: list[float] = []
         self.query_batches: list[float] = []
+        self.steps: dict[str, float] = {}  # seconds summed per step, over every source and batch
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -143,6 +146,8 @@ class _Batches(logging.Handler):
             self.waits.append(float(match[1]))
         elif match := _QUERY_BATCH.match(text):
             self.query_batches.append(float(match[1]))
+        elif match := _STEP.match(text):
+            self.steps[match[1]] = self.steps.get(match[1], 0.0) + float(match[2])
 
 
 def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int = 2_000,
@@ -176,6 +181,9 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
         "batch_p95_s": percentile(seconds, 0.95),
         "wait_p50_s": percentile(handler.waits, 0.5), "wait_p95_s": percentile(handler.waits, 0.95),
         "state_bytes_per_source": int(np.mean(newest)),
+        "steps_per_query_batch_s": {step: round(total / len(handler.query_batches), 2)
+                                    for step, total in sorted(handler.steps.items(), key=lambda kv: -kv[1])}
+        if shared and handler.query_batches else None,
     }  # fmt: skip
 
 
@@ -193,6 +201,14 @@ def report(results: list[dict]) -> str:
             f"{r['query_batch_p95_s']:<6.2f} {r['wait_p50_s']:>8.2f} / {r['wait_p95_s']:<6.2f} "
             f"{r['state_bytes_per_source']:>12,} B"
         )
+    for r in results:
+        if r.get("steps_per_query_batch_s"):
+            steps = ", ".join(
+                f"{step} {seconds:.2f}" for step, seconds in r["steps_per_query_batch_s"].items()
+            )
+            lines.append(
+                f"{r['sources']} sources, one shared query: steps per query batch, s (all sources): {steps}"
+            )
     rate = {(r["sources"], r["layout"]): r["records"] / r["seconds"] for r in results}
     for (sources, layout), value in rate.items():
         if layout == "one shared query" and (sources, "a query each") in rate:
