@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import pyarrow as pa
@@ -308,32 +308,65 @@ def vacuum(spark: SparkSession, path: str, retention_hours: int | None = None) -
         )
 
 
-def partition_files(spark: SparkSession, path: str, column: str) -> list[tuple[str, str, int]]:
-    """(source, ``column``'s partition value as text, modification time in epoch ms) of every
-    file in the table's newest snapshot (its add actions: the log, not a listing)."""
-    table = open_table(uri(spark, path))
-    if table is None:
-        return []
+def newest_per_partition(table: DeltaTable, column: str) -> list[tuple[str, str, int]]:
+    """(source, ``column``'s partition value as text, newest modification time in epoch
+    ms of its files) per partition of ``table``'s snapshot: its add actions, grouped in
+    Arrow (the log, not a listing)."""
     actions = pa.table(table.get_add_actions(flatten=True))
-    columns = ("partition.source", f"partition.{column}", "modification_time")
-    if any(name not in actions.column_names for name in columns):
+    names = ["partition.source", f"partition.{column}", "modification_time"]
+    if any(name not in actions.column_names for name in names):
         return []
-    sources, values, modified = (actions.column(name).to_pylist() for name in columns)
-    return [(s, str(v), m) for s, v, m in zip(sources, values, modified, strict=True)]
+    grouped = actions.select(names).group_by(names[:2]).aggregate([("modification_time", "max")])
+    sources, values, newest = (grouped.column(n).to_pylist() for n in (*names[:2], "modification_time_max"))
+    return [(s, str(v), m) for s, v, m in zip(sources, values, newest, strict=True)]
 
 
-def delete_partitions(spark: SparkSession, path: str, source: str, column: str,
-                      values: Sequence[str]) -> None:  # fmt: skip
-    """Remove ``source``'s partitions whose ``column`` is one of ``values`` in one commit
-    (a predicate over partition columns only: no data file is read)."""
+def expire_partitions(spark: SparkSession, path: str, column: str,
+                      choose: Callable[[list[tuple[str, str, int]]], dict[str, list[str]]],
+                      chunk: int = 500) -> dict[str, list[str]]:  # fmt: skip
+    """DELETE the partitions ``choose`` picks (per source, ``column`` values) from the
+    table's newest snapshot's partitions (:func:`newest_per_partition`), holding the
+    table's lock from reading the snapshot to the last DELETE, so no commit of this
+    driver lands in between; ``chunk`` values per DELETE commit (a predicate over
+    partition columns only: no data file is read). Returns what ``choose`` picked."""
     location = uri(spark, path)
     with _table_lock(location):
         table = open_table(location)
-        if table is None or not values:
-            return
+        if table is None:
+            return {}
+        gone = choose(newest_per_partition(table, column))
         numeric = pa.types.is_integer(pa.schema(table.schema().to_arrow()).field(column).type)
-        listed = ", ".join(str(int(v)) if numeric else _quoted(v) for v in values)
-        table.delete(f"source = {_quoted(source)} AND {column} IN ({listed})")
+        for source, values in gone.items():
+            for start in range(0, len(values), chunk):
+                listed = ", ".join(
+                    str(int(v)) if numeric else _quoted(v) for v in values[start : start + chunk]
+                )
+                table.delete(f"source = {_quoted(source)} AND {column} IN ({listed})")
+        return gone
+
+
+def remove_partition_folders(spark: SparkSession, path: str, column: str,
+                             partitions: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:  # fmt: skip
+    """Delete the folders of ``partitions`` ((source, value) of ``column``) that the table
+    no longer lists and that hold nothing but Spark's and Hadoop's markers (``_SUCCESS``,
+    ``*.crc``), under the table's lock. Returns the partitions done with: removed, or
+    written again since (a live partition's folder is not ours to remove). A folder with
+    data files (VACUUM has not deleted them yet) or anything else (a Spark write in
+    flight) stays, and its partition is not returned."""
+    location = uri(spark, path)
+    with _table_lock(location):
+        table = open_table(location)
+        live = {(s, v) for s, v, _ in newest_per_partition(table, column)} if table is not None else set()
+        done = set()
+        for source, value in partitions:
+            if (source, value) in live:
+                done.add((source, value))
+                continue
+            folder = fs.join(path, f"source={source}", f"{column}={value}")
+            if all(name == "_SUCCESS" or name.endswith(".crc") for name in fs.list_names(spark, folder)):
+                fs.delete(spark, folder)
+                done.add((source, value))
+        return done
 
 
 def _quoted(value: str) -> str:

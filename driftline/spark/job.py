@@ -30,7 +30,7 @@ from driftline.config import PipelineConfig
 from driftline.kafka.end_offsets import EndOffsetProbe
 from driftline.kafka.transactional import TransactionalBatchWriter
 from driftline.metrics import PipelineMetrics, serve
-from driftline.spark import fs
+from driftline.spark import fs, retention
 from driftline.spark.batch import BatchProcessor, SourcePlan
 from driftline.spark.data_loss import LossCounter
 from driftline.spark.decode import FrameDecoder
@@ -414,6 +414,7 @@ def run(
                 if until_idle:
                     for streaming in started:
                         streaming.processAllAvailable()
+                    retention.sweep_unswept(spark)  # a short scheduled run still expires old rows
                     if when_idle is not None:
                         when_idle()
                 else:

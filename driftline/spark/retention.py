@@ -19,8 +19,14 @@ not 50, and a job's first batches (a backlog, a run until idle) pay none. A swee
 3. VACUUMs the table: files removed (by this DELETE, earlier ones, or MERGEs that
    replaced a window's file) longer ago than ``delta.deletedFileRetentionDuration``
    (1 hour) are deleted; the lite VACUUM reads the log's tombstones, not the folders;
-4. removes the folders of partitions it expired once they hold no data file (those
-   whose files VACUUM deleted; the driver remembers them until then).
+4. removes the folders of partitions it expired once they hold nothing but markers
+   (those whose files VACUUM deleted; the driver remembers them until then, so a
+   restart leaves them empty on disk).
+
+Steps 1 and 2 hold the table's lock (:func:`driftline.spark.delta.expire_partitions`),
+so no batch of this driver commits to a partition between its expiry and its DELETE.
+A run until idle sweeps once more at its end if it has not swept
+(:func:`sweep_unswept`): a scheduled run shorter than the first minute still expires.
 
 :class:`BatchPruner` keeps the newest progress rows of a source.
 """
@@ -56,9 +62,9 @@ def expired(
     files: Iterable[tuple[str, str, int]], older_than: dict[str, timedelta], now_ms: int
 ) -> dict[str, list[str]]:
     """Per source of ``older_than``, the partition values whose newest file (``files``:
-    (source, partition value, modification time in epoch ms)) was committed more than
-    ``older_than[source]`` before ``now_ms``, oldest first. A partition with one recent
-    file is kept whole."""
+    (source, partition value, modification time in epoch ms), one or more per partition)
+    was committed more than ``older_than[source]`` before ``now_ms``, oldest first. A
+    partition with one recent file is kept whole."""
     newest: dict[tuple[str, str], int] = {}
     for source, value, modified in files:
         if source in older_than:
@@ -72,8 +78,8 @@ def expired(
 
 class TableRetention:
     """Expires the partitions (``column``: ``batch_id`` or ``window_key``) of one Delta
-    table for the sources registered with :meth:`keep` (driver side, after a batch
-    committed; see the module docstring)."""
+    table for the sources registered with :meth:`keep` (driver side, at the end of a
+    source's batch, once its state version is written; see the module docstring)."""
 
     def __init__(self, table: str, column: str, clock=time.time, vacuum_hours: int | None = None) -> None:
         self.table, self.column, self.clock = table, column, clock
@@ -95,16 +101,17 @@ class TableRetention:
         """Seconds between sweeps: a tenth of the shortest retention, at most an hour."""
         return min(min(self.retention.values()) / 10, timedelta(hours=1)).total_seconds()
 
-    def __call__(self, spark: SparkSession) -> dict[str, list[str]]:
+    def __call__(self, spark: SparkSession, *, at_end: bool = False) -> dict[str, list[str]]:
         """Sweep when one is due (else nothing); returns the expired partition values per
-        source. A batch that finds another source's batch sweeping goes on without
-        waiting; a sweep that fails is logged and tried again at the next interval (the
-        batch has committed; housekeeping does not fail it)."""
+        source. ``at_end``: a run until idle ends, sweep now unless this driver already
+        has. A batch that finds another source's batch sweeping goes on without waiting;
+        a sweep that fails is logged and tried again at the next interval (the batch's
+        state is written; housekeeping does not fail it)."""
         if not self._lock.acquire(blocking=False):
             return {}
         try:
             now = self.clock()
-            if not self.retention or not self._due(now):
+            if not self.retention or not (self._last is None if at_end else self._due(now)):
                 return {}
             self._last = now
             return self._sweep(spark, now)
@@ -121,25 +128,19 @@ class TableRetention:
         return now - self._last >= self.every
 
     def _sweep(self, spark: SparkSession, now: float) -> dict[str, list[str]]:
-        gone = expired(delta.partition_files(spark, self.table, self.column), self.retention, int(now * 1000))
+        gone = delta.expire_partitions(spark, self.table, self.column,
+                                       lambda newest: expired(newest, self.retention, int(now * 1000)),
+                                       chunk=DELETE_CHUNK)  # fmt: skip
         for source, values in gone.items():
-            for start in range(0, len(values), DELETE_CHUNK):
-                delta.delete_partitions(spark, self.table, source, self.column,
-                                        values[start : start + DELETE_CHUNK])  # fmt: skip
             logger.info("retention_expired table=%s source=%s partitions=%d oldest=%s",
                         self.table, source, len(values), values[0])  # fmt: skip
             self._pending.update((source, value) for value in values)
         delta.vacuum(spark, self.table, self.vacuum_hours)
-        self._remove_empty(spark)
+        if self._pending:  # the expired partitions' folders, once VACUUM has emptied them
+            self._pending -= delta.remove_partition_folders(
+                spark, self.table, self.column, sorted(self._pending)
+            )
         return gone
-
-    def _remove_empty(self, spark: SparkSession) -> None:
-        """Delete the folders of expired partitions that VACUUM has emptied."""
-        for source, value in sorted(self._pending):
-            folder = fs.join(self.table, f"source={source}", f"{self.column}={value}")
-            if not any(fs.data_file(name) for name in fs.list_names(spark, folder)):
-                fs.delete(spark, folder)
-                self._pending.discard((source, value))
 
 
 _tables: dict[tuple[str, str], TableRetention] = {}
@@ -152,6 +153,16 @@ def for_table(table: str, column: str) -> TableRetention:
         return _tables.setdefault((table, column), TableRetention(table, column))
 
 
+def sweep_unswept(spark: SparkSession) -> None:
+    """Sweep every table of this driver that has not been swept yet (``driftline run
+    --until-idle`` calls it once the queries are idle: a scheduled run that ends within a
+    minute still expires its tables)."""
+    with _tables_lock:
+        tables = list(_tables.values())
+    for table in tables:
+        table(spark, at_end=True)
+
+
 def batches_below(names: list[str], below: int) -> list[str]:
     """The ``batch_id=N`` names with ``N < below``, in batch order."""
     numbered = [(int(n.split("=", 1)[1]), n) for n in names if n.startswith("batch_id=") and n[9:].isdigit()]
@@ -160,7 +171,7 @@ def batches_below(names: list[str], below: int) -> list[str]:
 
 class BatchPruner:
     """Keeps the newest ``keep`` batch folders of one source under ``base``, listing the
-    folder at most once per ``every`` seconds (driver side, after a batch committed)."""
+    folder at most once per ``every`` seconds (driver side, at the end of a batch)."""
 
     def __init__(self, base: str, source: str, keep: int, every: float = 600.0, clock=time.time) -> None:
         self.folder = fs.join(base, f"source={source}")

@@ -122,7 +122,7 @@ def test_one_sweep_per_table_serves_every_source_of_the_driver(spark, tmp_path) 
 
     shared.clock = lambda: time.time() + 30 * 86400  # a month on: a's windows are past 10 days
     commits = len(DeltaTable(path).history())
-    assert shared(spark) == {"a": ["20261201T000000Z", "20261201T000010Z"]}
+    retention.sweep_unswept(spark)  # as at the end of a run until idle: the driver's tables
     assert len(DeltaTable(path).history()) == commits + 1  # one DELETE commit
     assert shared(spark) == {}  # a second source's batch right after: not due
     left = read_delta(path)
@@ -150,3 +150,34 @@ def test_a_failed_sweep_is_logged_and_tried_again_later(spark, tmp_path, caplog)
     assert sweep(spark) == {}  # not due yet: the failed sweep counted
     clock[0] += 3600
     assert sweep(spark) == {"payments": ["0"]}
+
+
+def test_a_run_until_idle_sweeps_at_its_end_and_spares_folders_in_use(spark, tmp_path) -> None:
+    table = tmp_path / "dead_letters"
+    for batch in (0, 1):
+        _batch(spark, table, "payments", batch, 45)
+    clock = [time.time()]
+    sweep = TableRetention(str(table), "batch_id", clock=lambda: clock[0], vacuum_hours=0)
+    sweep.keep("payments", timedelta(days=30))
+    # a new checkpoint's batch 1 is being written by Spark into batch 1's folder
+    in_flight = table / "source=payments" / "batch_id=1" / "_temporary"
+    in_flight.mkdir()
+    assert sweep(spark) == {}  # the first minute
+    assert sweep(spark, at_end=True) == {"payments": ["0", "1"]}  # the run ends: sweep now
+    assert sweep(spark, at_end=True) == {}  # once
+    assert read_delta(table, source="payments").empty
+    # VACUUM deleted both batches' files; batch 0's empty folder goes, batch 1's stays
+    assert sorted(p.name for p in (table / "source=payments").iterdir()) == ["batch_id=1"]
+    assert in_flight.exists()
+
+    # that write finishes and commits: the next sweep leaves the live partition's folder alone
+    in_flight.rmdir()
+    rows = pa.table({"reason": ["LATE_DATA"], "_offset": pa.array([7])})
+    pq.write_table(rows, table / "source=payments" / "batch_id=1" / "part-00001.snappy.parquet")
+    delta.add_files(spark, str(table), str(table / "source=payments" / "batch_id=1"), SCHEMA,
+                    {"source": "payments", "batch_id": "1"}, app=delta.app_id("payments", "run2"),
+                    version=1)  # fmt: skip
+    clock[0] += 3600
+    assert sweep(spark) == {}
+    assert list(read_delta(table, source="payments")["_offset"]) == [7]
+    assert (table / "source=payments" / "batch_id=1" / "part-00001.snappy.parquet").exists()
