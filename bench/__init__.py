@@ -7,12 +7,31 @@ import logging
 import os
 import re
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 # the job's wall time per micro-batch (driftline.spark.batch logs it after each batch)
 BATCH_SECONDS = re.compile(r"batch_seconds source=(\S+) batch=(\d+) seconds=([0-9.]+)")
+
+
+class StepTimes(logging.Handler):
+    """Sums the job's ``batch_step ... step=S seconds=X`` log lines per step."""
+
+    PATTERN = re.compile(r"step=(\S+) seconds=([0-9.]+)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.batches: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        # "wait" is time at the driver-wide gate, outside the batch body: not the job's work
+        if text.startswith("batch_step") and (match := self.PATTERN.search(text)) and match[1] != "wait":
+            self.seconds[match.group(1)] += float(match.group(2))
+            self.batches.add(int(re.search(r"batch=(\d+)", text).group(1)))
 
 
 def sources_arguments(description: str) -> argparse.Namespace:

@@ -41,17 +41,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import re
 import tempfile
 import time
-from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import alert_latency, batch_log, jit, layout, many_sources, table_writes, trickle
+from bench import StepTimes, alert_latency, batch_log, jit, layout, many_sources, table_writes, trickle
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -91,24 +88,6 @@ def _consume(bootstrap: str, topic: str, records: int) -> float:
     return elapsed
 
 
-class _StepTimes(logging.Handler):
-    """Sums the job's ``batch_step ... step=S seconds=X`` log lines per step."""
-
-    PATTERN = re.compile(r"step=(\S+) seconds=([0-9.]+)")
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.batches: set[int] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        # "wait" is time at the driver-wide gate, outside the batch body: not the job's work
-        if text.startswith("batch_step") and (match := self.PATTERN.search(text)) and match[1] != "wait":
-            self.seconds[match.group(1)] += float(match.group(2))
-            self.batches.add(int(re.search(r"batch=(\d+)", text).group(1)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -119,7 +98,7 @@ def main() -> None:
                         help="frames decoded with and without the JIT flag; 0 skips")  # fmt: skip
     args = parser.parse_args()
     n = args.records
-    steps, dense_steps = _StepTimes(), _StepTimes()
+    steps, dense_steps = StepTimes(), StepTimes()
     with tempfile.TemporaryDirectory() as scratch:
         broker = EmbeddedBroker(Path(scratch) / "broker", port=free_port())
         state = broker.start()

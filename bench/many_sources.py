@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import BATCH_SECONDS, batch_log, disk_usage, percentile
+from bench import BATCH_SECONDS, StepTimes, batch_log, disk_usage, percentile
 
 FEATURES = 20
 
@@ -126,7 +126,6 @@ def _prepare(folder: Path, bootstrap: str, sources: int, records: int, shared: b
 
 
 _WAIT = re.compile(r"batch_step source=\S+ batch=\d+ step=wait seconds=([0-9.]+)")
-_STEP = re.compile(r"batch_step source=\S+ batch=\d+ step=(\S+) seconds=([0-9.]+)")
 _QUERY_BATCH = re.compile(r"query_batch_seconds query=\S+ batch=\d+ seconds=([0-9.]+)")
 
 
@@ -136,7 +135,6 @@ class _Batches(logging.Handler):
         self.seconds: list[float] = []
         self.waits: list[float] = []
         self.query_batches: list[float] = []
-        self.steps: dict[str, float] = {}  # seconds summed per step, over every source and batch
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -146,8 +144,6 @@ class _Batches(logging.Handler):
             self.waits.append(float(match[1]))
         elif match := _QUERY_BATCH.match(text):
             self.query_batches.append(float(match[1]))
-        elif match := _STEP.match(text):
-            self.steps[match[1]] = self.steps.get(match[1], 0.0) + float(match[2])
 
 
 def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int = 2_000,
@@ -159,9 +155,9 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
 
     folder = scratch / f"many{sources}{'shared' if shared else ''}"
     config = _prepare(folder, bootstrap, sources, records, shared)
-    handler = _Batches()
+    handler, steps = _Batches(), StepTimes()  # steps: summed over every source and batch
     started = time.perf_counter()
-    with batch_log(handler):
+    with batch_log(handler), batch_log(steps):
         summary = run(spark, config, max_records_per_batch=per_batch * (sources if shared else 1))
     elapsed = time.perf_counter() - started
     assert all(s.reconciles and s.read == records for s in summary.sources.values()), summary
@@ -182,7 +178,7 @@ def measure(spark, bootstrap: str, scratch: Path, *, sources: int, records: int 
         "wait_p50_s": percentile(handler.waits, 0.5), "wait_p95_s": percentile(handler.waits, 0.95),
         "state_bytes_per_source": int(np.mean(newest)),
         "steps_per_query_batch_s": {step: round(total / len(handler.query_batches), 2)
-                                    for step, total in sorted(handler.steps.items(), key=lambda kv: -kv[1])}
+                                    for step, total in sorted(steps.seconds.items(), key=lambda kv: -kv[1])}
         if shared and handler.query_batches else None,
     }  # fmt: skip
 

@@ -235,7 +235,7 @@ def _partition_literals(rows: pa.Table, partition_by: Sequence[str]) -> list[str
     for column in partition_by:
         values = sorted({str(v) for v in rows.column(column).to_pylist() if v is not None})
         if values:
-            quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+            quoted = ", ".join(_quoted(v) for v in values)
             out.append(f"t.`{column}` IN ({quoted})")
     return out
 
@@ -323,7 +323,7 @@ def newest_per_partition(table: DeltaTable, column: str) -> list[tuple[str, str,
 
 def expire_partitions(spark: SparkSession, path: str, column: str,
                       choose: Callable[[list[tuple[str, str, int]]], dict[str, list[str]]],
-                      chunk: int = 500) -> dict[str, list[str]]:  # fmt: skip
+                      chunk: int) -> dict[str, list[str]]:  # fmt: skip
     """DELETE the partitions ``choose`` picks (per source, ``column`` values) from the
     table's newest snapshot's partitions (:func:`newest_per_partition`), holding the
     table's lock from reading the snapshot to the last DELETE, so no commit of this
