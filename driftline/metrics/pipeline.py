@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -80,6 +80,17 @@ class DriftObservation:
     alert_active: bool
     window_end: datetime
     first_flagged: datetime | None  # start of the first flagged window of the active alert
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert policy event of one (feature, method): ``fired`` (with its episode's Kafka
+    offsets label) or ``resolved`` (``offsets`` None)."""
+
+    feature: str
+    method: str
+    event: str
+    offsets: str | None = None
 
 
 def _seconds(moment: datetime) -> float:
@@ -432,8 +443,22 @@ class PipelineMetrics:
         for r in rows:
             self.schema_events_total.labels(self.pipeline, source, r["kind"], r["field"] or "").inc()
 
-    def drift_scored(self, source: str, observations: Iterable[DriftObservation]) -> None:
-        """From the drift scorer: the newest closed window per (feature, method)."""
+    def drift_scored(
+        self, source: str, observations: Iterable[DriftObservation], events: Sequence[AlertEvent] = ()
+    ) -> None:
+        """From the drift scorer: the newest closed window per (feature, method), and the
+        alert events of the windows it scored, in their order.
+
+        Prometheus may scrape between any two updates, and the alert rules read a firing
+        alert's offsets series when its ``driftline_drift_alert_active`` is 1 (the webhook's
+        ``offsets`` annotation). So a (feature, method) whose last event here is ``fired``
+        gets its offsets series before its active gauge turns 1, and one whose last event
+        is ``resolved`` loses it only after the gauge turned 0: no scrape sees an active
+        alert without its offsets."""
+        final = {(e.feature, e.method): e.offsets if e.event == "fired" else None for e in events}
+        for (feature, method), offsets in final.items():
+            if offsets is not None:
+                self.drift_alert_offsets(source, feature, method, offsets)
         newest = None
         for o in observations:
             labels = (self.pipeline, source, o.feature, o.method)
@@ -452,6 +477,11 @@ class PipelineMetrics:
             first.set(_seconds(o.first_flagged) if o.alert_active and o.first_flagged else math.nan)
         if newest is not None:
             self.drift_window_end.labels(self.pipeline, source).set(_seconds(newest))
+        for e in events:
+            self.drift_alert_event(source, e.feature, e.method, e.event)
+        for (feature, method), offsets in final.items():
+            if offsets is None:
+                self.drift_alert_offsets(source, feature, method, None)
 
     @classmethod
     def for_pipeline(cls, config) -> PipelineMetrics:
@@ -486,18 +516,20 @@ class PipelineMetrics:
         self.drift_alerts.labels(self.pipeline, source, feature, method, event).inc()
 
     def drift_alert_offsets(self, source: str, feature: str, method: str, offsets: str | None) -> None:
-        """The firing alert's episode offsets (one series per firing alert); ``None``: resolved."""
+        """The firing alert's episode offsets (one series per firing alert); ``None``: resolved.
+        A new episode's series is added before the previous one is removed (a scrape in
+        between sees both, never neither)."""
         labels = (self.pipeline, source, feature, method)
         previous = self._alert_offsets.pop(labels, None)
-        if previous is not None:
-            with contextlib.suppress(KeyError):
-                self.alert_offsets_info.remove(*labels, previous)
         if offsets is not None:
             self.alert_offsets_info.labels(*labels, offsets).set(1)
             self._alert_offsets[labels] = offsets
+        if previous is not None and previous != offsets:
+            with contextlib.suppress(KeyError):
+                self.alert_offsets_info.remove(*labels, previous)
 
     def consumer_lag(self, source: str, topic: str, records: int) -> None:
         self.lag.labels(self.pipeline, source, topic).set(records)
 
 
-__all__ = ["BatchCounts", "DriftObservation", "PipelineMetrics"]
+__all__ = ["AlertEvent", "BatchCounts", "DriftObservation", "PipelineMetrics"]

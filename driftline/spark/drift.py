@@ -38,7 +38,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from driftline.kafka.transactional import OutgoingRecord, TransactionalBatchWriter
-from driftline.metrics import DriftObservation, PipelineMetrics
+from driftline.metrics import AlertEvent, DriftObservation, PipelineMetrics
 from driftline.spark import feature_stats
 from driftline.spark import window_stats as ws
 from driftline.spark.grid_bins import GridBins
@@ -291,13 +291,13 @@ class DriftScorer:
         state = PolicyState.from_dict(commit.policy) if commit and commit.policy else PolicyState()
         for key, track in state.tracks.items():
             feature, method = key.rsplit("/", 1)
-            self.metrics.drift_alert_state(self.source, feature, method, active=track.firing,
-                                           since=_moment(track.since) if track.firing else None)  # fmt: skip
-            if track.firing:
+            if track.firing:  # its offsets first: a scrape never sees it active without them
                 episode = state.episodes.get(key)
                 if episode is None:  # fired before episodes were kept: what is left of its windows
                     episode = merge_ranges(state.episode(key))
                 self.metrics.drift_alert_offsets(self.source, feature, method, offsets_label(episode))
+            self.metrics.drift_alert_state(self.source, feature, method, active=track.firing,
+                                           since=_moment(track.since) if track.firing else None)  # fmt: skip
 
     def _export(self, newest: dict[str, tuple[FeatureScore, datetime]], state: PolicyState, alert_rows):
         """Gauges for each (feature, method)'s newest closed window; a count per alert event."""
@@ -314,11 +314,12 @@ class DriftScorer:
                     first_flagged=_moment(since),
                 )
             )  # fmt: skip
-        self.metrics.drift_scored(self.source, observations)
-        for row in alert_rows:
-            self.metrics.drift_alert_event(self.source, row["feature"], row["method"], row["event"])
-            offsets = offsets_label(row["episode_offset_ranges"] or []) if row["event"] == "fired" else None
-            self.metrics.drift_alert_offsets(self.source, row["feature"], row["method"], offsets)
+        events = [
+            AlertEvent(row["feature"], row["method"], row["event"],
+                       offsets_label(row["episode_offset_ranges"] or []) if row["event"] == "fired" else None)
+            for row in alert_rows
+        ]  # fmt: skip
+        self.metrics.drift_scored(self.source, observations, events)
 
     def _score_row(self, score: FeatureScore, start, end, ranges, version) -> dict[str, Any]:
         return {

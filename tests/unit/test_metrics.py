@@ -8,10 +8,11 @@ import urllib.request
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftline.errors import ConfigError
-from driftline.metrics import BatchCounts, DriftObservation, PipelineMetrics, serve
+from driftline.metrics import AlertEvent, BatchCounts, DriftObservation, PipelineMetrics, serve
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 UNITS = ("_seconds", "_records", "_per_second", "_ratio", "_info", "_up", "_detected", "_active",
@@ -154,6 +155,63 @@ def test_drift_gauges_follow_the_newest_window():
             metrics, "driftline_drift_first_flagged_timestamp_seconds", **ids, feature="amount", method="psi"
         )
     )
+
+
+def test_no_scrape_sees_a_firing_alert_without_its_offsets(monkeypatch):
+    """The webhook's ``offsets`` annotation is read from the offsets series while the alert's
+    active gauge is 1. Prometheus may scrape between any two updates: after every single
+    gauge change, each active alert has exactly its episode's offsets series (a demo run
+    once delivered an alert with empty offsets: the gauge was set before the series)."""
+    metrics = PipelineMetrics("p")
+    checked = []
+
+    def series(name: str) -> dict[tuple[str, str], list[dict[str, str]]]:
+        out: dict[tuple[str, str], list[dict[str, str]]] = {}
+        for family in metrics.registry.collect():
+            for sample in family.samples:
+                if sample.name == name and sample.value == 1:
+                    out.setdefault((sample.labels["feature"], sample.labels["method"]), []).append(
+                        sample.labels
+                    )
+        return out
+
+    def invariant() -> None:
+        active, offsets = series("driftline_drift_alert_active"), series("driftline_drift_alert_offsets_info")
+        assert set(active) <= set(offsets), (active, offsets)
+        checked.append(len(active))
+
+    def checking(original):
+        def wrapped(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            invariant()
+
+        return wrapped
+
+    monkeypatch.setattr(Gauge, "set", checking(Gauge.set))
+    monkeypatch.setattr(Gauge, "remove", checking(Gauge.remove))
+
+    def window(minute: int, *, drifted: bool, active: bool, events=()) -> None:
+        end = T0.replace(minute=minute)
+        since = T0 if active else None
+        metrics.drift_scored("s", [DriftObservation("amount", "psi", 0.5, 0.5, None, 0.2, drifted, active, end, since)],
+                             events)  # fmt: skip
+
+    window(10, drifted=True, active=False)
+    window(20, drifted=True, active=True, events=[AlertEvent("amount", "psi", "fired", "t/0:1-9")])
+    assert {s["offsets"] for s in series("driftline_drift_alert_offsets_info")[("amount", "psi")]} == {
+        "t/0:1-9"
+    }
+    # resolved and fired again in one batch's windows: the new episode's offsets replace the old
+    window(40, drifted=True, active=True, events=[AlertEvent("amount", "psi", "resolved"),
+                                                   AlertEvent("amount", "psi", "fired", "t/0:30-49")])  # fmt: skip
+    assert {s["offsets"] for s in series("driftline_drift_alert_offsets_info")[("amount", "psi")]} == {
+        "t/0:30-49"
+    }
+    window(50, drifted=False, active=False, events=[AlertEvent("amount", "psi", "resolved")])
+    assert series("driftline_drift_alert_offsets_info") == {}
+    assert _value(metrics, "driftline_drift_alerts_total", pipeline="p", source="s", feature="amount",
+                  method="psi", event="resolved") == 2  # fmt: skip
+    assert 1 in checked and len(checked) > 20  # the invariant was checked with an alert active
 
 
 def test_alerting_mode_exports_only_flagged_features_and_drops_them_after_the_linger():
