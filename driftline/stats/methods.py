@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy import special  # the distributions' survival functions; scipy.stats costs 0.7 s more to import
 
 PSI_ALPHA = 0.5
 
@@ -125,7 +125,7 @@ def ks(reference: Counts, current: Counts) -> Measure:
     bound = float(min(share_e.max(), share_a.max()))
     n_e = total_e * total_a / (total_e + total_a)
     root = math.sqrt(n_e)
-    p_value = float(scipy_stats.kstwobign.sf((root + 0.12 + 0.11 / root) * d))
+    p_value = float(special.kolmogorov((root + 0.12 + 0.11 / root) * d))  # kstwobign.sf
     return Measure("ks", d, d, min(1.0, p_value), {"ks_bound": bound})
 
 
@@ -143,7 +143,7 @@ def chi2(reference: Counts, current: Counts) -> Measure:
     dof = e.size - 1
     p_e, p_a = e / e.sum(), a / a.sum()
     cramers_v = math.sqrt(0.5 * float(np.sum((p_a - p_e) ** 2 / (p_a + p_e))))
-    return Measure("chi2", statistic, cramers_v, float(scipy_stats.chi2.sf(statistic, dof)), {"dof": dof})
+    return Measure("chi2", statistic, cramers_v, float(special.chdtrc(dof, statistic)), {"dof": dof})
 
 
 def js(reference: Counts, current: Counts) -> Measure:
@@ -177,7 +177,7 @@ def null_rate(reference: Counts, current: Counts) -> Measure:
     pooled = (e[1] + a[1]) / (n_e + n_a)
     spread = pooled * (1 - pooled) * (1 / n_e + 1 / n_a)
     # spread 0: no nulls on either side, or only nulls: the shares are equal
-    p_value = 1.0 if spread == 0 else float(2 * scipy_stats.norm.sf(abs(p_a - p_e) / math.sqrt(spread)))
+    p_value = 1.0 if spread == 0 else float(2 * special.ndtr(-abs(p_a - p_e) / math.sqrt(spread)))
     details = {"reference_share": round(float(p_e), 6), "current_share": round(float(p_a), 6)}
     return Measure("null_rate", h, h, min(1.0, p_value), details)
 
