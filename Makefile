@@ -83,7 +83,7 @@ test: install prometheus-tools browser
 bench: install prometheus-tools
 	$(PY) -m bench
 
-# the long crash test: 20 SIGKILLs at random points, then every table and topic against a clean run
+# the long crash test: 20 SIGKILLs at random moments and the five named points, then every table and topic against a clean run
 soak: install
 	DRIFTLINE_SOAK_KILLS=20 $(PY) -m pytest -q -s tests/spark/test_crash.py
 

@@ -8,15 +8,16 @@ schema, ``query = "pay"``): its census is aggregated with payments' in one plan
 (:mod:`driftline.spark.fused`), so a kill lands in a shared query's batch too, and
 both sources' tables and topics must come out equal to the clean run's.
 
-Two ways to kill it. ``points``: one run per named fault point (:mod:`driftline.faults`:
-inside a dead-letter Kafka transaction, between the ``dead_letters`` table and its
-topic, in the middle of a window-state write, after everything but the state commit),
-each at the next batch, so every point is hit for sure. ``random``: ``make test`` kills
-2 times in batches of 2,250 records (each kill is a job start-up of its own: the named
-points above are where the kills that matter land for sure, the random ones add moments
-nobody chose); ``make soak`` sets ``DRIFTLINE_SOAK_KILLS=20``:
-batches of 300 records and one kill after each newly committed batch plus a random
-moment, until 20 kills landed. Both print their figures (``kills=... runs=...``)."""
+Two kinds of kill, in one crashed run: first a kill from outside at a random moment
+after the first committed batch (``make soak``, with ``DRIFTLINE_SOAK_KILLS=20``: 20 of
+them, batches of 300 records, one after each newly committed batch plus a random
+moment), then one run per named fault point (:mod:`driftline.faults`: inside a
+dead-letter Kafka transaction, between the ``dead_letters`` table and its topic, in the
+middle of a window-state write, after everything but the state commit), each at the
+batch after the last one's, so every point is hit for sure; then a run to the end. The
+random kill adds a moment nobody chose; each kill is a job start-up of its own, which is
+why ``make test`` has one of them and ``make soak`` the long series. It prints its
+figures (``kills=... runs=...``)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ DRIFTS = (
     Drift("null_rate", "pressure_kpa", RECORDS // 2, 0.3),
 )
 SOAK_KILLS = int(os.environ.get("DRIFTLINE_SOAK_KILLS", "0"))
-PER_BATCH = "300" if SOAK_KILLS else "1800"  # five batches: one per fault point
+PER_BATCH = "300" if SOAK_KILLS else "1200"  # 8 batches: the random kill's, then one per fault point
 PAYMENTS = 3000  # the second source: two queries in one driver, killed together
 CARDS = 1500  # the third, sharing payments' query
 SOURCES = ("--source", "sensors", "--source", "payments")  # payments' query runs cards too
@@ -124,8 +125,8 @@ def _dead_letter_topic(bootstrap: str, topic: str) -> Counter:
 
 @pytest.fixture(scope="module")
 def clean_run(kafka_bootstrap, tmp_path_factory) -> SimpleNamespace:
-    """The input topics and the clean run both modes compare with (made once: the same
-    seeded records, the same reference; each mode writes its own crashed outputs)."""
+    """The input topics and the clean run the crashed run is compared with (the same seeded
+    records, the same reference; the crashed run writes its own output topics)."""
     root, prefix = tmp_path_factory.mktemp("crash"), f"t{uuid.uuid4().hex[:10]}."
     generated = SignalGenerator("sensors", seed=31, interval=SECOND, drifts=DRIFTS).records(RECORDS)
     records = [r.value for r in generated]
@@ -160,10 +161,9 @@ def clean_run(kafka_bootstrap, tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.mark.timeout(3600 if SOAK_KILLS else 1200)  # the killed runs and a final one
-@pytest.mark.parametrize("mode", ["points", "random"])
-def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tmp_path, mode) -> None:
+def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tmp_path) -> None:
     topic_prefix, records, kinds = clean_run.prefix, clean_run.records, clean_run.kinds
-    crash = f"crash.{mode}"  # this mode's own output topics
+    crash = "crash"  # the crashed run's own output topics
     crash_topics = {
         'subject = "sensors"': f'subject = "sensors"\ndead_letter_topic = "dlq.sensors.{crash}"',
         'subject = "payments"': f'subject = "payments"\ndead_letter_topic = "dlq.payments.{crash}"',
@@ -187,28 +187,24 @@ def test_sigkill_restarts_lose_and_double_nothing(kafka_bootstrap, clean_run, tm
     assert clean_sources["payments"]["read"] == PAYMENTS and clean_sources["payments"]["reconciles"]
     assert clean_sources["cards"]["read"] == CARDS and clean_sources["cards"]["reconciles"]
     assert clean_summary["read"] == RECORDS and clean_summary["reconciles"]
-    assert clean_summary["batches"] >= 4
+    assert clean_summary["batches"] >= len(faults.POINTS) + 3
 
     kills, runs = 0, 0
-    if mode == "points":
-        for batch_id, point in enumerate(faults.POINTS):  # each point at the batch after the last one's
-            runs += 1
-            assert _run_to_fault(crashed, point, batch_id) == -signal.SIGKILL, f"{point} was not reached"
-            kills += 1
-    else:
-        rng = random.Random(7)
-        wanted = SOAK_KILLS or 2
-        for kill_after in range(1, 10 * wanted):
-            if kills == wanted:
-                break
-            runs += 1
-            if _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is not None:
-                break  # the job finished: nothing left to kill
-            kills += 1
-        assert kills >= (SOAK_KILLS or 2), "the job finished before it could be killed often enough"
-    print(
-        f"{mode} kills={kills} runs={runs} batches={_committed_batches(tmp_path / 'crashed')} records={RECORDS}"
-    )
+    rng = random.Random(7)
+    wanted = SOAK_KILLS or 1
+    for kill_after in range(1, 10 * wanted):  # from outside, at random moments
+        if kills == wanted:
+            break
+        runs += 1
+        assert _run_until_killed(crashed, tmp_path / "crashed", kill_after, rng) is None, "the job finished"
+        kills += 1
+    first = _committed_batches(tmp_path / "crashed")  # the batch the next run begins with (or replays)
+    assert first + len(faults.POINTS) <= clean_summary["batches"], "too few batches left for the points"
+    for offset, point in enumerate(faults.POINTS):  # each point at the batch after the last one's
+        runs += 1
+        assert _run_to_fault(crashed, point, first + offset) == -signal.SIGKILL, f"{point} was not reached"
+        kills += 1
+    print(f"kills={kills} runs={runs} batches={_committed_batches(tmp_path / 'crashed')} records={RECORDS}")
     final = driftline_run(crashed, *SOURCES, "--max-records-per-batch", PER_BATCH)
     assert final.returncode == 0, final.stderr[-3000:]
     crash_sources = json.loads(final.stdout.strip().splitlines()[-1])["sources"]
