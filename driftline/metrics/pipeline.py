@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric, disable_created_metrics
 
 from driftline import __version__
 from driftline.quality.reasons import ReasonCode, Stage
@@ -97,6 +98,27 @@ def _seconds(moment: datetime) -> float:
     return moment.timestamp()
 
 
+class SnapshotRegistry(CollectorRegistry):
+    """A registry whose scrape reads every metric under :attr:`updates`, the lock the job's
+    updates of several metrics at once hold (:meth:`PipelineMetrics.drift_scored`): a
+    scrape sees all of such an update or none of it.
+
+    prometheus-client's own registry reads one metric after another, in the order they
+    were registered, while the job may be changing them: a scrape could read an alert's
+    ``driftline_drift_alert_active`` as 1, then its offsets series after they were removed
+    on resolution. Prometheus' ``name[]`` filtered scrapes (unused by Prometheus itself)
+    bypass the lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates = threading.RLock()
+
+    def collect(self) -> Iterable[Metric]:
+        with self.updates:
+            families = list(super().collect())
+        yield from families
+
+
 class PipelineMetrics:
     """Every metric driftline exports, registered in :attr:`registry` (not the global one)."""
 
@@ -114,7 +136,11 @@ class PipelineMetrics:
         then removes them: the series count follows the alerting features, not the
         pipeline's width (``[metrics] feature_series``)."""
         self.pipeline = pipeline
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or SnapshotRegistry()
+        # held by updates of several metrics that a scrape must see whole (its own registry's)
+        self._updates = (
+            self.registry.updates if isinstance(self.registry, SnapshotRegistry) else threading.RLock()
+        )
         self.feature_series = feature_series
         self.feature_series_linger = feature_series_linger_seconds
         self._flagged_at: dict[tuple[str, ...], float] = {}  # drift labels -> last flagged window end
@@ -365,8 +391,9 @@ class PipelineMetrics:
             if not active:
                 return
             self._flagged_at[labels] = since.timestamp() if since else time.time()
-        self.drift_alert_active.labels(*labels).set(int(active))
-        self.drift_first_flagged.labels(*labels).set(_seconds(since) if active and since else math.nan)
+        with self._updates:
+            self.drift_alert_active.labels(*labels).set(int(active))
+            self.drift_first_flagged.labels(*labels).set(_seconds(since) if active and since else math.nan)
 
     def batch_progress(
         self, source: str, *, seconds: float | None, input_rate: float | None, processed_rate: float | None
@@ -449,12 +476,19 @@ class PipelineMetrics:
         """From the drift scorer: the newest closed window per (feature, method), and the
         alert events of the windows it scored, in their order.
 
-        Prometheus may scrape between any two updates, and the alert rules read a firing
-        alert's offsets series when its ``driftline_drift_alert_active`` is 1 (the webhook's
-        ``offsets`` annotation). So a (feature, method) whose last event here is ``fired``
-        gets its offsets series before its active gauge turns 1, and one whose last event
-        is ``resolved`` loses it only after the gauge turned 0: no scrape sees an active
-        alert without its offsets."""
+        The alert rules read a firing alert's offsets series when its
+        ``driftline_drift_alert_active`` is 1 (the webhook's ``offsets`` annotation). The
+        whole update holds the registry's lock (:class:`SnapshotRegistry`), so a scrape sees
+        it whole; and in its order, a (feature, method) whose last event here is ``fired``
+        gets its offsets series before its active gauge turns 1, one whose last event is
+        ``resolved`` loses it only after the gauge turned 0 (what a scrape of another
+        registry, without the lock, relies on)."""
+        with self._updates:
+            self._drift_scored(source, observations, events)
+
+    def _drift_scored(
+        self, source: str, observations: Iterable[DriftObservation], events: Sequence[AlertEvent]
+    ) -> None:
         final = {(e.feature, e.method): e.offsets if e.event == "fired" else None for e in events}
         for (feature, method), offsets in final.items():
             if offsets is not None:
@@ -520,16 +554,17 @@ class PipelineMetrics:
         A new episode's series is added before the previous one is removed (a scrape in
         between sees both, never neither)."""
         labels = (self.pipeline, source, feature, method)
-        previous = self._alert_offsets.pop(labels, None)
-        if offsets is not None:
-            self.alert_offsets_info.labels(*labels, offsets).set(1)
-            self._alert_offsets[labels] = offsets
-        if previous is not None and previous != offsets:
-            with contextlib.suppress(KeyError):
-                self.alert_offsets_info.remove(*labels, previous)
+        with self._updates:
+            previous = self._alert_offsets.pop(labels, None)
+            if offsets is not None:
+                self.alert_offsets_info.labels(*labels, offsets).set(1)
+                self._alert_offsets[labels] = offsets
+            if previous is not None and previous != offsets:
+                with contextlib.suppress(KeyError):
+                    self.alert_offsets_info.remove(*labels, previous)
 
     def consumer_lag(self, source: str, topic: str, records: int) -> None:
         self.lag.labels(self.pipeline, source, topic).set(records)
 
 
-__all__ = ["AlertEvent", "BatchCounts", "DriftObservation", "PipelineMetrics"]
+__all__ = ["AlertEvent", "BatchCounts", "DriftObservation", "PipelineMetrics", "SnapshotRegistry"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
+import threading
 import urllib.request
 from datetime import UTC, datetime
 
@@ -212,6 +213,56 @@ def test_no_scrape_sees_a_firing_alert_without_its_offsets(monkeypatch):
     assert _value(metrics, "driftline_drift_alerts_total", pipeline="p", source="s", feature="amount",
                   method="psi", event="resolved") == 2  # fmt: skip
     assert 1 in checked and len(checked) > 20  # the invariant was checked with an alert active
+
+
+def test_a_scrape_during_a_drift_update_sees_all_of_it_or_none(monkeypatch):
+    """prometheus-client reads one metric after another: without the registry's lock a
+    scrape could read an alert's active gauge before its resolution and its offsets after
+    it. After every single gauge change inside an update, a scrape starts on another
+    thread; each must come out equal to the state before or after a whole update."""
+    metrics = PipelineMetrics("p")
+    drift = ("driftline_drift_", "driftline_drift_alert_offsets_info")
+
+    def snapshot() -> frozenset:
+        return frozenset(
+            (s.name, tuple(sorted(s.labels.items())), None if math.isnan(s.value) else s.value)
+            for family in metrics.registry.collect()
+            for s in family.samples
+            if s.name.startswith(drift)
+        )
+
+    scrapes: list[frozenset] = []
+    threads: list[threading.Thread] = []
+
+    def scraping(original):
+        def wrapped(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            thread = threading.Thread(target=lambda: scrapes.append(snapshot()))
+            thread.start()
+            threads.append(thread)
+            thread.join(0.05)  # unlocked, the scrape would finish here, in the middle of the update
+
+        return wrapped
+
+    whole = [snapshot()]
+    end = T0.replace(minute=20)
+    fired = [DriftObservation("amount", "psi", 0.5, 0.5, None, 0.2, True, True, end, T0)]
+    resolved = [
+        DriftObservation("amount", "psi", 0.01, 0.01, None, 0.2, False, False, end.replace(minute=30), None)
+    ]
+    with monkeypatch.context() as patch:
+        patch.setattr(Gauge, "set", scraping(Gauge.set))
+        patch.setattr(Gauge, "remove", scraping(Gauge.remove))
+        for observations, events in ((fired, [AlertEvent("amount", "psi", "fired", "t/0:1-9")]),
+                                     (resolved, [AlertEvent("amount", "psi", "resolved")])):  # fmt: skip
+            metrics.drift_scored("s", observations, events)
+            whole.append(snapshot())
+    for thread in threads:
+        thread.join()
+    assert len(scrapes) == len(threads) > 10
+    assert len(set(whole)) == 3  # the updates changed what a scrape sees
+    torn = [scrape - whole[-1] for scrape in scrapes if scrape not in whole]
+    assert torn == []
 
 
 def test_alerting_mode_exports_only_flagged_features_and_drops_them_after_the_linger():
