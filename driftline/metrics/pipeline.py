@@ -126,7 +126,7 @@ class PipelineMetrics:
         self,
         pipeline: str,
         *,
-        registry: CollectorRegistry | None = None,
+        registry: SnapshotRegistry | None = None,
         feature_series: str = "all",
         feature_series_linger_seconds: float = 3600.0,
     ) -> None:
@@ -137,10 +137,6 @@ class PipelineMetrics:
         pipeline's width (``[metrics] feature_series``)."""
         self.pipeline = pipeline
         self.registry = registry or SnapshotRegistry()
-        # held by updates of several metrics that a scrape must see whole (its own registry's)
-        self._updates = (
-            self.registry.updates if isinstance(self.registry, SnapshotRegistry) else threading.RLock()
-        )
         self.feature_series = feature_series
         self.feature_series_linger = feature_series_linger_seconds
         self._flagged_at: dict[tuple[str, ...], float] = {}  # drift labels -> last flagged window end
@@ -391,7 +387,7 @@ class PipelineMetrics:
             if not active:
                 return
             self._flagged_at[labels] = since.timestamp() if since else time.time()
-        with self._updates:
+        with self.registry.updates:
             self.drift_alert_active.labels(*labels).set(int(active))
             self.drift_first_flagged.labels(*labels).set(_seconds(since) if active and since else math.nan)
 
@@ -481,9 +477,9 @@ class PipelineMetrics:
         whole update holds the registry's lock (:class:`SnapshotRegistry`), so a scrape sees
         it whole; and in its order, a (feature, method) whose last event here is ``fired``
         gets its offsets series before its active gauge turns 1, one whose last event is
-        ``resolved`` loses it only after the gauge turned 0 (what a scrape of another
-        registry, without the lock, relies on)."""
-        with self._updates:
+        ``resolved`` loses it only after the gauge turned 0 (what a ``name[]`` filtered
+        scrape, which bypasses the lock, relies on)."""
+        with self.registry.updates:
             self._drift_scored(source, observations, events)
 
     def _drift_scored(
@@ -554,7 +550,7 @@ class PipelineMetrics:
         A new episode's series is added before the previous one is removed (a scrape in
         between sees both, never neither)."""
         labels = (self.pipeline, source, feature, method)
-        with self._updates:
+        with self.registry.updates:
             previous = self._alert_offsets.pop(labels, None)
             if offsets is not None:
                 self.alert_offsets_info.labels(*labels, offsets).set(1)

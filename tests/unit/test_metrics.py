@@ -158,6 +158,21 @@ def test_drift_gauges_follow_the_newest_window():
     )
 
 
+def _after_each_gauge_change(patch, action) -> None:
+    """Patch ``Gauge.set`` and ``Gauge.remove`` (the parent's, and every labelled child's) to
+    run ``action`` right after each change: where a scrape could come in."""
+
+    def then_act(original):
+        def wrapped(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            action()
+
+        return wrapped
+
+    patch.setattr(Gauge, "set", then_act(Gauge.set))
+    patch.setattr(Gauge, "remove", then_act(Gauge.remove))
+
+
 def test_no_scrape_sees_a_firing_alert_without_its_offsets(monkeypatch):
     """The webhook's ``offsets`` annotation is read from the offsets series while the alert's
     active gauge is 1. Prometheus may scrape between any two updates: after every single
@@ -181,15 +196,7 @@ def test_no_scrape_sees_a_firing_alert_without_its_offsets(monkeypatch):
         assert set(active) <= set(offsets), (active, offsets)
         checked.append(len(active))
 
-    def checking(original):
-        def wrapped(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            invariant()
-
-        return wrapped
-
-    monkeypatch.setattr(Gauge, "set", checking(Gauge.set))
-    monkeypatch.setattr(Gauge, "remove", checking(Gauge.remove))
+    _after_each_gauge_change(monkeypatch, invariant)
 
     def window(minute: int, *, drifted: bool, active: bool, events=()) -> None:
         end = T0.replace(minute=minute)
@@ -221,28 +228,23 @@ def test_a_scrape_during_a_drift_update_sees_all_of_it_or_none(monkeypatch):
     it. After every single gauge change inside an update, a scrape starts on another
     thread; each must come out equal to the state before or after a whole update."""
     metrics = PipelineMetrics("p")
-    drift = ("driftline_drift_", "driftline_drift_alert_offsets_info")
 
     def snapshot() -> frozenset:
         return frozenset(
             (s.name, tuple(sorted(s.labels.items())), None if math.isnan(s.value) else s.value)
             for family in metrics.registry.collect()
             for s in family.samples
-            if s.name.startswith(drift)
+            if s.name.startswith("driftline_drift_")  # the offsets series too
         )
 
     scrapes: list[frozenset] = []
     threads: list[threading.Thread] = []
 
-    def scraping(original):
-        def wrapped(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            thread = threading.Thread(target=lambda: scrapes.append(snapshot()))
-            thread.start()
-            threads.append(thread)
-            thread.join(0.05)  # unlocked, the scrape would finish here, in the middle of the update
-
-        return wrapped
+    def scrape() -> None:
+        thread = threading.Thread(target=lambda: scrapes.append(snapshot()))
+        thread.start()
+        threads.append(thread)
+        thread.join(0.05)  # unlocked, the scrape would finish here, in the middle of the update
 
     whole = [snapshot()]
     end = T0.replace(minute=20)
@@ -251,8 +253,7 @@ def test_a_scrape_during_a_drift_update_sees_all_of_it_or_none(monkeypatch):
         DriftObservation("amount", "psi", 0.01, 0.01, None, 0.2, False, False, end.replace(minute=30), None)
     ]
     with monkeypatch.context() as patch:
-        patch.setattr(Gauge, "set", scraping(Gauge.set))
-        patch.setattr(Gauge, "remove", scraping(Gauge.remove))
+        _after_each_gauge_change(patch, scrape)
         for observations, events in ((fired, [AlertEvent("amount", "psi", "fired", "t/0:1-9")]),
                                      (resolved, [AlertEvent("amount", "psi", "resolved")])):  # fmt: skip
             metrics.drift_scored("s", observations, events)
