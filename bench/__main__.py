@@ -34,7 +34,9 @@ features (``bench/many_sources.py``, ``--sources``), and the Spark census of tho
 as one query per source and as one query for all (``bench/layout.py``). ``--records`` sets
 the size (default 1,000,000 payments records, 4 partitions) on the embedded Apache Kafka
 broker. Last, ``bench/jit.py`` decodes ``--jit-records`` frames in two fresh JVMs, with
-and without ``-XX:-DontCompileHugeMethods``, side by side.
+and without ``-XX:-DontCompileHugeMethods``, side by side. First of all (before the
+broker starts), ``bench/startup.py`` starts ``--startup-rounds`` pairs of fresh driver
+processes with and without the class archive of ``make install``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,17 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import StepTimes, alert_latency, batch_log, jit, layout, many_sources, table_writes, trickle
+from bench import (
+    StepTimes,
+    alert_latency,
+    batch_log,
+    jit,
+    layout,
+    many_sources,
+    startup,
+    table_writes,
+    trickle,
+)
 from bench import state_choice as state_bench
 from driftline.avro.codec import AvroEncoder
 from driftline.avro.registry import FileSchemaRegistry
@@ -96,7 +108,10 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=50, help="generated sources (x 20 features) vs 1")
     parser.add_argument("--jit-records", type=int, default=250_000,
                         help="frames decoded with and without the JIT flag; 0 skips")  # fmt: skip
+    parser.add_argument("--startup-rounds", type=int, default=3,
+                        help="driver starts with and without the class archive; 0 skips")  # fmt: skip
     args = parser.parse_args()
+    starts = startup.measure(args.startup_rounds) if args.startup_rounds else None
     n = args.records
     steps, dense_steps = StepTimes(), StepTimes()
     with tempfile.TemporaryDirectory() as scratch:
@@ -183,6 +198,9 @@ def main() -> None:
         print("\n".join(f"    {line}" for line in layout.report(layouts).splitlines()))
     if args.jit_records:
         print("  " + jit.report(jit.measure(args.jit_records), args.jit_records).replace("\n", "\n  "))
+    if starts:
+        print("  a local driver's start, with and without the class archive (bench/startup.py):")
+        print("\n".join(f"    {line}" for line in startup.report(starts).splitlines()))
     if trickle_result:
         print("  trickle run (continuous mode):")
         print("\n".join(f"    {line}" for line in trickle.report(trickle_result).splitlines()))
@@ -200,6 +218,7 @@ def main() -> None:
                 "trickle": trickle.summary(trickle_result) if trickle_result else None,
                 "many_sources": wide,
                 "layouts": layouts,
+                "startup": starts,
             }  # fmt: skip
         )
     )

@@ -7,6 +7,10 @@ Local runs use ``local[*]`` with a small number of shuffle partitions (these are
 ``spark-conf/`` and the command line instead; :func:`build_session` only fills what
 is not set.
 
+A local driver logs with ``spark-conf/log4j2.properties`` and maps the class archive of
+:mod:`driftline.spark.class_archive` (seconds off every start), unless the user's own
+``SPARK_CONF_DIR`` is set (:func:`_driver_options`).
+
 When it starts the JVM itself, it reads the JVM's stderr through a pipe and passes every
 line on, except the two start-up banners no user can act on (:data:`JVM_BANNERS`):
 the JVM's note that Spark's launcher always loads ``jdk.incubator.vector``, and
@@ -99,6 +103,25 @@ def _start_jvm(settings: Mapping[str, str]) -> None:
     SparkContext._ensure_initialized(gateway=gateway, conf=conf)
 
 
+def _driver_options(base: str) -> str:
+    """``base`` plus the local driver's logging configuration and class archive.
+
+    With ``SPARK_CONF_DIR`` unset, the driver logs with ``spark-conf/log4j2.properties``
+    (a system property, not the folder on the class path: class-data sharing refuses a
+    class path with a non-empty folder) and maps the class archive of
+    :mod:`driftline.spark.class_archive` when ``make install`` wrote one. A user's own
+    ``SPARK_CONF_DIR`` is left to Spark: its ``log4j2.properties`` and
+    ``spark-defaults.conf`` apply, and no archive is used."""
+    if os.environ.get("SPARK_CONF_DIR"):
+        return base
+    from driftline.spark import class_archive
+
+    log4j = REPO_SPARK_CONF / "log4j2.properties"
+    options = [base, f"-Dlog4j2.configurationFile={log4j.as_uri()}" if log4j.exists() else ""]
+    options.append(class_archive.dump_options() or class_archive.java_options())
+    return " ".join(option for option in options if option)
+
+
 def build_session(
     app_name: str = "driftline", *, master: str | None = "local[*]", conf: Mapping[str, Any] | None = None
 ):
@@ -116,15 +139,15 @@ def build_session(
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if master is not None and master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    log4j = REPO_SPARK_CONF / "log4j2.properties"
-    if log4j.exists():
-        os.environ.setdefault("SPARK_CONF_DIR", str(REPO_SPARK_CONF))
     from pyspark.sql import SparkSession
 
     settings: dict[str, str] = {"spark.app.name": app_name}
     if master is not None:
         settings["spark.master"] = master
         settings.update(LOCAL_DEFAULTS)
+        settings["spark.driver.extraJavaOptions"] = _driver_options(
+            LOCAL_DEFAULTS["spark.driver.extraJavaOptions"]
+        )
         if not {"spark.jars", "spark.jars.packages"} & set(conf or {}):
             from driftline.jvm import spark_jars
 
