@@ -1,6 +1,6 @@
 """A class-data-sharing archive of the local Spark driver's classes: a faster start.
 
-A local driver JVM loads and verifies about 15,000 classes from pyspark's jars before
+A local driver JVM loads and verifies about 18,000 classes from pyspark's jars before
 its first batch: most of the seconds every ``driftline run``, ``driftline sql``, the
 demo and each test process spend before any work. HotSpot's class-data sharing (CDS)
 keeps those classes parsed and verified in an archive file that later JVMs map into
