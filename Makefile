@@ -9,21 +9,22 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test bench soak lint check-java maven prometheus-tools browser clean
 
-# driftline.spark.class_archive: one Spark driver writes a class-data-sharing archive of the
-# classes it loads (about a minute, once), so every later local driver starts seconds sooner.
+# driftline.spark.class_archive (install): one Spark driver writes a class-data-sharing archive of
+# the classes it loads (about a minute, once), so every later local driver starts seconds sooner.
 # PYTHONWARNINGS: setuptools warns on every editable install about folders named like the
 # package, which is nothing a user can act on
-$(STAMP): pyproject.toml driftline/jvm.py driftline/spark/class_archive.py
+$(STAMP): pyproject.toml driftline/jvm.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftline needs Python >= 3.11, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install --quiet -e '.[dev]'
 	@$(MAKE) --no-print-directory check-java maven
 	$(PY) -m driftline.jvm fetch
-	$(PY) -m driftline.spark.class_archive
 	@touch $(STAMP)
 
+# the class archive is checked on every install (quiet when it is there): a JDK update needs a new one
 install: $(STAMP) check-java
+	@$(PY) -m driftline.spark.class_archive
 
 # pyspark 4 runs on Java 17 or 21; say how to get it rather than fail deep inside Spark.
 check-java:

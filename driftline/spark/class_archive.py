@@ -1,32 +1,35 @@
 """A class-data-sharing archive of the local Spark driver's classes: a faster start.
 
-A local driver JVM loads and verifies about 18,000 classes from pyspark's jars before
-its first batch: most of the seconds every ``driftline run``, ``driftline sql``, the
-demo and each test process spend before any work. HotSpot's class-data sharing (CDS)
-keeps those classes parsed and verified in an archive file that later JVMs map into
-memory instead. Measured here (2 cores, Java 17; ``python -m driftline.spark.class_archive
-``python -m bench.startup``, also a stage of ``make bench``): a new session and its first
-small jobs 18.5 s without the archive and 10.9 s with it.
+A local driver JVM loads and verifies some 18,000 classes (JDK and pyspark's jars)
+before its first batch: most of the seconds every ``driftline run``, ``driftline sql``,
+the demo and each test process spend before any work. HotSpot's class-data sharing
+(CDS) keeps those classes parsed and verified in an archive file that later JVMs map
+into memory instead. Measured here (2 cores, Java 17; ``python -m bench.startup``, also
+the first stage of ``make bench``): a new session and its first small jobs 19.0 s
+without the archive and 12.3 s with it (0.65x).
 
 The archive is a JDK 17 *dynamic* archive (``-XX:ArchiveClassesAtExit``): one driver
 JVM runs a small Spark workload (:func:`_workload`: DataFrames, aggregations, Arrow,
-Parquet, windows, a streaming query) and writes the classes it loaded at exit. Only the
-classes of the JVM's own class path are archived: pyspark's jars. The jars Spark adds
-at run time (``spark.jars``: the Kafka connector, spark-avro, Delta) load as before.
+Parquet, windows, a streaming query) and writes the classes it loaded at exit: mostly
+pyspark's jars and the JDK classes its base archive lacks. The jars Spark adds at run
+time (``spark.jars``: the Kafka connector, spark-avro, Delta) are not on the JVM's
+class path and load as they did.
 
 An archive holds for one JVM build and one class path, so its file name carries a
 fingerprint of both (:func:`fingerprint`): the ``java`` Spark's launcher runs, the
-JDK's module image, and pyspark's jar folder. A JVM that finds the archive does not
-match (another JDK, changed jars) ignores it and starts as without; its CDS messages
-are turned off, so that never reaches a user's console. Environment variables that put
-folders on the driver's class path (``SPARK_CONF_DIR``, ``HADOOP_CONF_DIR``,
-``YARN_CONF_DIR``, ``SPARK_DIST_CLASSPATH``) turn the archive off: CDS refuses a class
-path with a non-empty folder, and a user's own configuration folder is theirs to keep.
-``DRIFTLINE_CLASS_ARCHIVE=off`` turns it off too.
+JDK's ``libjvm.so``, base archive and module image, and pyspark's jars (path, size,
+modification time, which the JVM checks too). A JVM that finds the archive does not
+match ignores it and starts as without; its CDS messages are turned off, so that never
+reaches a user's console. Environment variables that put folders on the driver's class
+path (``SPARK_CONF_DIR``, ``HADOOP_CONF_DIR``, ``YARN_CONF_DIR``,
+``SPARK_DIST_CLASSPATH``), or a non-empty ``$SPARK_HOME/conf``, turn the archive off:
+CDS refuses a class path with a non-empty folder. ``DRIFTLINE_CLASS_ARCHIVE=off`` turns
+it off too.
 
 Where and when it runs: :func:`build` from ``make install`` (``python -m
-driftline.spark.class_archive``), once per fingerprint, in a child process of about 40
-seconds; :func:`java_options` on the driver each time
+driftline.spark.class_archive``, a no-op when the archive of the current fingerprint
+exists, so a JDK update gets a new one at the next ``make install``), in a child
+process of about a minute; :func:`java_options` on the driver each time
 :func:`driftline.spark.session.build_session` starts a local JVM. ``spark-submit`` runs
 and executors on a cluster never use it.
 """
@@ -57,38 +60,47 @@ def _java() -> Path | None:
     return Path(found).resolve() if found and Path(found).exists() else None
 
 
-def _spark_jars_folder() -> Path:
+def _spark_home() -> Path:
     import pyspark
 
     home = os.environ.get("SPARK_HOME")
-    return Path(home) / "jars" if home else Path(pyspark.__file__).parent / "jars"
+    return Path(home) if home else Path(pyspark.__file__).parent
+
+
+def _stat_line(path: Path) -> bytes:
+    stat = path.stat() if path.exists() else None
+    return f"{path}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}\n".encode()
 
 
 def fingerprint() -> str | None:
     """A digest of the JVM build and the driver's class path; None when no archive may
-    be used (no ``java``, or a class-path variable set)."""
+    be used (no ``java``, a class-path variable set, a non-empty Spark ``conf`` folder)."""
     if any(os.environ.get(name) for name in CLASS_PATH_VARIABLES):
         return None
     java = _java()
-    if java is None:
+    spark_home = _spark_home()
+    if java is None or any((spark_home / "conf").glob("*")):
         return None
+    jdk = java.parent.parent
     digest = hashlib.sha256()
-    modules = java.parent.parent / "lib" / "modules"  # the JDK's class image: any update changes it
-    for path in (java, modules):
-        stat = path.stat() if path.exists() else None
-        digest.update(f"{path}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}\n".encode())
-    jars = _spark_jars_folder()
-    for jar in sorted(jars.glob("*.jar")):
-        digest.update(f"{jar}:{jar.stat().st_size}\n".encode())
+    # the JVM checks its own build and base archive against a dynamic archive's header
+    for path in (java, jdk / "lib" / "modules", jdk / "lib" / "server" / "libjvm.so",
+                 jdk / "lib" / "server" / "classes.jsa"):  # fmt: skip
+        digest.update(_stat_line(path))
+    for jar in sorted((spark_home / "jars").glob("*.jar")):  # and each jar's size and mtime
+        digest.update(_stat_line(jar))
     return digest.hexdigest()[:16]
 
 
-def archive_path(key: str | None = None) -> Path | None:
-    """Where the archive of this JVM and class path lives (beside the fetched jars)."""
-    from driftline.jvm import jars_home
+def archive_folder() -> Path:
+    """``<venv>/share/driftline/class-archive``: the archive belongs to this venv's pyspark."""
+    return Path(sys.prefix) / "share" / "driftline" / "class-archive"
 
+
+def archive_path(key: str | None = None) -> Path | None:
+    """Where the archive of this JVM and class path lives."""
     key = key or fingerprint()
-    return None if key is None else jars_home() / "class-archive" / f"driver-{key}.jsa"
+    return None if key is None else archive_folder() / f"driver-{key}.jsa"
 
 
 def java_options() -> str:
@@ -96,7 +108,10 @@ def java_options() -> str:
     this JVM and class path, or ``DRIFTLINE_CLASS_ARCHIVE=off`` says not to."""
     if os.environ.get("DRIFTLINE_CLASS_ARCHIVE") == "off":
         return ""
-    path = archive_path()
+    try:
+        path = archive_path()
+    except OSError:  # an unreadable jar folder: Spark reports it itself, better than we could
+        return ""
     if path is None or not path.exists():
         return ""
     return f'"-XX:SharedArchiveFile={path}" {QUIET}'
@@ -140,35 +155,59 @@ def _workload() -> None:
     jvm = SparkContext._gateway.proc  # the JVM writes the archive as it exits: wait for that
     spark.stop()
     jvm.stdin.close()  # Spark's gateway exits when the Python side's pipe closes
-    jvm.wait(timeout=300)
+    if jvm.wait(timeout=300) != 0:  # a JVM that failed while writing leaves a partial archive
+        sys.exit(1)
 
 
-def build(*, force: bool = False) -> tuple[Path | None, str]:
+def _clean(folder: Path) -> None:
+    """Remove other fingerprints' archives and partial files of writers no longer alive."""
+    for old in folder.glob("driver-*.jsa"):
+        old.unlink(missing_ok=True)
+    for partial in folder.glob("driver-*.partial"):
+        pid = partial.suffixes[-2].lstrip(".") if len(partial.suffixes) >= 2 else ""
+        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
+            partial.unlink(missing_ok=True)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """Kill the archiving child and its JVM (one process group): none writes the file later."""
+    os.killpg(child.pid, 9)
+    child.wait()
+
+
+def build(*, force: bool = False) -> tuple[Path | None, str | None]:
     """Write this JVM's archive unless it exists; returns its path (None when there is
-    none) and what happened, for the install log."""
+    none) and what happened for the install log (None: it was there already)."""
     key = fingerprint()
     if key is None:
-        return None, "no class archive: a class-path variable is set or java was not found"
+        return None, "no class archive: a class-path variable is set, or Spark's conf folder, or no java"
     path = archive_path(key)
     assert path is not None
     if path.exists() and not force:
-        return path, f"class archive {path} is there"
+        return path, None
     path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob("driver-*.jsa"):  # another JDK's or pyspark's
-        old.unlink()
-    partial = path.with_suffix(f".{os.getpid()}.partial")
+    _clean(path.parent)
+    partial = path.parent / f"driver-{key}.{os.getpid()}.partial"
     env = {**os.environ, "DRIFTLINE_CLASS_ARCHIVE_DUMP": str(partial)}
     started = time.monotonic()
+    child = subprocess.Popen([sys.executable, "-m", "driftline.spark.class_archive", "--workload"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True)  # fmt: skip
     try:
-        result = subprocess.run([sys.executable, "-m", "driftline.spark.class_archive", "--workload"],
-                                env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-        ok = result.returncode == 0 and partial.exists()
-        failed = None if ok else (result.stderr.strip() or f"the archiving driver exited {result.returncode}")
+        _, stderr = child.communicate(timeout=600)
+        text = stderr.decode("utf-8", errors="replace").strip()
+        ok = child.returncode == 0 and partial.exists()
+        failed = None if ok else (text or f"the archiving driver exited {child.returncode}")
     except subprocess.TimeoutExpired:
+        _stop(child)
         failed = "the archiving driver ran for more than 10 minutes"
+    except BaseException:  # Ctrl-C: the child runs in its own session, stop it too
+        _stop(child)
+        partial.unlink(missing_ok=True)
+        raise
     if failed is not None:
         partial.unlink(missing_ok=True)
-        tail = "\n".join(failed.strip().splitlines()[-5:])
+        tail = "\n".join(failed.splitlines()[-5:])
         return None, f"no class archive (Spark starts without it, only slower): {tail}"
     partial.replace(path)
     return path, f"class archive {path} written in {time.monotonic() - started:.0f} s"
@@ -181,12 +220,21 @@ def dump_options() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``--workload``: the archiving child; else write the archive if missing. Exits 0
+    even when it cannot write one: the archive only saves time."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--workload"]:
         _workload()
         return 0
-    path, message = build(force=args[:1] == ["--force"])
-    print(f"driftline: {message}")
+    try:
+        _, message = build(force=args[:1] == ["--force"])
+    except Exception as error:  # noqa: BLE001 - never fail an install over a speed-up
+        message = f"no class archive (Spark starts without it, only slower): {error}"
+    except KeyboardInterrupt:
+        print("driftline: class archive not written (interrupted)", file=sys.stderr)
+        return 130
+    if message:
+        print(f"driftline: {message}")
     return 0
 
 
