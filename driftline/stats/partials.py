@@ -100,7 +100,14 @@ def combine_counts(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     keys = COLUMNS[kind][:-1]
     if frame.empty:
         return frame[COLUMNS[kind]].copy()
-    return frame.groupby(keys, sort=True, dropna=False)["count"].sum().reset_index()[COLUMNS[kind]]
+    if kind == "categorical":
+        # pandas' hash table for object strings stops at a NUL, so "" and "\x00" would be one
+        # value (found by the property test); Arrow strings hash every byte
+        frame = frame.assign(value=frame["value"].astype("string[pyarrow]"))
+    out = frame.groupby(keys, sort=True, dropna=False)["count"].sum().reset_index()[COLUMNS[kind]]
+    if kind == "categorical":
+        out["value"] = out["value"].astype(object).where(out["value"].notna(), None)
+    return out
 
 
 def combine_windows(frame: pd.DataFrame) -> pd.DataFrame:
