@@ -72,6 +72,16 @@ class JarsMissingError(DriftlineError, FileNotFoundError):
     """The JVM artifacts were not fetched (or were fetched for another list)."""
 
 
+def java_binary() -> str | None:
+    """The ``java`` to run: ``$JAVA_HOME/bin/java`` when it exists, else the one on PATH
+    (what Spark's launcher and the embedded broker run); None when there is neither."""
+    home = os.environ.get("JAVA_HOME")
+    candidate = Path(home) / "bin" / "java" if home else None
+    if candidate is not None and candidate.exists():
+        return str(candidate)
+    return shutil.which("java")
+
+
 def jars_home() -> Path:
     """Where fetched jars live: ``$DRIFTLINE_JARS_HOME``, else ``<venv>/share/driftline/jars``
     (beside the installed pyspark, so a new venv fetches its own)."""

@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -64,11 +63,9 @@ class BrokerState:
 
 def java_binary() -> str:
     """``$JAVA_HOME/bin/java`` or ``java`` on PATH; :class:`BrokerError` when neither exists."""
-    home = os.environ.get("JAVA_HOME")
-    candidate = Path(home) / "bin" / "java" if home else None
-    if candidate is not None and candidate.exists():
-        return str(candidate)
-    found = shutil.which("java")
+    from driftline.jvm import java_binary as find_java
+
+    found = find_java()
     if found is None:
         raise BrokerError("the embedded Kafka broker needs Java 17+ ('java' not found; set JAVA_HOME)")
     return found

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,16 +47,12 @@ from pathlib import Path
 #: Environment variables whose folders Spark's launcher puts on the driver's class path.
 CLASS_PATH_VARIABLES = ("SPARK_CONF_DIR", "HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_DIST_CLASSPATH")
 
+#: What the install prints when it writes no archive (it never fails over one).
+WITHOUT = "no class archive (Spark starts without it, only slower)"
+
 #: Unified-logging selections that silence every CDS message (a mismatched archive
 #: otherwise prints a warning on stdout, where ``driftline run`` prints its JSON).
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
-
-
-def _java() -> Path | None:
-    """The ``java`` Spark's launcher runs: ``$JAVA_HOME/bin/java``, else the one on PATH."""
-    home = os.environ.get("JAVA_HOME")
-    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    return Path(found).resolve() if found and Path(found).exists() else None
 
 
 def _spark_home() -> Path:
@@ -77,7 +72,10 @@ def fingerprint() -> str | None:
     be used (no ``java``, a class-path variable set, a non-empty Spark ``conf`` folder)."""
     if any(os.environ.get(name) for name in CLASS_PATH_VARIABLES):
         return None
-    java = _java()
+    from driftline.jvm import java_binary
+
+    found = java_binary()
+    java = Path(found).resolve() if found else None
     spark_home = _spark_home()
     if java is None or any((spark_home / "conf").glob("*")):
         return None
@@ -175,16 +173,16 @@ def _stop(child: subprocess.Popen) -> None:
     child.wait()
 
 
-def build(*, force: bool = False) -> tuple[Path | None, str | None]:
-    """Write this JVM's archive unless it exists; returns its path (None when there is
-    none) and what happened for the install log (None: it was there already)."""
+def build(*, force: bool = False) -> str | None:
+    """Write this JVM's archive unless it exists; returns what happened for the install
+    log (None: it was there already)."""
     key = fingerprint()
     if key is None:
-        return None, "no class archive: a class-path variable is set, or Spark's conf folder, or no java"
+        return "no class archive: a class-path variable is set, or Spark's conf folder, or no java"
     path = archive_path(key)
     assert path is not None
     if path.exists() and not force:
-        return path, None
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean(path.parent)
     partial = path.parent / f"driver-{key}.{os.getpid()}.partial"
@@ -208,9 +206,9 @@ def build(*, force: bool = False) -> tuple[Path | None, str | None]:
     if failed is not None:
         partial.unlink(missing_ok=True)
         tail = "\n".join(failed.splitlines()[-5:])
-        return None, f"no class archive (Spark starts without it, only slower): {tail}"
+        return f"{WITHOUT}: {tail}"
     partial.replace(path)
-    return path, f"class archive {path} written in {time.monotonic() - started:.0f} s"
+    return f"class archive {path} written in {time.monotonic() - started:.0f} s"
 
 
 def dump_options() -> str:
@@ -227,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         _workload()
         return 0
     try:
-        _, message = build(force=args[:1] == ["--force"])
+        message = build(force=args[:1] == ["--force"])
     except Exception as error:  # noqa: BLE001 - never fail an install over a speed-up
-        message = f"no class archive (Spark starts without it, only slower): {error}"
+        message = f"{WITHOUT}: {error}"
     except KeyboardInterrupt:
         print("driftline: class archive not written (interrupted)", file=sys.stderr)
         return 130
