@@ -2,8 +2,9 @@
 
 Decoding returns data, never raises for bad bytes: any input gives either
 ``Valid(record)`` or ``Invalid`` with ``NOT_FRAMED``, ``UNKNOWN_SCHEMA`` or
-``DECODE_FAILED``. This is the reference path; the Spark reader decodes in bulk and
-falls back to this to isolate the bad records of a block that fails.
+``DECODE_FAILED``. Python-side uses only, a record at a time: a reference profile read
+from a topic, the dead-letter replay. The streaming job decodes in the JVM
+(:mod:`driftline.spark.decode`).
 """
 
 from __future__ import annotations
