@@ -17,7 +17,8 @@ job's own scoring rhythm and measure one phase only.
 
 Every phase is measured twice, side by side in one run: with alerts on closed windows
 only (the default) and with ``[drift] early_alerts`` (a track one window short may fire
-on the still-open window's rows so far; docs/drift.md).
+on the still-open window's rows so far, and an open window whose end the stream has
+passed counts as it scores; docs/drift.md).
 
 Runs share one SparkSession, broker, Prometheus and Alertmanager; each has its own
 topics, checkpoint and tables. Before drifting, a run waits until the previous run's

@@ -238,7 +238,8 @@ class DriftConfig(_Model):
     early_alerts: bool = Field(
         default=False,
         description="Let an alert one drifted window short of persistence_k fire on a window still open, "
-        "once its rows so far (at least min_rows) score drifted: one window sooner, judged again at close.",
+        "once its rows so far (at least min_rows) score drifted; open windows whose end the stream has "
+        "passed count as they score. Sooner by up to a window plus the watermark; judged again at close.",
     )  # fmt: skip
     breaker_open_rate: float = Field(
         default=0.2, gt=0, le=1,

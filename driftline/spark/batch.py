@@ -377,7 +377,7 @@ class BatchProcessor:
         if plan.drift is not None:
             with timed("drift"):
                 still_open = sorted(windows - set(closed))
-                policy = plan.drift.score_closed(spark, batch_id, closed, current, policy, still_open)
+                policy = plan.drift.score_closed(spark, batch_id, closed, current, policy, still_open, newest)
         totals = add_totals(self._totals_before(spark, previous, batch_id), record)
         faults.point("before_commit", batch_id)
         windows = tuple(sorted(windows))

@@ -187,12 +187,14 @@ class DriftScorer:
         windows: StateVersion,
         policy: dict[str, Any] | None,
         still_open: list[tuple[datetime, datetime]] = (),
+        newest_event: datetime | None = None,
     ) -> dict[str, Any] | None:
         """Score ``closed`` windows (start, end) from the state version ``windows`` of this
         batch, advance the alert policy from its state ``policy`` (``PolicyState.to_dict``,
         kept in the window state's commit record), write scores and alerts. With early
         alerts on, the ``still_open`` windows may then fire a track one window short
-        (:meth:`_fire_early`).
+        (:meth:`_fire_early`; ``newest_event``, the newest valid event time so far, tells which
+        of them the stream has passed).
 
         Returns the policy's new state (``policy`` itself when nothing closed or fired).
         """
@@ -233,7 +235,9 @@ class DriftScorer:
                     alert_rows.append(self._alert_row(event, score, start, end, since, ranges.get(start, []),
                                                       episode))  # fmt: skip
             state.prune_offsets()
-        fired_early = self._fire_early(state, windows, still_open) if early and not breaker.open else []
+        fired_early = (
+            self._fire_early(state, windows, still_open, newest_event) if early and not breaker.open else []
+        )
         if not closed and not fired_early:
             return policy
         alert_rows.extend(fired_early)
@@ -253,33 +257,50 @@ class DriftScorer:
         return state.to_dict()
 
     def _fire_early(
-        self, state: PolicyState, windows: StateVersion, still_open: list[tuple[datetime, datetime]]
+        self,
+        state: PolicyState,
+        windows: StateVersion,
+        still_open: list[tuple[datetime, datetime]],
+        newest: datetime | None,
     ) -> list[dict[str, Any]]:
         """Early alerts: each still-open window, oldest first, scored on its rows so far (the
         same counts and formulas as a closed window, from this batch's state version); a
         track one drifted window short of firing fires on it if it scores ``drifted``
-        (:meth:`~driftline.stats.policy.AlertTrack.fire_early`). Driver side, per batch,
-        and only while some track is one short: nothing is scored otherwise. No
-        ``drift_scores`` row is written for an open window; its final score comes when it
-        closes. Returns the ``alerts`` rows of the tracks that fired (``early`` true)."""
+        (:meth:`~driftline.stats.policy.AlertTrack.fire_early`). An open window whose end
+        the newest event time ``newest`` has passed (only the watermark keeps it open)
+        then counts, as it scored, for the open windows after it. Driver side, per batch,
+        and only while some track could fire (one short, with every passed window
+        drifted): nothing is scored otherwise. No ``drift_scores`` row is written for an
+        open window; its final score comes when it closes. Returns the ``alerts`` rows of
+        the tracks that fired (``early`` true)."""
         rows: list[dict[str, Any]] = []
         keys = [f"{f}/{m}" for f in self.reference.features for m in self.methods]
-        for start, end in sorted(still_open):
-            if not any(state.one_short(self.policy, key) for key in keys):
-                break
+        ordered = sorted(still_open)
+        passable = [(iso_utc(s), Verdict.DRIFTED) for s, e in ordered if newest is not None and e <= newest]
+        if not any(state.one_short(self.policy, key, passable) for key in keys):
+            return rows  # not even with every passed window drifted
+        passed: dict[str, list[tuple[str, Verdict]]] = {key: [] for key in keys}
+        passed_ranges: dict[str, list] = {}
+        for start, end in ordered:
             window_counts = self._window_counts(windows, [start]).get(start)
             if not window_counts:
                 continue
             ranges = window_offset_ranges(windows, [start]).get(start, [])
             label = iso_utc(start)
-            for score in self.reference.score(window_counts, methods=self.methods, policy=self.policy):
-                if not state.fire_early(self.policy, score.key, label, score.verdict):
+            scores = self.reference.score(window_counts, methods=self.methods, policy=self.policy)
+            for score in scores:
+                if not state.fire_early(self.policy, score.key, label, score.verdict, passed[score.key]):
                     continue
                 since = state.tracks[score.key].since
-                state.offsets[label] = ranges  # the episode's newest window, its rows so far
+                state.offsets.update(passed_ranges)  # the episode's open windows, their rows so far
+                state.offsets[label] = ranges
                 episode = state.episodes[score.key] = merge_ranges(state.episode(score.key))
                 row = self._alert_row("fired", score, start, end, since, ranges, episode)
                 rows.append({**row, "early": True})
+            if newest is not None and end <= newest:
+                passed_ranges[label] = ranges
+                for score in scores:
+                    passed[score.key].append((label, score.verdict))
         return rows
 
     def export_saved_state(self, spark) -> None:

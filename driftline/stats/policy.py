@@ -21,12 +21,16 @@ only after ``resolve_after`` consecutive ``clear`` windows (``elevated`` ones re
 the count), so a score hovering around the threshold does not flap.
 
 *Early alerts* (``early_alerts``, off by default): a track one drifted window short of
-firing (``persistence_k - 1`` of its last ``persistence_n - 1`` judged windows drifted)
-may fire on a window that is still open, when that window's rows so far (at least
-``min_rows``) already score ``drifted``: :meth:`AlertTrack.fire_early`. The open window
-is not added to the track's history: it is judged like any other when it closes, and
-a firing alert resolves by the same hysteresis. An early alert comes one window sooner
-(see docs/drift.md), at the price that the partial window may not stay drifted.
+firing (``persistence_k - 1`` of its last ``persistence_n - 1`` windows drifted) may
+fire on a window that is still open, when that window's rows so far (at least
+``min_rows``) already score ``drifted``: :meth:`AlertTrack.fire_early`. The windows
+that count are the judged ones and, after them, the *passed* ones: open windows whose
+end the stream's newest event time has passed, so every on-time record of theirs is in
+and only the watermark's allowance for late ones keeps them open; they count as they
+score so far. Neither kind of open window is added to the track's history: each is
+judged like any other when it closes, and a firing alert resolves by the same
+hysteresis. An early alert comes up to two windows' time sooner (see docs/drift.md),
+at the price that a partial window may not stay drifted.
 
 Examples
 --------
@@ -43,6 +47,7 @@ False
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -101,6 +106,10 @@ class AlertPolicy:
         return Verdict.CLEAR
 
 
+_UNJUDGED = (Verdict.INSUFFICIENT, Verdict.DEGRADED)  # neither counts nor resets a track
+Passed = Sequence[tuple[str, Verdict]]  # open windows the stream has passed, as they score so far
+
+
 @dataclass
 class AlertTrack:
     """Where one (feature, method) stands: its recent judged windows and whether it fires."""
@@ -112,7 +121,7 @@ class AlertTrack:
 
     def observe(self, policy: AlertPolicy, window: str, verdict: Verdict) -> str | None:
         """Feed one window's verdict; return ``"fired"``, ``"resolved"`` or ``None``."""
-        if verdict in (Verdict.INSUFFICIENT, Verdict.DEGRADED):
+        if verdict in _UNJUDGED:
             return None
         self.recent = [*self.recent, (window, verdict is Verdict.DRIFTED)][-policy.persistence_n :]
         if not self.firing:
@@ -127,25 +136,30 @@ class AlertTrack:
             return "resolved"
         return None
 
-    def _before_next(self, policy: AlertPolicy) -> list[tuple[str, bool]]:
-        """The judged windows that count with the next one: the last ``persistence_n - 1``."""
-        return self.recent[-(policy.persistence_n - 1) :] if policy.persistence_n > 1 else []
+    def _before_next(self, policy: AlertPolicy, passed: Passed = ()) -> list[tuple[str, bool]]:
+        """The windows that count with the next one: the last ``persistence_n - 1`` of the
+        judged ones followed by ``passed`` (open windows as they score so far, oldest
+        first; insufficient and degraded ones skipped, as in :meth:`observe`)."""
+        counted = [*self.recent, *((w, v is Verdict.DRIFTED) for w, v in passed if v not in _UNJUDGED)]
+        return counted[-(policy.persistence_n - 1) :] if policy.persistence_n > 1 else []
 
-    def one_short(self, policy: AlertPolicy) -> bool:
+    def one_short(self, policy: AlertPolicy, passed: Passed = ()) -> bool:
         """Whether one more drifted window fires it: not firing, and ``persistence_k - 1``
-        of its last ``persistence_n - 1`` judged windows drifted."""
+        of its last ``persistence_n - 1`` windows (judged, then ``passed``) drifted."""
         if self.firing:
             return False
-        return sum(flagged for _, flagged in self._before_next(policy)) >= policy.persistence_k - 1
+        return sum(flagged for _, flagged in self._before_next(policy, passed)) >= policy.persistence_k - 1
 
-    def fire_early(self, policy: AlertPolicy, window: str, verdict: Verdict) -> bool:
+    def fire_early(self, policy: AlertPolicy, window: str, verdict: Verdict, passed: Passed = ()) -> bool:
         """An early alert: fire on ``window``, still open, whose rows so far are judged
-        ``verdict``, if the track is :meth:`one_short`. The window is not added to
-        :attr:`recent` (it is observed when it closes); :attr:`since` is the first drifted
-        window of the ones that count, this one if no closed one does."""
-        if verdict is not Verdict.DRIFTED or not self.one_short(policy):
+        ``verdict``, if the track is :meth:`one_short` with the open windows before it
+        that the stream has passed, ``passed`` ((window, verdict so far), oldest first).
+        No open window is added to :attr:`recent` (each is observed when it closes);
+        :attr:`since` is the first drifted window of the ones that count, this one if no
+        other does."""
+        if verdict is not Verdict.DRIFTED or not self.one_short(policy, passed):
             return False
-        drifted = [w for w, flagged in self._before_next(policy) if flagged]
+        drifted = [w for w, flagged in self._before_next(policy, passed) if flagged]
         self.firing, self.since, self.clear_streak = True, (drifted or [window])[0], 0
         return True
 
@@ -171,18 +185,20 @@ class PolicyState:
     def observe(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> str | None:
         return self.tracks.setdefault(key, AlertTrack()).observe(policy, window, verdict)
 
-    def fire_early(self, policy: AlertPolicy, key: str, window: str, verdict: Verdict) -> bool:
+    def fire_early(
+        self, policy: AlertPolicy, key: str, window: str, verdict: Verdict, passed: Passed = ()
+    ) -> bool:
         """:meth:`AlertTrack.fire_early` for ``key``; a key not seen yet gets a track only if it fires."""
         track = self.tracks.get(key, AlertTrack())
-        if not track.fire_early(policy, window, verdict):
+        if not track.fire_early(policy, window, verdict, passed):
             return False
         self.tracks[key] = track
         return True
 
-    def one_short(self, policy: AlertPolicy, key: str) -> bool:
-        """Whether ``key`` fires on one more drifted window (a key not seen yet: if k = 1)."""
-        track = self.tracks.get(key)
-        return track.one_short(policy) if track is not None else policy.persistence_k == 1
+    def one_short(self, policy: AlertPolicy, key: str, passed: Passed = ()) -> bool:
+        """Whether ``key`` fires on one more drifted window after ``passed`` (a key not
+        seen yet: an empty history)."""
+        return self.tracks.get(key, AlertTrack()).one_short(policy, passed)
 
     def episode(self, key: str) -> list[Any]:
         """The offsets kept for the windows of ``key``'s current episode (from its first

@@ -248,6 +248,42 @@ def test_an_early_alert_fires_exactly_when_the_open_window_closing_drifted_would
         assert open_window not in [w for w, _ in early.tracks["x/ks"].recent]
 
 
+@PROPERTY
+@given(
+    kn=st.integers(1, 5).flatmap(lambda n: st.tuples(st.integers(1, n), st.just(n))),
+    verdicts=st.lists(st.sampled_from([D, E, C, N]), max_size=30),
+    passed=st.lists(st.sampled_from([D, E, C, N]), max_size=3),
+    provisional=st.sampled_from([D, E, C, N]),
+)
+def test_open_windows_the_stream_has_passed_count_as_they_score(kn, verdicts, passed, provisional) -> None:
+    """The open windows, oldest first, as the job meets them: the ones the stream has
+    passed (``passed``, each also an open window that may fire itself), then the current
+    one. An early alert fires on the first open window where the sliding-window oracle,
+    run over the history and the open windows as they score so far, fires; never where the
+    history alone had fired already; with the oracle's first flagged window; and no open
+    window enters the history."""
+    k, n = kn
+    policy = AlertPolicy(persistence_k=k, persistence_n=n, resolve_after=1000, early_alerts=True)
+    early, closing = PolicyState(), PolicyState()
+    for i, v in enumerate(verdicts):
+        early.observe(policy, "x/ks", f"w{i:02d}", v)
+    open_verdicts = [*passed, provisional]
+    labels = [f"w{len(verdicts) + j:02d}" for j in range(len(open_verdicts))]
+    fired_at = None
+    for j, v in enumerate(open_verdicts):
+        prior = list(zip(labels[:j], passed[:j], strict=True))
+        if early.fire_early(policy, "x/ks", labels[j], v, prior):
+            assert fired_at is None  # once per episode
+            fired_at = len(verdicts) + j
+    expected = first_fire_by_sliding_window([*verdicts, *open_verdicts], k, n)
+    assert fired_at == (expected if expected is not None and expected >= len(verdicts) else None)
+    if fired_at is not None:
+        for i, v in enumerate([*verdicts, *open_verdicts][: fired_at + 1]):
+            closing.observe(policy, "x/ks", f"w{i:02d}", v)
+        assert early.tracks["x/ks"].since == closing.tracks["x/ks"].since
+        assert not set(labels) & {w for w, _ in early.tracks["x/ks"].recent}
+
+
 def test_an_early_alert_is_judged_again_when_its_window_closes_and_resolves_by_hysteresis() -> None:
     policy = AlertPolicy(persistence_k=2, persistence_n=3, resolve_after=2, early_alerts=True)
     state = PolicyState()
