@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from driftline.errors import BrokerError
+from driftline.jvm import java_binary as find_java
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ class BrokerState:
 
 def java_binary() -> str:
     """``$JAVA_HOME/bin/java`` or ``java`` on PATH; :class:`BrokerError` when neither exists."""
-    from driftline.jvm import java_binary as find_java
-
     found = find_java()
     if found is None:
         raise BrokerError("the embedded Kafka broker needs Java 17+ ('java' not found; set JAVA_HOME)")

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from driftline.jvm import java_binary
+
 #: Environment variables whose folders Spark's launcher puts on the driver's class path.
 CLASS_PATH_VARIABLES = ("SPARK_CONF_DIR", "HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_DIST_CLASSPATH")
 
@@ -72,8 +74,6 @@ def fingerprint() -> str | None:
     be used (no ``java``, a class-path variable set, a non-empty Spark ``conf`` folder)."""
     if any(os.environ.get(name) for name in CLASS_PATH_VARIABLES):
         return None
-    from driftline.jvm import java_binary
-
     found = java_binary()
     java = Path(found).resolve() if found else None
     spark_home = _spark_home()

@@ -261,13 +261,13 @@ class DriftScorer:
         state: PolicyState,
         windows: StateVersion,
         still_open: list[tuple[datetime, datetime]],
-        newest: datetime | None,
+        newest_event: datetime | None,
     ) -> list[dict[str, Any]]:
         """Early alerts: each still-open window, oldest first, scored on its rows so far (the
         same counts and formulas as a closed window, from this batch's state version); a
         track one drifted window short of firing fires on it if it scores ``drifted``
         (:meth:`~driftline.stats.policy.AlertTrack.fire_early`). An open window whose end
-        the newest event time ``newest`` has passed (only the watermark keeps it open)
+        the newest event time ``newest_event`` has passed (only the watermark keeps it open)
         then counts, as it scored, for the open windows after it. Driver side, per batch,
         and only while some track could fire (one short, with every passed window
         drifted): nothing is scored otherwise. No ``drift_scores`` row is written for an
@@ -276,7 +276,8 @@ class DriftScorer:
         rows: list[dict[str, Any]] = []
         keys = [f"{f}/{m}" for f in self.reference.features for m in self.methods]
         ordered = sorted(still_open)
-        passable = [(iso_utc(s), Verdict.DRIFTED) for s, e in ordered if newest is not None and e <= newest]
+        passed_starts = {start for start, end in ordered if newest_event is not None and end <= newest_event}
+        passable = [(iso_utc(start), Verdict.DRIFTED) for start in sorted(passed_starts)]
         if not any(state.one_short(self.policy, key, passable) for key in keys):
             return rows  # not even with every passed window drifted
         passed: dict[str, list[tuple[str, Verdict]]] = {key: [] for key in keys}
@@ -297,7 +298,7 @@ class DriftScorer:
                 episode = state.episodes[score.key] = merge_ranges(state.episode(score.key))
                 row = self._alert_row("fired", score, start, end, since, ranges, episode)
                 rows.append({**row, "early": True})
-            if newest is not None and end <= newest:
+            if start in passed_starts:
                 passed_ranges[label] = ranges
                 for score in scores:
                     passed[score.key].append((label, score.verdict))
